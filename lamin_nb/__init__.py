@@ -1,0 +1,74 @@
+"""lamin_nb: data artifacts in storage, metadata in SQL, always in sync.
+
+    import lamin_nb as ln
+    ln.init(storage="./data")
+    ln.Artifact("results.csv", key="runs/results.csv").save()
+
+Names are imported lazily so ``import lamin_nb`` stays fast and Jupyter-free.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "init": "lamin_nb.core.instance",
+    "connect": "lamin_nb.core.instance",
+    "Artifact": "lamin_nb.core.artifact",
+    "save": "lamin_nb.core.save",
+    "SaveReport": "lamin_nb.core.save",
+    "check": "lamin_nb.core.consistency",
+    "ConsistencyReport": "lamin_nb.core.consistency",
+    "repair": "lamin_nb.core.repair",
+    "RepairPlan": "lamin_nb.core.repair",
+    "restore_quarantined": "lamin_nb.core.repair",
+    "list_quarantined": "lamin_nb.core.repair",
+    "settings": "lamin_nb.core.public",
+    "LaminNbError": "lamin_nb.core.errors",
+    "SaveError": "lamin_nb.core.errors",
+    "ValidationError": "lamin_nb.core.errors",
+    "StorageError": "lamin_nb.core.errors",
+    "NotFoundError": "lamin_nb.core.errors",
+    "IntegrityError": "lamin_nb.core.errors",
+    "InstanceError": "lamin_nb.core.errors",
+    "SaveCallback": "lamin_nb.core.callbacks",
+    "TextProgress": "lamin_nb.core.callbacks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from lamin_nb.core.artifact import Artifact
+    from lamin_nb.core.callbacks import SaveCallback, TextProgress
+    from lamin_nb.core.consistency import ConsistencyReport, check
+    from lamin_nb.core.errors import (
+        InstanceError, IntegrityError, LaminNbError, NotFoundError, SaveError, StorageError,
+        ValidationError,
+    )
+    from lamin_nb.core.instance import connect, init
+    from lamin_nb.core.public import settings
+    from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
+    from lamin_nb.core.save import SaveReport, save
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamin_nb' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext lamin_nb``: register the magics (imports IPython only now)."""
+    from lamin_nb.jupyter import load_ipython_extension as load
+
+    load(ipython)

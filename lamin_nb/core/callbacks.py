@@ -1,0 +1,142 @@
+"""The progress protocol: an object passed down into save, no-op by default (fsspec style).
+
+Events for a save of N items: ``start(items)`` once, then per item ``state(i, ...)`` and
+``advance(i, nbytes)`` (from worker threads), then ``finish(report)`` once. States per item:
+
+    queued -> [hashing] -> [uploading] -> committing -> saved
+    queued -> [hashing] -> deduplicated | already saved
+    any non-final state -> failed (detail = reason)
+    uploading/committing -> rolled back   (undone because the batch failed, atomic=True)
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .save import SaveReport
+
+
+class ItemState(str, Enum):
+    QUEUED = "queued"
+    HASHING = "hashing"
+    UPLOADING = "uploading"
+    COMMITTING = "committing"
+    SAVED = "saved"
+    DEDUPLICATED = "deduplicated"
+    ALREADY_SAVED = "already saved"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled back"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {ItemState.SAVED, ItemState.DEDUPLICATED, ItemState.ALREADY_SAVED, ItemState.FAILED,
+     ItemState.ROLLED_BACK}
+)
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    index: int
+    label: str
+    size: int | None
+
+
+class SaveCallback:
+    """Base class and no-op default: subclasses override only what they render."""
+
+    def start(self, items: list[ItemInfo]) -> None:
+        pass
+
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        pass
+
+    def advance(self, index: int, nbytes: int) -> None:
+        pass
+
+    def finish(self, report: SaveReport) -> None:
+        pass
+
+
+NO_PROGRESS = SaveCallback()
+
+
+class RecordingCallback(SaveCallback):
+    """Keeps every event; thread-safe. Useful in tests and for replaying into a UI."""
+
+    def __init__(self) -> None:
+        self.items: list[ItemInfo] = []
+        self.events: list[tuple[int, ItemState, str]] = []
+        self.bytes: dict[int, int] = {}
+        self.report: SaveReport | None = None
+        self._lock = threading.Lock()
+
+    def start(self, items: list[ItemInfo]) -> None:
+        self.items = list(items)
+
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        with self._lock:
+            self.events.append((index, state, detail))
+
+    def advance(self, index: int, nbytes: int) -> None:
+        with self._lock:
+            self.bytes[index] = self.bytes.get(index, 0) + nbytes
+
+    def finish(self, report: SaveReport) -> None:
+        self.report = report
+
+    def states_of(self, index: int) -> list[ItemState]:
+        return [s for i, s, _ in self.events if i == index]
+
+
+class TextProgress(SaveCallback):
+    """One line per final item state and a summary: readable in a terminal and in logs."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.labels: dict[int, str] = {}
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def start(self, items: list[ItemInfo]) -> None:
+        self.labels = {item.index: item.label for item in items}
+        self.total = len(items)
+        size = sum(item.size or 0 for item in items)
+        self._write(f"saving {self.total} item(s), {_human(size)}")
+
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        if not state.is_final:
+            return
+        with self._lock:
+            self.done += 1
+            done = self.done
+        suffix = f": {detail}" if detail else ""
+        self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
+
+    def finish(self, report: SaveReport) -> None:
+        self._write(report.summary())
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self.stream, flush=True)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def human_size(n: Any) -> str:
+    return _human(float(n or 0))

@@ -1,0 +1,175 @@
+"""``check``: database rows against one listing of the managed prefix (DESIGN §4 I1, I2).
+
+Rows are streamed in batches, so memory is one batch plus the listing, whatever the object
+sizes. The report is plain data; widgets and the CLI render it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from .hashing import hash_stream
+from .instance import Instance, current
+from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
+from .storage import ObjectInfo, owner_of_temp
+
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    uid: str
+    key: str | None
+    name: str  # object name under the managed prefix
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    uid: str
+    key: str | None
+    name: str
+    kind: str  # "size" or "hash"
+    expected: Any
+    actual: Any
+
+
+@dataclass(frozen=True)
+class Orphan:
+    name: str
+    size: int
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class InFlight:
+    uid: str
+    key: str | None
+    name: str
+    owner: str | None
+    age_seconds: float
+    expired: bool
+    object_present: bool
+
+
+@dataclass
+class ConsistencyReport:
+    storage: str
+    deep: bool
+    checked_at: datetime
+    n_ok: int = 0
+    n_rows: int = 0
+    n_objects: int = 0
+    missing: list[RowIssue] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    mismatched: list[Mismatch] = field(default_factory=list)
+    pending: list[InFlight] = field(default_factory=list)
+    deleting: list[InFlight] = field(default_factory=list)
+    lost: list[RowIssue] = field(default_factory=list)
+
+    @property
+    def is_consistent(self) -> bool:
+        """I1 and I2 hold and nothing waits for repair (live uploads and deletes are fine)."""
+        stuck = any(r.expired for r in self.pending + self.deleting)
+        return not (self.missing or self.orphans or self.mismatched or stuck)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["checked_at"] = self.checked_at.isoformat() + "Z"
+        data["is_consistent"] = self.is_consistent
+        return data
+
+    def summary(self) -> str:
+        verdict = "consistent" if self.is_consistent else "NOT consistent"
+        parts = [f"{self.n_ok} ok", f"{len(self.missing)} missing", f"{len(self.orphans)} orphans",
+                 f"{len(self.mismatched)} mismatched", f"{len(self.pending)} pending",
+                 f"{len(self.deleting)} deleting"]
+        if self.lost:
+            parts.append(f"{len(self.lost)} lost")
+        return f"storage and database are {verdict}: " + ", ".join(parts)
+
+    def __repr__(self) -> str:
+        lines = [self.summary()]
+        for title, entries in (("missing objects", self.missing), ("orphans", self.orphans),
+                               ("mismatched", self.mismatched), ("pending", self.pending),
+                               ("deleting", self.deleting)):
+            for entry in entries[:20]:
+                lines.append(f"  {title}: {_describe(entry)}")
+            if len(entries) > 20:
+                lines.append(f"  {title}: ... and {len(entries) - 20} more")
+        return "\n".join(lines)
+
+
+def _describe(entry: Any) -> str:
+    if isinstance(entry, Orphan):
+        return f"{entry.name} ({entry.size} bytes, {entry.age_seconds:.0f} s old)"
+    if isinstance(entry, Mismatch):
+        return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
+    if isinstance(entry, InFlight):
+        state = "expired" if entry.expired else "in flight"
+        return f"{entry.name} ({state}, {entry.age_seconds:.0f} s, owner {entry.owner})"
+    return f"{entry.name} key={entry.key!r}"
+
+
+def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyReport:
+    """Compare rows and objects; ``deep=True`` re-hashes every committed object."""
+    if not isinstance(deep, bool):
+        raise TypeError(f"deep must be True or False, not {type(deep).__name__}")
+    inst = instance or current()
+    now = utcnow()
+    listing = {info.name: info for info in inst.storage.list_objects()}
+    report = ConsistencyReport(inst.storage.root, deep, now, n_objects=len(listing))
+    temps: dict[str, list[str]] = {}
+    for name in listing:
+        owner = owner_of_temp(name)
+        if owner is not None:
+            temps.setdefault(owner, []).append(name)
+    stmt = select(ArtifactRow.uid, ArtifactRow.key, ArtifactRow.suffix, ArtifactRow.size,
+                  ArtifactRow.hash, ArtifactRow.status, ArtifactRow.owner,
+                  ArtifactRow.lease_expires_at, ArtifactRow.updated_at)
+    with inst.db.read() as session:
+        result = session.execute(stmt.execution_options(yield_per=BATCH))
+        for row in result:
+            report.n_rows += 1
+            name = f"{row.uid}{row.suffix}"
+            info = listing.pop(name, None)
+            for temp in temps.pop(name, []):
+                listing.pop(temp, None)
+            _classify(inst, report, row, name, info, now)
+    for info in listing.values():
+        report.orphans.append(Orphan(info.name, info.size, (now - info.mtime).total_seconds()))
+    return report
+
+
+def _classify(inst: Instance, report: ConsistencyReport, row: Any, name: str,
+              info: ObjectInfo | None, now: datetime) -> None:
+    if row.status in (PENDING, DELETING):
+        expired = row.lease_expires_at is None or row.lease_expires_at < now
+        entry = InFlight(row.uid, row.key, name, row.owner,
+                         (now - row.updated_at).total_seconds(), expired, info is not None)
+        (report.pending if row.status == PENDING else report.deleting).append(entry)
+    elif row.status == LOST:
+        report.lost.append(RowIssue(row.uid, row.key, name, "marked lost by repair"))
+    elif row.status == COMMITTED:
+        _check_committed(inst, report, row, name, info)
+
+
+def _check_committed(inst: Instance, report: ConsistencyReport, row: Any, name: str,
+                     info: ObjectInfo | None) -> None:
+    if info is None:
+        report.missing.append(RowIssue(row.uid, row.key, name, "object not found"))
+    elif row.size is not None and info.size != row.size:
+        report.mismatched.append(Mismatch(row.uid, row.key, name, "size", row.size, info.size))
+    elif report.deep and row.hash is not None and _rehash(inst, name) != row.hash:
+        report.mismatched.append(Mismatch(row.uid, row.key, name, "hash", row.hash, "different"))
+    else:
+        report.n_ok += 1
+
+
+def _rehash(inst: Instance, name: str) -> str:
+    with inst.storage.open(name) as fh:
+        return hash_stream(fh)[0]

@@ -1,0 +1,91 @@
+"""The delete protocol: trash (reversible) and permanent (deleting -> object gone -> row gone)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from . import rows
+from .errors import NotFoundError, StorageError, describe
+from .faults import fault
+from .instance import current, owner_id
+from .models import COMMITTED, DELETING, ArtifactRow, utcnow
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+
+logger = logging.getLogger("lamin_nb")
+
+
+def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
+    stmt = select(ArtifactRow).where(ArtifactRow.uid == artifact.uid,
+                                     ArtifactRow.status == COMMITTED)
+    row = session.scalars(stmt).first()  # type: ignore[attr-defined]
+    if row is None:
+        raise NotFoundError(f"{artifact!r} is not a saved artifact (anymore)")
+    return row
+
+
+def _set_trashed(artifact: Artifact, trashed: bool) -> None:
+    inst = current()
+    with inst.db.write() as session:
+        row = _committed_row(session, artifact)
+        row.is_trashed = trashed
+        row.updated_at = utcnow()
+        session.flush()
+        rows.refresh_latest(session, [row.key])
+        session.refresh(row)
+        artifact._adopt(row)
+
+
+def trash(artifact: Artifact) -> None:
+    """Hide from queries; the object stays and ``restore()`` brings it back."""
+    _set_trashed(artifact, True)
+
+
+def restore(artifact: Artifact) -> None:
+    _set_trashed(artifact, False)
+
+
+def delete_permanently(artifact: Artifact) -> None:
+    """Never leaves a committed row without its object: the row is marked first.
+
+    If the object cannot be deleted, the row goes back to committed and the artifact is intact;
+    if even that fails, the ``deleting`` row is rolled forward by ``ln.repair()``.
+    """
+    inst = current()
+    with inst.db.write() as session:
+        row = _committed_row(session, artifact)
+        row.status, row.owner, row.lease_expires_at = DELETING, owner_id(), rows.lease_until()
+        session.flush()
+        rows.refresh_latest(session, [row.key])
+    fault("mid_delete")
+    name = artifact._object_name
+    try:
+        inst.storage.delete(name)
+    except Exception as exc:
+        _revert(artifact)
+        raise StorageError(
+            f"could not delete {artifact!r}: {describe(exc)}; the artifact is unchanged"
+        ) from exc
+    fault("after_object_delete")
+    with inst.db.write() as session:
+        rows.delete_rows(session, [artifact.uid], DELETING)
+    artifact.status = None
+    artifact.is_latest = False
+
+
+def _revert(artifact: Artifact) -> None:
+    inst = current()
+    try:
+        with inst.db.write() as session:
+            session.execute(
+                update(ArtifactRow)
+                .where(ArtifactRow.uid == artifact.uid, ArtifactRow.status == DELETING)
+                .values(status=COMMITTED, owner=None, lease_expires_at=None)
+            )
+            rows.refresh_latest(session, [artifact.key])
+    except Exception as exc:  # noqa: BLE001 - the deleting row is finished by ln.repair()
+        logger.warning("left %s marked deleting for ln.repair(): %s", artifact.uid, describe(exc))

@@ -1,0 +1,53 @@
+"""One error hierarchy; every class mixes in the builtin a caller would expect to catch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .save import SaveReport
+
+
+class LaminNbError(Exception):
+    """Base class of every error lamin_nb raises on purpose."""
+
+
+class ValidationError(LaminNbError, ValueError):
+    """Input that cannot be saved: named item, named cause, nothing written."""
+
+
+class StorageError(LaminNbError, OSError):
+    """The storage location refused or failed an operation."""
+
+
+class NotFoundError(LaminNbError, LookupError):
+    """No committed artifact (or instance) matches."""
+
+
+class IntegrityError(LaminNbError):
+    """Storage and database disagree in a way the operation cannot fix itself."""
+
+
+class InstanceError(LaminNbError, RuntimeError):
+    """No current instance, or the instance settings cannot be used."""
+
+
+class SaveError(LaminNbError, RuntimeError):
+    """A save failed; `.report` tells what was saved and what failed."""
+
+    def __init__(self, message: str, report: SaveReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
+def describe(exc: BaseException) -> str:
+    """A short, user-facing cause: 'Access Denied (Forbidden)', never a traceback."""
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, PermissionError) and "denied" not in text.lower():
+        text = f"Access Denied ({text})"
+    if isinstance(exc, LaminNbError):
+        return text
+    return f"{text} ({type(exc).__name__})"

@@ -1,0 +1,45 @@
+"""Fault points for crash tests: ``LAMIN_NB_FAULT=point[:action]`` (action kill|raise).
+
+Read once at import; when unset, ``fault()`` is a dictionary miss and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "after_reserve", "mid_upload", "after_upload", "before_commit", "after_commit",
+    "mid_delete", "after_object_delete",
+)
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point switched on with the ``raise`` action."""
+
+
+def _parse(spec: str | None) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for part in (spec or "").split(","):
+        if part.strip():
+            point, _, action = part.strip().partition(":")
+            table[point] = action or "kill"
+    return table
+
+
+_ACTIVE: dict[str, str] = _parse(os.environ.get("LAMIN_NB_FAULT"))
+
+
+def configure(spec: str | None) -> None:
+    """Switch fault points on (or off with ``None``) inside a running process."""
+    _ACTIVE.clear()
+    _ACTIVE.update(_parse(spec))
+
+
+def fault(point: str) -> None:
+    action = _ACTIVE.get(point)
+    if action is None:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise InjectedFault(f"injected fault at {point}")

@@ -1,0 +1,69 @@
+"""Typed SQLAlchemy 2 models. Times are naive UTC so SQLite and PostgreSQL agree."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = "0001"
+
+PENDING = "pending"
+COMMITTED = "committed"
+DELETING = "deleting"
+LOST = "lost"
+STATUSES = (PENDING, COMMITTED, DELETING, LOST)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArtifactRow(Base):
+    """One stored object. Only rows with status ``committed`` are visible to users."""
+
+    __tablename__ = "lamin_artifact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(20), unique=True)
+    key: Mapped[str | None] = mapped_column(String(1024), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    suffix: Mapped[str] = mapped_column(String(64), default="")
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    hash_type: Mapped[str | None] = mapped_column(String(16))
+    otype: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=False)
+    storage: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    is_trashed: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),)
+
+
+class InstanceRow(Base):
+    """Identifies the instance a database belongs to (one row)."""
+
+    __tablename__ = "lamin_instance"
+
+    uid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    storage_root: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+ARTIFACT_FIELDS = (
+    "uid", "key", "description", "suffix", "size", "hash", "hash_type", "otype",
+    "version", "is_latest", "storage", "created_at", "created_by", "status",
+)

@@ -1,0 +1,187 @@
+"""``repair``: a plan from ``check`` (dry run by default), applied only on request.
+
+Orphans are moved into ``_quarantine/<timestamp>/`` rather than deleted, and purged only after
+a retention period, so a wrong call can be undone with ``restore_quarantined``. Missing objects
+cannot be recreated: their rows are reported, and marked ``lost`` only when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+
+from . import recovery
+from .consistency import ConsistencyReport, check
+from .errors import ValidationError, describe
+from .instance import Instance, current
+from .models import COMMITTED, LOST, ArtifactRow, utcnow
+from .storage import QUARANTINE
+
+logger = logging.getLogger("lamin_nb")
+STAMP = "%Y%m%dT%H%M%S"
+DEFAULT_RETENTION = 7 * 86400
+
+
+@dataclass
+class RepairAction:
+    kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost | purge
+    target: str
+    detail: str = ""
+    done: bool = False
+    error: str | None = None
+
+
+@dataclass
+class RepairPlan:
+    actions: list[RepairAction]
+    skipped: list[RepairAction]
+    report: ConsistencyReport
+    dry_run: bool = True
+    applied: bool = False
+    after: ConsistencyReport | None = field(default=None, repr=False)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def summary(self) -> str:
+        mode = "applied" if self.applied else "dry run: would"
+        if not self.actions:
+            return "nothing to repair" + (f" ({len(self.skipped)} left alone)" if self.skipped else "")
+        counts: dict[str, int] = {}
+        for action in self.actions:
+            counts[action.kind] = counts.get(action.kind, 0) + 1
+        listed = ", ".join(f"{kind} x{n}" for kind, n in counts.items())
+        return f"repair {mode}: {listed}; left alone: {len(self.skipped)}"
+
+    def __repr__(self) -> str:
+        lines = [self.summary()]
+        for action in self.actions[:50] + self.skipped[:50]:
+            state = "error: " + action.error if action.error else ("done" if action.done else "")
+            lines.append(f"  {action.kind}: {action.target} {action.detail} {state}".rstrip())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(), "dry_run": self.dry_run, "applied": self.applied,
+            "actions": [vars(a) for a in self.actions], "skipped": [vars(a) for a in self.skipped],
+        }
+
+
+def repair(dry_run: bool = True, grace_seconds: float = 3600, mark_lost: bool = False,
+           purge: bool = False, retention_seconds: float = DEFAULT_RETENTION) -> RepairPlan:
+    """Plan (and with ``dry_run=False`` apply) what makes the instance consistent again.
+
+    ``grace_seconds=0`` also treats every lease as expired: use it only when no writer runs.
+    """
+    for name, flag in (("dry_run", dry_run), ("mark_lost", mark_lost), ("purge", purge)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, not {type(flag).__name__}")
+    if not isinstance(grace_seconds, (int, float)) or grace_seconds < 0:
+        raise ValidationError(f"grace_seconds must be a number >= 0, not {grace_seconds!r}")
+    inst = current()
+    report = check(instance=inst)
+    plan = _plan(inst, report, grace_seconds, mark_lost, purge, retention_seconds)
+    plan.dry_run = dry_run
+    if not dry_run:
+        _apply(inst, plan, grace_seconds == 0)
+        plan.applied = True
+        plan.after = check(instance=inst)
+    return plan
+
+
+def _plan(inst: Instance, report: ConsistencyReport, grace: float, mark_lost: bool,
+          purge: bool, retention: float) -> RepairPlan:
+    actions: list[RepairAction] = []
+    skipped: list[RepairAction] = []
+    for row in report.pending:
+        target = actions if (row.expired or grace == 0) else skipped
+        target.append(RepairAction("roll back pending", row.uid, f"({row.name})"))
+    for row in report.deleting:
+        target = actions if (row.expired or grace == 0) else skipped
+        target.append(RepairAction("roll forward deleting", row.uid, f"({row.name})"))
+    for orphan in report.orphans:
+        target = actions if orphan.age_seconds >= grace else skipped
+        target.append(RepairAction("quarantine orphan", orphan.name,
+                                   f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)"))
+    for missing in report.missing:
+        if mark_lost:
+            actions.append(RepairAction("mark lost", missing.uid, f"(object {missing.name} missing)"))
+        else:
+            skipped.append(RepairAction("missing object", missing.uid,
+                                        f"({missing.name}; pass mark_lost=True to mark it lost)"))
+    for mismatch in report.mismatched:
+        skipped.append(RepairAction(f"{mismatch.kind} mismatch", mismatch.uid, f"({mismatch.name})"))
+    if purge:
+        actions += [RepairAction("purge quarantined", name) for name in _purgeable(inst, retention)]
+    return RepairPlan(actions, skipped, report)
+
+
+def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
+    stuck = {row.uid: row for row in recovery.expired_rows(inst, all_leases=all_leases)}
+    stamp = utcnow().strftime(STAMP)
+    for action in plan.actions:
+        try:
+            _apply_one(inst, action, stuck, stamp)
+            action.done = True
+        except Exception as exc:  # noqa: BLE001 - report per action, carry on with the rest
+            action.error = describe(exc)
+            logger.warning("repair %s %s failed: %s", action.kind, action.target, action.error)
+
+
+def _apply_one(inst: Instance, action: RepairAction, stuck: dict[str, ArtifactRow],
+               stamp: str) -> None:
+    if action.kind in ("roll back pending", "roll forward deleting"):
+        row = stuck.get(action.target)
+        if row is None:
+            raise ValidationError("its lease is no longer expired (a writer is active)")
+        recovery.finish(inst, row)
+    elif action.kind == "quarantine orphan":
+        if inst.storage.exists(action.target):
+            inst.storage.move(action.target, f"{QUARANTINE}/{stamp}/{action.target}")
+    elif action.kind == "mark lost":
+        with inst.db.write() as session:
+            session.execute(update(ArtifactRow)
+                            .where(ArtifactRow.uid == action.target,
+                                   ArtifactRow.status == COMMITTED)
+                            .values(status=LOST, is_latest=False, updated_at=utcnow()))
+    elif action.kind == "purge quarantined":
+        inst.storage.delete(action.target)
+
+
+def _purgeable(inst: Instance, retention: float) -> list[str]:
+    cutoff = utcnow() - timedelta(seconds=retention)
+    names = []
+    for info in inst.storage.list_objects(QUARANTINE):
+        stamp = info.name.split("/")[1] if info.name.count("/") >= 2 else ""
+        try:
+            moved = datetime.strptime(stamp, STAMP)
+        except ValueError:
+            moved = info.mtime
+        if moved <= cutoff:
+            names.append(info.name)
+    return names
+
+
+def list_quarantined() -> list[str]:
+    return [info.name for info in current().storage.list_objects(QUARANTINE)]
+
+
+def restore_quarantined(names: list[str] | str | None = None) -> list[str]:
+    """Move quarantined objects back (all, or those whose original name is given)."""
+    inst = current()
+    wanted = {names} if isinstance(names, str) else set(names) if names is not None else None
+    restored = []
+    for quarantined in list_quarantined():
+        original = quarantined.split("/", 2)[-1]
+        if wanted is not None and original not in wanted and quarantined not in wanted:
+            continue
+        if inst.storage.exists(original):
+            raise ValidationError(f"cannot restore {original}: an object with that name exists")
+        inst.storage.move(quarantined, original)
+        restored.append(original)
+    return restored

@@ -1,0 +1,138 @@
+"""Row-level steps of the save and delete protocols, each inside a caller's transaction."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .models import COMMITTED, PENDING, ArtifactRow, utcnow
+
+T = TypeVar("T")
+CHUNK = 500  # stays far below every backend's bound-parameter limit
+
+
+def lease_seconds() -> int:
+    return int(os.environ.get("LAMIN_NB_LEASE_SECONDS", "600"))
+
+
+def lease_until() -> datetime:
+    return utcnow() + timedelta(seconds=lease_seconds())
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def by_uids(session: Session, uids: Sequence[str]) -> dict[str, ArtifactRow]:
+    found: dict[str, ArtifactRow] = {}
+    for part in chunks(list(uids)):
+        for row in session.scalars(select(ArtifactRow).where(ArtifactRow.uid.in_(part))):
+            found[row.uid] = row
+    return found
+
+
+def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[ArtifactRow]]:
+    found: dict[str, list[ArtifactRow]] = defaultdict(list)
+    for part in chunks(sorted(set(hashes))):
+        stmt = select(ArtifactRow).where(ArtifactRow.hash.in_(part)).order_by(ArtifactRow.id)
+        for row in session.scalars(stmt):
+            found[row.hash or ""].append(row)
+    return found
+
+
+def latest_by_key(session: Session, keys: Iterable[str]) -> dict[str, ArtifactRow]:
+    """The highest version per key over every row (any status), for uid and version choice."""
+    found: dict[str, ArtifactRow] = {}
+    for part in chunks(sorted(set(keys))):
+        stmt = select(ArtifactRow).where(ArtifactRow.key.in_(part)).order_by(ArtifactRow.version)
+        for row in session.scalars(stmt):
+            found[row.key or ""] = row
+    return found
+
+
+def insert_pending(session: Session, rows: list[dict[str, Any]]) -> None:
+    for part in chunks(rows):
+        session.execute(insert(ArtifactRow), list(part))
+
+
+def claim_pending(session: Session, uids: Sequence[str], owner: str) -> list[str]:
+    """Of ``uids``, those still pending under ``owner`` (a repair may have rolled some back)."""
+    mine: list[str] = []
+    for part in chunks(list(uids)):
+        stmt = select(ArtifactRow.uid).where(
+            ArtifactRow.uid.in_(part), ArtifactRow.status == PENDING, ArtifactRow.owner == owner
+        )
+        mine.extend(session.scalars(stmt))
+    return mine
+
+
+def mark_committed(session: Session, uids: Sequence[str]) -> None:
+    now = utcnow()
+    for part in chunks(list(uids)):
+        session.execute(
+            update(ArtifactRow)
+            .where(ArtifactRow.uid.in_(part), ArtifactRow.status == PENDING)
+            .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now)
+        )
+
+
+def renew_leases(session: Session, uids: Sequence[str], owner: str) -> None:
+    until = lease_until()
+    for part in chunks(list(uids)):
+        session.execute(
+            update(ArtifactRow)
+            .where(ArtifactRow.uid.in_(part), ArtifactRow.owner == owner,
+                   ArtifactRow.status != COMMITTED)
+            .values(lease_expires_at=until)
+        )
+
+
+def delete_rows(session: Session, uids: Sequence[str], status: str) -> None:
+    for part in chunks(list(uids)):
+        session.execute(
+            delete(ArtifactRow).where(ArtifactRow.uid.in_(part), ArtifactRow.status == status)
+        )
+
+
+def statuses(session: Session, uids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in chunks(list(uids)):
+        stmt = select(ArtifactRow.uid, ArtifactRow.status).where(ArtifactRow.uid.in_(part))
+        found.update({uid: status for uid, status in session.execute(stmt)})
+    return found
+
+
+def refresh_latest(session: Session, keys: Iterable[str | None]) -> None:
+    """Exactly one latest per key: the highest committed, untrashed version."""
+    wanted = sorted({k for k in keys if k is not None})
+    for part in chunks(wanted):
+        stmt = select(ArtifactRow.id, ArtifactRow.key, ArtifactRow.version, ArtifactRow.is_latest,
+                      ArtifactRow.status, ArtifactRow.is_trashed).where(ArtifactRow.key.in_(part))
+        best: dict[str, tuple[int, int]] = {}
+        flags: dict[int, bool] = {}
+        for row_id, key, version, is_latest, status, trashed in session.execute(stmt):
+            flags[row_id] = bool(is_latest)
+            if status == COMMITTED and not trashed and (version, row_id) > best.get(key, (-1, -1)):
+                best[key] = (version, row_id)
+        winners = {row_id for _, row_id in best.values()}
+        _set_latest(session, [i for i, f in flags.items() if f and i not in winners], False)
+        _set_latest(session, [i for i in winners if not flags[i]], True)
+
+
+def _set_latest(session: Session, ids: list[int], value: bool) -> None:
+    for part in chunks(ids):
+        session.execute(
+            update(ArtifactRow).where(ArtifactRow.id.in_(part)).values(is_latest=value)
+        )
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    stmt = select(ArtifactRow.status, func.count()).group_by(ArtifactRow.status)
+    return {status: int(n) for status, n in session.execute(stmt)}
