@@ -46,7 +46,7 @@ class SaveError(LaminNbError, RuntimeError):
 def describe(exc: BaseException) -> str:
     """A short, user-facing cause: 'Access Denied (Forbidden)', never a traceback."""
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, PermissionError) and "denied" not in text.lower():
+    if isinstance(exc, PermissionError) and "access denied" not in text.lower():
         text = f"Access Denied ({text})"
     if isinstance(exc, LaminNbError):
         return text

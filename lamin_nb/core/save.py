@@ -195,7 +195,7 @@ class _SaveRun:
         with _LeaseKeeper(self.inst, self.owner, [i.artifact.uid for i in reserved]):
             self._upload_all(reserved)
             fault("after_upload")
-            self._commit([i for i in reserved if not i.done])
+            self._commit(reserved)
         self._settle_followers()
 
     # -- steps -----------------------------------------------------------------------
@@ -317,7 +317,7 @@ class _SaveRun:
                 self.cancel.set()
 
     def _commit(self, items: list[_Item]) -> None:
-        ready = [i for i in items if i.uploaded]
+        ready = [i for i in items if i.uploaded and not i.done]
         if self.atomic and (self.cancel.is_set() or any(i.error for i in self.items)):
             self._undo(items, ItemState.ROLLED_BACK)
             return
@@ -344,7 +344,7 @@ class _SaveRun:
             item.artifact._adopt(row)
             keep_staged_copy(self.inst, item.artifact)
             self._set(item, ItemState.SAVED)
-        self._undo([i for i in items if not i.done or i.state == ItemState.FAILED], ItemState.FAILED)
+        self._undo(items, ItemState.FAILED)
 
     def _undo(self, items: list[_Item], final: ItemState) -> None:
         """Remove uploads and pending rows; leave both if the row can no longer be checked."""

@@ -134,12 +134,16 @@ class Storage:
         from fsspec.callbacks import Callback
 
         class _Relay(Callback):
+            # fsspec's Callback answers unknown attributes with no-ops: keep state explicit
+            def __init__(self) -> None:
+                super().__init__()
+                self.sent = 0
+
             def call(self, *args: Any, **kwargs: Any) -> None:
-                if on_bytes is not None and self.value:
-                    delta = self.value - getattr(self, "_sent", 0)
-                    self._sent = self.value
-                    if delta > 0:
-                        on_bytes(delta)
+                delta = (self.value or 0) - self.sent
+                if on_bytes is not None and delta > 0:
+                    self.sent += delta
+                    on_bytes(delta)
 
         fault("mid_upload")
         self.fs.put_file(str(source), self.path(name), callback=_Relay())
