@@ -91,6 +91,16 @@ class MotoServer:
         return found
 
 
+def without_dac_override(argv: list[str]) -> list[str]:
+    """Run ``argv`` as root minus the capabilities that ignore file permissions.
+
+    Tests run as root, which reads and writes any file regardless of its mode; dropping
+    CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH makes chmod-based denials real again.
+    """
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *argv]
+
+
 def s3_env(endpoint: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": endpoint,

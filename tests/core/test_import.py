@@ -1,0 +1,52 @@
+"""`import lamin_nb` stays light and Jupyter-free; the core never imports Jupyter code."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ["IPython", "ipywidgets", "jupyter_server", "ipykernel", "anndata", "pandas", "s3fs",
+         "sqlalchemy", "alembic"]
+JUPYTER = ("IPython", "ipywidgets", "jupyter_server", "ipykernel", "traitlets")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
+                          "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_loads_nothing_heavy():
+    loaded = _modules_after("import lamin_nb")
+    assert not loaded & set(HEAVY)
+
+
+def test_using_the_core_loads_no_jupyter(tmp_path):
+    code = (
+        "import os; os.environ['LAMIN_NB_HOME'] = %r\n"
+        "import lamin_nb as ln\n"
+        "ln.init(storage=%r)\n"
+        "open(%r, 'w').write('x')\n"
+        "ln.Artifact(%r, key='a.txt').save(); ln.check(); ln.repair()\n"
+    ) % (str(tmp_path / "home"), str(tmp_path / "s"), str(tmp_path / "a.txt"),
+         str(tmp_path / "a.txt"))
+    loaded = _modules_after(code)
+    assert not loaded & set(JUPYTER)
+
+
+def test_core_sources_never_import_jupyter():
+    core = Path(__file__).resolve().parents[2] / "lamin_nb" / "core"
+    offenders = []
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in JUPYTER]
+    assert offenders == []
