@@ -48,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("bench", "selftest"):
+        # argparse.REMAINDER rejects a leading option (--runs 1): hand the rest over untouched
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
+    else:
+        args = _parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except (LaminNbError, OSError, ValueError, TypeError) as exc:

@@ -1,0 +1,102 @@
+"""Child processes of bench and selftest: ``python -m lamin_nb.benchlib.child COMMAND ...``.
+
+They connect to the current instance of ``$LAMIN_NB_HOME`` (the scratch one). ``save`` and
+``delete`` run under ``LAMIN_NB_FAULT=point:kill`` and are expected to die at that point;
+``check`` and ``check-bound`` print one JSON line with time and peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _peak_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report
+    its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _check() -> dict[str, Any]:
+    import lamin_nb as ln
+
+    ln.connect()
+    base = _peak_mb()
+    start = time.perf_counter()
+    report = ln.check()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
+            "n_rows": report.n_rows, "consistent": report.is_consistent}
+
+
+def _check_bound() -> dict[str, Any]:
+    """The least a check must do: one listing, one SELECT, one comparison."""
+    from sqlalchemy import select
+
+    import lamin_nb as ln
+    from lamin_nb.core.models import ArtifactRow
+
+    inst = ln.connect()
+    base = _peak_mb()
+    start = time.perf_counter()
+    storage = inst.storage
+    if storage.is_local:
+        listing = {e.name: e.stat().st_size for e in os.scandir(storage.managed) if e.is_file()}
+    else:
+        found = storage.fs.find(storage.managed, detail=True)
+        listing = {p.rsplit("/", 1)[-1]: int(i.get("size") or 0) for p, i in found.items()}
+    stmt = select(ArtifactRow.uid, ArtifactRow.suffix, ArtifactRow.size)
+    with inst.db.read() as session:
+        rows = session.execute(stmt).all()
+    bad = sum(1 for uid, suffix, size in rows if listing.pop(f"{uid}{suffix}", None) != size)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
+            "n_rows": len(rows), "consistent": bad == 0}
+
+
+def _save(path: str, key: str) -> dict[str, Any]:
+    import lamin_nb as ln
+
+    ln.connect()
+    artifact = ln.Artifact(Path(path), key=key, description="selftest")
+    artifact.save()
+    return {"uid": artifact.uid, "status": artifact.status}
+
+
+def _delete(uid: str) -> dict[str, Any]:
+    import lamin_nb as ln
+
+    ln.connect()
+    ln.Artifact.get(uid).delete(permanent=True)
+    return {"uid": uid, "deleted": True}
+
+
+COMMANDS = {"check": _check, "check-bound": _check_bound, "save": _save, "delete": _delete}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m lamin_nb.benchlib.child {{{'|'.join(COMMANDS)}}} ...",
+              file=sys.stderr)
+        return 2
+    print(json.dumps(COMMANDS[argv[0]](*argv[1:])), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
