@@ -18,6 +18,7 @@ from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .storage import ObjectInfo, owner_of_temp
 
 BATCH = 5000
+RECHECK_ONE_BY_ONE = 200  # beyond this, a second listing is cheaper than lookups
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,13 @@ def _describe(entry: Any) -> str:
 
 
 def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyReport:
-    """Compare rows and objects; ``deep=True`` re-hashes every committed object."""
+    """Compare rows and objects; ``deep=True`` re-hashes every committed object.
+
+    One listing first, then the rows streamed in batches. Rows always exist before their
+    objects and outlive them, so a writer active during the check can only make a committed
+    row look missing (uploaded after the listing) or an object look orphaned (deleted after
+    the listing); both kinds are looked at once more before they are reported.
+    """
     if not isinstance(deep, bool):
         raise TypeError(f"deep must be True or False, not {type(deep).__name__}")
     inst = instance or current()
@@ -131,18 +138,49 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     stmt = select(ArtifactRow.uid, ArtifactRow.key, ArtifactRow.suffix, ArtifactRow.size,
                   ArtifactRow.hash, ArtifactRow.status, ArtifactRow.owner,
                   ArtifactRow.lease_expires_at, ArtifactRow.updated_at)
+    missing: list[tuple[Any, str]] = []
     with inst.db.read() as session:
         result = session.execute(stmt.execution_options(yield_per=BATCH))
         for row in result:
             report.n_rows += 1
             name = f"{row.uid}{row.suffix}"
             info = listing.pop(name, None)
-            for temp in temps.pop(name, []):
-                listing.pop(temp, None)
-            _classify(inst, report, row, name, info, now)
-    for info in listing.values():
-        report.orphans.append(Orphan(info.name, info.size, (now - info.mtime).total_seconds()))
+            if row.status == PENDING:  # an upload in progress (or interrupted) owns its temps
+                for temp in temps.pop(name, []):
+                    listing.pop(temp, None)
+            if info is None and row.status == COMMITTED:
+                missing.append((row, name))
+            else:
+                _classify(inst, report, row, name, info, now)
+    _recheck_missing(inst, report, missing, now)
+    _recheck_orphans(inst, report, list(listing.values()), now)
     return report
+
+
+def _recheck_missing(inst: Instance, report: ConsistencyReport, candidates: list[tuple[Any, str]],
+                     now: datetime) -> None:
+    found = _present(inst, [name for _, name in candidates])
+    for row, name in candidates:
+        _classify(inst, report, row, name, found.get(name), now)
+
+
+def _recheck_orphans(inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo],
+                     now: datetime) -> None:
+    still = _present(inst, [info.name for info in candidates])
+    for info in candidates:
+        if info.name in still:
+            report.orphans.append(Orphan(info.name, info.size, (now - info.mtime).total_seconds()))
+
+
+def _present(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
+    """Which of ``names`` exist now: one lookup each, or one more listing if there are many."""
+    if not names:
+        return {}
+    if len(names) <= RECHECK_ONE_BY_ONE:
+        infos = (inst.storage.info(name) for name in names)
+        return {info.name: info for info in infos if info is not None}
+    wanted = set(names)
+    return {info.name: info for info in inst.storage.list_objects() if info.name in wanted}
 
 
 def _classify(inst: Instance, report: ConsistencyReport, row: Any, name: str,

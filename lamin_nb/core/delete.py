@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from . import rows
 from .errors import NotFoundError, StorageError, describe
 from .faults import fault
-from .instance import current, owner_id
+from .instance import Instance, current, owner_id
 from .models import COMMITTED, DELETING, ArtifactRow, utcnow
 
 if TYPE_CHECKING:
@@ -73,17 +73,25 @@ def delete_permanently(artifact: Artifact) -> None:
     fault("after_object_delete")
     with inst.db.write() as session:
         rows.delete_rows(session, [artifact.uid], DELETING)
+    _drop_cached_copy(inst, name)
     artifact.status = None
     artifact.is_latest = False
 
 
+def _drop_cached_copy(inst: Instance, name: str) -> None:
+    if not inst.storage.is_local:
+        (inst.settings.cache_dir / name).unlink(missing_ok=True)
+
+
 def _revert(artifact: Artifact) -> None:
+    """Back to committed, unless recovery took the row over (it then finishes the delete)."""
     inst = current()
     try:
         with inst.db.write() as session:
             session.execute(
                 update(ArtifactRow)
-                .where(ArtifactRow.uid == artifact.uid, ArtifactRow.status == DELETING)
+                .where(ArtifactRow.uid == artifact.uid, ArtifactRow.status == DELETING,
+                       ArtifactRow.owner == owner_id())
                 .values(status=COMMITTED, owner=None, lease_expires_at=None)
             )
             rows.refresh_latest(session, [artifact.key])

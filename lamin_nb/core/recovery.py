@@ -1,19 +1,30 @@
-"""Finishing what interrupted writers left: pending rows roll back, deleting rows roll forward."""
+"""Finishing what interrupted writers left: pending rows roll back, deleting rows roll forward.
+
+Before touching storage, recovery takes the row over (a conditional UPDATE of its owner and
+lease). From then on the original writer can neither commit it (its commit claims rows by
+owner) nor revert a delete, so a slow writer whose lease ran out can never end up with a
+committed row whose object recovery just removed.
+"""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 
 from . import rows
 from .errors import describe
-from .instance import Instance
+from .instance import Instance, owner_id
 from .models import DELETING, PENDING, ArtifactRow, utcnow
 
 logger = logging.getLogger("lamin_nb")
+
+
+def recovery_owner() -> str:
+    return f"recovery:{secrets.token_hex(4)}:{owner_id()}"[:128]
 
 
 def expired_rows(inst: Instance, now: datetime | None = None, all_leases: bool = False,
@@ -21,38 +32,58 @@ def expired_rows(inst: Instance, now: datetime | None = None, all_leases: bool =
     """Pending and deleting rows whose lease has run out (every one with ``all_leases``)."""
     stmt = select(ArtifactRow).where(ArtifactRow.status.in_((PENDING, DELETING)))
     if not all_leases:
-        now = now or utcnow()
-        stmt = stmt.where(or_(ArtifactRow.lease_expires_at.is_(None),
-                              ArtifactRow.lease_expires_at < now))
+        stmt = stmt.where(_lease_over(now or utcnow()))
     with inst.db.read() as session:
         return list(session.scalars(stmt.order_by(ArtifactRow.id)))
 
 
-def finish(inst: Instance, row: ArtifactRow) -> None:
+def _lease_over(now: datetime) -> object:
+    return or_(ArtifactRow.lease_expires_at.is_(None), ArtifactRow.lease_expires_at < now)
+
+
+def claim(inst: Instance, row: ArtifactRow, new_owner: str, all_leases: bool = False) -> bool:
+    """Take ``row`` over if it is still in the state we saw (and still expired)."""
+    owned = (ArtifactRow.owner.is_(None) if row.owner is None
+             else ArtifactRow.owner == row.owner)
+    stmt = (update(ArtifactRow)
+            .where(ArtifactRow.uid == row.uid, ArtifactRow.status == row.status, owned)
+            .values(owner=new_owner, lease_expires_at=rows.lease_until()))
+    if not all_leases:
+        stmt = stmt.where(_lease_over(utcnow()))
+    with inst.db.write() as session:
+        return bool(session.execute(stmt).rowcount)
+
+
+def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
     """Roll one interrupted row back (pending) or forward (deleting): object first, then row.
 
-    The row is removed only if it is still in the state we saw, so a writer that committed in
-    the meantime keeps its artifact.
+    Returns False when the row was no longer ours to finish (its writer committed, reverted
+    or renewed it in the meantime); nothing is touched then.
     """
+    me = recovery_owner()
+    if not claim(inst, row, me, all_leases):
+        return False
     name = f"{row.uid}{row.suffix}"
-    with inst.db.read() as session:
-        if rows.statuses(session, [row.uid]).get(row.uid) != row.status:
-            return
     inst.storage.delete(name)
     inst.storage.delete_temps(name)
     with inst.db.write() as session:
-        rows.delete_rows(session, [row.uid], row.status)
+        session.execute(
+            delete(ArtifactRow).where(ArtifactRow.uid == row.uid,
+                                      ArtifactRow.status == row.status, ArtifactRow.owner == me)
+        )
         if row.status == DELETING:
             rows.refresh_latest(session, [row.key])
+    return True
 
 
-def finish_all(inst: Instance, targets: Sequence[ArtifactRow]) -> list[tuple[str, str | None]]:
-    """Finish each row; returns ``(uid, error or None)`` per row."""
+def finish_all(inst: Instance, targets: Sequence[ArtifactRow], all_leases: bool = False,
+               ) -> list[tuple[str, str | None]]:
+    """Finish each row; returns ``(uid, error or None)`` per row that was ours to finish."""
     results: list[tuple[str, str | None]] = []
     for row in targets:
         try:
-            finish(inst, row)
-            results.append((row.uid, None))
+            if finish(inst, row, all_leases):
+                results.append((row.uid, None))
         except Exception as exc:  # noqa: BLE001 - one stuck row must not stop the others
             results.append((row.uid, describe(exc)))
     return results
@@ -60,10 +91,10 @@ def finish_all(inst: Instance, targets: Sequence[ArtifactRow]) -> list[tuple[str
 
 def recover_expired(inst: Instance) -> int:
     """Run on connect: finish rows whose lease expired; returns how many were handled."""
-    targets = expired_rows(inst)
-    failures = [r for r in finish_all(inst, targets) if r[1] is not None]
+    results = finish_all(inst, expired_rows(inst))
+    failures = [r for r in results if r[1] is not None]
     for uid, error in failures:
         logger.warning("could not finish interrupted row %s: %s", uid, error)
-    if targets:
-        logger.info("finished %d interrupted save(s)/delete(s)", len(targets) - len(failures))
-    return len(targets) - len(failures)
+    if len(results) > len(failures):
+        logger.info("finished %d interrupted save(s)/delete(s)", len(results) - len(failures))
+    return len(results) - len(failures)

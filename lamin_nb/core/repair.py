@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select
 
-from . import recovery
+from . import recovery, rows
 from .consistency import ConsistencyReport, check
 from .errors import ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, ArtifactRow, utcnow
-from .storage import QUARANTINE
+from .storage import QUARANTINE, owner_of_temp
 
 logger = logging.getLogger("lamin_nb")
 STAMP = "%Y%m%dT%H%M%S"
+UID_LENGTH = 20
 DEFAULT_RETENTION = 7 * 86400
 
 
@@ -124,33 +125,57 @@ def _plan(inst: Instance, report: ConsistencyReport, grace: float, mark_lost: bo
 def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
     stuck = {row.uid: row for row in recovery.expired_rows(inst, all_leases=all_leases)}
     stamp = utcnow().strftime(STAMP)
-    for action in plan.actions:
+    for action in list(plan.actions):
         try:
-            _apply_one(inst, action, stuck, stamp)
-            action.done = True
+            action.done = _apply_one(inst, action, stuck, stamp, all_leases)
         except Exception as exc:  # noqa: BLE001 - report per action, carry on with the rest
             action.error = describe(exc)
             logger.warning("repair %s %s failed: %s", action.kind, action.target, action.error)
+            continue
+        if not action.done:  # the world moved on since the plan was made: nothing was touched
+            plan.actions.remove(action)
+            plan.skipped.append(action)
 
 
 def _apply_one(inst: Instance, action: RepairAction, stuck: dict[str, ArtifactRow],
-               stamp: str) -> None:
+               stamp: str, all_leases: bool) -> bool:
     if action.kind in ("roll back pending", "roll forward deleting"):
         row = stuck.get(action.target)
-        if row is None:
-            raise ValidationError("its lease is no longer expired (a writer is active)")
-        recovery.finish(inst, row)
+        if row is None or not recovery.finish(inst, row, all_leases):
+            action.detail += " left alone: its writer finished or renewed it meanwhile"
+            return False
     elif action.kind == "quarantine orphan":
+        if _has_row(inst, action.target):
+            action.detail += " left alone: a row claims it now"
+            return False
         if inst.storage.exists(action.target):
             inst.storage.move(action.target, f"{QUARANTINE}/{stamp}/{action.target}")
     elif action.kind == "mark lost":
-        with inst.db.write() as session:
-            session.execute(update(ArtifactRow)
-                            .where(ArtifactRow.uid == action.target,
-                                   ArtifactRow.status == COMMITTED)
-                            .values(status=LOST, is_latest=False, updated_at=utcnow()))
+        _mark_lost(inst, action.target)
     elif action.kind == "purge quarantined":
         inst.storage.delete(action.target)
+    return True
+
+
+def _has_row(inst: Instance, name: str) -> bool:
+    """Does any row (any status) own the object or temporary upload called ``name``?"""
+    base = owner_of_temp(name) or name
+    uid = base[:UID_LENGTH]
+    with inst.db.read() as session:
+        row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid)).first()
+    return row is not None and f"{row.uid}{row.suffix}" == base
+
+
+def _mark_lost(inst: Instance, uid: str) -> None:
+    """Missing objects cannot come back: hide the row, keep it for the record."""
+    with inst.db.write() as session:
+        row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid,
+                                                        ArtifactRow.status == COMMITTED)).first()
+        if row is None:
+            return
+        row.status, row.is_latest, row.updated_at = LOST, False, utcnow()
+        session.flush()
+        rows.refresh_latest(session, [row.key])
 
 
 def _purgeable(inst: Instance, retention: float) -> list[str]:

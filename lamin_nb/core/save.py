@@ -248,7 +248,7 @@ class _SaveRun:
             if committed:
                 committed.sort(key=lambda r: (r.is_trashed, r.id))
                 self._dedup(item, committed[0])
-            elif any(r.status == PENDING for r in others):
+            elif any(_in_flight(r) for r in others):
                 item.waiting = True
             elif item.artifact._hash in leaders:
                 item.leader = leaders[item.artifact._hash or ""]
@@ -413,7 +413,7 @@ class _SaveRun:
             time.sleep(0.2)
             with self.inst.db.read() as session:
                 found = rows.by_hashes(session, hashes)
-            if not any(r.status == PENDING for rs in found.values() for r in rs):
+            if not any(_in_flight(r) for rs in found.values() for r in rs):
                 return waiting
         for item in waiting:
             item.waiting = False
@@ -501,6 +501,12 @@ class _LeaseKeeper:
                     rows.renew_leases(session, self.uids, self.owner)
             except Exception as exc:  # noqa: BLE001 - the next round or recovery copes
                 logger.warning("could not renew upload leases: %s", describe(exc))
+
+
+def _in_flight(row: ArtifactRow) -> bool:
+    """A pending row whose writer may still be alive; an expired one is left to recovery."""
+    return (row.status == PENDING and row.lease_expires_at is not None
+            and row.lease_expires_at >= utcnow())
 
 
 def _label(artifact: Artifact) -> str:
