@@ -83,14 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     target = resolve_target(args.storage, args.db, use_current=False)
     scratch = Scratch(target, "bench")
-    with scratch:
+    if not scratch.open_or_explain("bench"):
+        return 2
+    try:
         env = environment(target, scratch)
         print(f"lamin-nb bench on {target.label}: {scratch.describe()}", flush=True)
-        print(f"python {env['python']}, {env['cpus']} CPU(s), load average {env['load_avg_start']:.2f}"
-              f", {options.runs} run(s) per scenario", flush=True)
+        print(f"python {env['python']}, {env['cpus']} CPU(s), load average "
+              f"{env['load_avg_start']:.2f}, {options.runs} run(s) per scenario", flush=True)
         ctx = Context(scratch, options)
         results = [_run(name, SCENARIOS[name], ctx) for name in names]
         ctx.bounds.drop()
+    finally:
+        scratch.close()
     env["load_avg_end"] = load()
     print()
     print(table(results))

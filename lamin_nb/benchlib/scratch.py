@@ -121,6 +121,17 @@ class Scratch:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def open_or_explain(self, command: str) -> bool:
+        """Create the scratch instance; on failure print why (no traceback) and return False."""
+        try:
+            self.__enter__()
+        except Exception as exc:  # noqa: BLE001 - any set-up failure ends the command cleanly
+            cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+            print(f"lamin-nb {command}: cannot set up a scratch instance on {self.target.label}: "
+                  f"{mask_url(describe(cause))}", file=sys.stderr)
+            return False
+        return True
+
     def _enter(self) -> None:
         from ..core import faults, instance
 
