@@ -125,7 +125,7 @@ class Artifact:
         if not folder.is_dir():
             raise ValidationError(f"{str(folder)!r} is not a folder")
         prefix = check_key(key) if key is not None else folder.resolve().name
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = _visible_files(folder)
         artifacts = [cls.__new__(cls) for _ in files]
         for artifact, file in zip(artifacts, files):
             artifact._init_fields(check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
@@ -288,6 +288,15 @@ def predict_uids(artifacts: list[Artifact]) -> None:
         family = latest.get(artifact.key or "")
         if family is not None:
             artifact.uid = family.uid[:16] + version_suffix(family.version + 1)
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under ``folder``, skipping hidden files and everything inside hidden folders."""
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root, n) for n in names if not n.startswith(".")]
+    return sorted(p for p in found if p.is_file())
 
 
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:

@@ -1,12 +1,20 @@
 """The progress protocol: an object passed down into save, no-op by default (fsspec style).
 
 Events for a save of N items: ``start(items)`` once, then per item ``state(i, ...)`` and
-``advance(i, nbytes)`` (from worker threads), then ``finish(report)`` once. States per item:
+``advance(i, nbytes)``, then ``finish(report)`` once, even when the save is interrupted.
+States per item (each item ends in exactly one final state and gets no event after it):
 
-    queued -> [hashing] -> [uploading] -> committing -> saved
+    queued -> [hashing] -> uploading -> committing -> saved
     queued -> [hashing] -> deduplicated | already saved
-    any non-final state -> failed (detail = reason)
-    uploading/committing -> rolled back   (undone because the batch failed, atomic=True)
+    any non-final state -> failed          (detail = the reason, e.g. "Access Denied")
+    any non-final state -> rolled back     (atomic=True: another item failed, so this one
+                                            was undone or never started)
+
+``advance`` reports bytes read while hashing and bytes sent while uploading (the item's
+current state says which). Events of different items arrive from worker threads, in any
+interleaving; the events of one item arrive in order. A hook that raises an ordinary
+exception is logged and ignored (a broken display never fails a save); a KeyboardInterrupt
+raised by a hook stops the save like Ctrl-C.
 """
 
 from __future__ import annotations

@@ -38,6 +38,13 @@ def by_uids(session: Session, uids: Sequence[str]) -> dict[str, ArtifactRow]:
     return found
 
 
+def existing_uids(session: Session, uids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(list(uids)):
+        found.update(session.scalars(select(ArtifactRow.uid).where(ArtifactRow.uid.in_(part))))
+    return found
+
+
 def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[ArtifactRow]]:
     found: dict[str, list[ArtifactRow]] = defaultdict(list)
     for part in chunks(sorted(set(hashes))):

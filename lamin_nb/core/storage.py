@@ -108,7 +108,8 @@ class Storage:
         hasher = new_hasher() if expected_hash is not None else None
         try:
             with open(source, "rb") as src, open(tmp, "xb") as dst:
-                buffer = bytearray(CHUNK)
+                # zero-filling an 8 MiB buffer costs more than copying a small file
+                buffer = bytearray(min(CHUNK, max(os.fstat(src.fileno()).st_size, 1 << 16)))
                 view = memoryview(buffer)
                 first = True
                 while n := src.readinto(buffer):

@@ -1,0 +1,423 @@
+"""One run of the save protocol over a batch (DESIGN §4): hash, dedup and reserve, upload,
+commit, or undo. ``save.py`` validates the input and turns the outcome into a SaveReport.
+
+Undo deletes an object only after checking that its row is still pending, and a row that a
+commit did flip is kept and reported as saved, so an ambiguous commit or an interrupt never
+loses committed data.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from . import rows
+from .artifact import Artifact, keep_staged_copy, version_suffix
+from .callbacks import ItemInfo, ItemState, SaveCallback
+from .errors import LaminNbError, StorageError, ValidationError, describe
+from .faults import fault
+from .instance import Instance, owner_id, random_base62
+from .models import COMMITTED, PENDING, ArtifactRow, utcnow
+from .workers import LeaseKeeper, run_parallel
+
+logger = logging.getLogger("lamin_nb")
+WAIT_FOR_OTHERS_SECONDS = 600.0
+S = ItemState
+
+
+class Item:
+    def __init__(self, index: int, artifact: Artifact) -> None:
+        self.index = index
+        self.artifact = artifact
+        self.state = S.QUEUED
+        self.error: BaseException | None = None
+        self.reserved = False
+        self.upload_started = False  # from here on an object (or a temp file) may exist
+        self.uploaded = False
+        self.leader: Item | None = None  # same content earlier in this batch
+        self.waiting = False  # same content is being saved by another process
+
+    @property
+    def done(self) -> bool:
+        return self.state.is_final
+
+
+class SaveRun:
+    def __init__(self, inst: Instance, artifacts: list[Artifact], atomic: bool,
+                 callback: SaveCallback, workers: int) -> None:
+        self.inst = inst
+        self.items = [Item(i, a) for i, a in enumerate(artifacts)]
+        self.atomic = atomic
+        self.progress = _Progress(callback)
+        self.workers = workers
+        self.owner = owner_id()
+        self.user = _user()
+        self.cancel = threading.Event()
+
+    # -- driver ----------------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
+        self.progress.start([ItemInfo(i.index, label(i.artifact), i.artifact.size)
+                             for i in self.items])
+        for item in self.items:
+            self._set(item, S.QUEUED)
+        try:
+            self._hash_all([i for i in self.items if not i.artifact._is_saved])
+            todo = [i for i in self.items if not i.done]
+            while todo:
+                self._round(todo)
+                todo = self._wait_for_others([i for i in self.items if i.waiting])
+                if todo and self.atomic:
+                    todo = [i for i in self.items if not i.done]
+        except Exception as exc:  # noqa: BLE001 - becomes the cause of the SaveError
+            self._abort(exc)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+
+    def _round(self, items: list[Item]) -> None:
+        if self.atomic and any(i.error for i in self.items):
+            self._undo(items, S.ROLLED_BACK)
+            return
+        reserved = self._reserve(items)
+        if self.atomic and any(i.waiting for i in items):
+            self._release(reserved)  # all or nothing: start together once the others are done
+            return
+        if reserved:
+            fault("after_reserve")
+            with LeaseKeeper(self.inst, self.owner, [i.artifact.uid for i in reserved]):
+                self._upload_all(reserved)
+                fault("after_upload")
+                self._commit(reserved)
+        self._settle_followers()
+
+    # -- hash, dedup, reserve ----------------------------------------------------------
+
+    def _hash_all(self, items: list[Item]) -> None:
+        pending = [i for i in items if i.artifact._hash is None]
+        run_parallel(pending, self._hash_one, self.workers, self.cancel)
+
+    def _hash_one(self, item: Item) -> None:
+        self._set(item, S.HASHING)
+        try:
+            item.artifact._compute_hash(lambda n: self._advance(item, n))
+        except _Cancelled:
+            return
+        except OSError as exc:
+            self._fail(item, ValidationError(f"cannot read {label(item.artifact)}: {describe(exc)}"),
+                       exc)
+
+    def _reserve(self, items: list[Item]) -> list[Item]:
+        try:
+            with self.inst.db.write() as session:
+                return self._reserve_in(session, items)
+        except LaminNbError:
+            raise
+        except Exception as exc:
+            for item in items:
+                if not item.done:
+                    self._fail(item, StorageError(f"cannot reserve a database row: {describe(exc)}"),
+                               exc)
+            return []
+
+    def _reserve_in(self, session: Any, items: list[Item]) -> list[Item]:
+        known = rows.by_uids(session, [i.artifact.uid for i in items])
+        by_hash = rows.by_hashes(session, [i.artifact._hash or "" for i in items])
+        leaders: dict[str, Item] = {}
+        to_reserve: list[Item] = []
+        for item in items:
+            if item.done:
+                continue
+            item.waiting, item.leader, digest = False, None, item.artifact._hash or ""
+            own = known.get(item.artifact.uid)
+            if own is not None and own.status == COMMITTED:
+                item.artifact._adopt(own)
+                self._set(item, S.ALREADY_SAVED)
+                continue
+            if own is not None and own.status != PENDING:
+                self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
+                continue
+            others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
+            committed = sorted((r for r in others if r.status == COMMITTED),
+                               key=lambda r: (r.is_trashed, r.id))
+            if committed:
+                self._dedup(item, committed[0])
+            elif any(_in_flight(r) for r in others):
+                item.waiting = True
+            elif digest in leaders:
+                item.leader = leaders[digest]
+            else:
+                leaders[digest] = item
+                to_reserve.append(item)
+        stale = [i.artifact.uid for i in to_reserve
+                 if i.artifact.uid in known and known[i.artifact.uid].hash == i.artifact._hash]
+        rows.delete_rows(session, stale, PENDING)  # this artifact's own earlier, failed attempt
+        rows.insert_pending(session, self._pending_rows(session, to_reserve, known))
+        for item in to_reserve:
+            item.reserved = True
+        return to_reserve
+
+    def _pending_rows(self, session: Any, items: list[Item],
+                      known: dict[str, ArtifactRow]) -> list[dict[str, Any]]:
+        latest = rows.latest_by_key(session, [i.artifact.key for i in items if i.artifact.key])
+        next_version = {k: r.version + 1 for k, r in latest.items()}
+        now, until = utcnow(), rows.lease_until()
+        for item in items:
+            a = item.artifact
+            a.version = 1
+            if a.key is not None:
+                a.version = next_version.get(a.key, 1)
+                next_version[a.key] = a.version + 1
+                family = latest.get(a.key)
+                if family is not None and a.uid[:16] != family.uid[:16]:
+                    a.uid = family.uid[:16] + version_suffix(a.version)
+        taken = rows.existing_uids(session, [i.artifact.uid for i in items
+                                             if i.artifact.uid not in known])
+        for item in items:
+            a = item.artifact
+            if a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
+                a.uid = random_base62(16) + version_suffix(a.version or 1)
+        return [self._row_values(i.artifact, now, until) for i in items]
+
+    def _row_values(self, a: Artifact, now: Any, until: Any) -> dict[str, Any]:
+        return {
+            "uid": a.uid, "key": a.key, "description": a.description, "suffix": a.suffix,
+            "size": a.size, "hash": a._hash, "hash_type": a.hash_type, "otype": a.otype,
+            "version": a.version, "is_latest": False, "storage": self.inst.storage.root,
+            "created_at": now, "created_by": self.user, "status": PENDING,
+            "is_trashed": False, "owner": self.owner, "lease_expires_at": until,
+            "updated_at": now,
+        }
+
+    def _release(self, items: list[Item]) -> None:
+        """Give reservations back before anything was uploaded (atomic batch must wait)."""
+        with self.inst.db.write() as session:
+            mine = rows.claim_pending(session, [i.artifact.uid for i in items], self.owner)
+            rows.delete_rows(session, mine, PENDING)
+        for item in items:
+            item.reserved = False
+
+    # -- upload, commit ----------------------------------------------------------------
+
+    def _upload_all(self, items: list[Item]) -> None:
+        run_parallel(items, self._upload_one, self.workers, self.cancel)
+        if self.inst.storage.is_local and any(i.uploaded for i in items):
+            self.inst.storage.sync()
+
+    def _upload_one(self, item: Item) -> None:
+        if self.cancel.is_set():
+            return
+        item.upload_started = True
+        self._set(item, S.UPLOADING)
+        a = item.artifact
+        assert a._source is not None
+        try:
+            self.inst.storage.put_file(a._source, a._object_name, a._hash,
+                                       lambda n: self._advance(item, n))
+            item.uploaded = True
+        except _Cancelled:
+            return
+        except Exception as exc:
+            self._fail(item, StorageError(f"could not upload {label(a)}: {describe(exc)}"), exc)
+            if self.atomic:
+                self.cancel.set()
+
+    def _commit(self, items: list[Item]) -> None:
+        if self.atomic and (self.cancel.is_set() or any(i.error for i in self.items)):
+            self._undo(items, S.ROLLED_BACK)
+            return
+        ready = [i for i in items if i.uploaded and not i.done]
+        for item in ready:
+            self._set(item, S.COMMITTING)
+        try:
+            with self.inst.db.write() as session:
+                fault("before_commit")
+                mine = rows.claim_pending(session, [i.artifact.uid for i in ready], self.owner)
+                rows.mark_committed(session, mine)
+                rows.refresh_latest(session, [i.artifact.key for i in ready])
+                stored = rows.by_uids(session, mine)
+        except Exception as exc:
+            self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc)
+            return
+        fault("after_commit")
+        self._adopt_committed(ready, stored)
+        self._undo(items, S.FAILED, "its reservation expired and was rolled back")
+
+    def _adopt_committed(self, items: list[Item], stored: dict[str, ArtifactRow]) -> None:
+        for item in items:
+            row = stored.get(item.artifact.uid)
+            if row is not None and not item.done:
+                item.artifact._adopt(row)
+                keep_staged_copy(self.inst, item.artifact)
+                self._set(item, S.SAVED)
+
+    # -- undo ------------------------------------------------------------------------
+
+    def _undo(self, items: list[Item], final: ItemState, reason: str = "",
+              cause: BaseException | None = None) -> None:
+        """End every unfinished item: saved if its row is committed after all, else ``final``;
+        then remove uploads and pending rows, or leave both to recovery if the row cannot be
+        checked."""
+        reserved = [i for i in items if i.reserved and i.state != S.SAVED]
+        try:
+            with self.inst.db.read() as session:
+                status = rows.statuses(session, [i.artifact.uid for i in reserved])
+                committed = [i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED]
+                self._adopt_committed(reserved, rows.by_uids(session, committed))
+        except Exception as exc:  # noqa: BLE001 - recovery finishes; the user gets the first error
+            logger.warning("left %d pending row(s) for ln.repair(): %s", len(reserved), describe(exc))
+            status = None
+        for item in items:
+            if not item.done:
+                if final == S.FAILED:
+                    self._fail(item, StorageError(reason or "not saved"), cause)
+                else:
+                    self._set(item, final)
+        if status is not None:
+            # a row that is gone was rolled back by repair: the object is still ours to remove
+            self._remove([i for i in reserved if status.get(i.artifact.uid, PENDING) == PENDING])
+
+    def _remove(self, items: list[Item]) -> None:
+        removed = [i for i in items if not i.upload_started]  # nothing of theirs was written
+
+        def remove(item: Item) -> None:
+            if self._delete_object(item.artifact._object_name):
+                removed.append(item)  # list.append is atomic
+
+        run_parallel([i for i in items if i.upload_started], remove, self.workers,
+                     threading.Event())
+        try:
+            with self.inst.db.write() as session:
+                mine = rows.claim_pending(session, [i.artifact.uid for i in removed], self.owner)
+                rows.delete_rows(session, mine, PENDING)
+        except Exception as exc:  # noqa: BLE001 - the pending rows stay for recovery
+            logger.warning("left %d pending row(s) for ln.repair(): %s", len(removed), describe(exc))
+            return
+        for item in removed:
+            item.reserved = False
+
+    def _delete_object(self, name: str) -> bool:
+        try:
+            self.inst.storage.delete(name)
+            self.inst.storage.delete_temps(name)
+            return True
+        except IsADirectoryError:  # a folder in the way made the upload fail; it is not ours
+            return True
+        except Exception as exc:  # noqa: BLE001 - the pending row stays for recovery
+            logger.warning("could not remove %s: %s", name, describe(exc))
+            return False
+
+    def _abort(self, exc: BaseException) -> None:
+        self.cancel.set()
+        reason = (f"save interrupted: {describe(exc)}" if isinstance(exc, Exception)
+                  else f"save interrupted ({type(exc).__name__})")
+        self._undo([i for i in self.items if not i.done], S.FAILED, reason, exc)
+
+    # -- dedup -----------------------------------------------------------------------
+
+    def _dedup(self, item: Item, row: ArtifactRow) -> None:
+        item.artifact._adopt(row)
+        keep_staged_copy(self.inst, item.artifact)
+        note = " (it is in the trash; call .restore())" if row.is_trashed else ""
+        logger.info("returning existing artifact with same hash: %s%s", row.uid, note)
+        self._set(item, S.DEDUPLICATED, f"same content as {row.uid}{note}")
+
+    def _settle_followers(self) -> None:
+        for item in self.items:
+            leader = item.leader
+            if leader is None or item.done or not leader.done:
+                continue
+            if leader.state in (S.SAVED, S.DEDUPLICATED):
+                item.artifact._adopt_from(leader.artifact)
+                keep_staged_copy(self.inst, item.artifact)
+                self._set(item, S.DEDUPLICATED, f"same content as {leader.artifact.uid}")
+            elif leader.state == S.ROLLED_BACK:
+                self._set(item, S.ROLLED_BACK)
+            else:
+                self._fail(item, StorageError(f"same content as item {leader.index}, which failed"),
+                           leader.error)
+
+    def _wait_for_others(self, waiting: list[Item]) -> list[Item]:
+        """Same content is in flight elsewhere: wait until it is committed or rolled back."""
+        if not waiting:
+            return []
+        deadline = time.monotonic() + WAIT_FOR_OTHERS_SECONDS
+        hashes = {i.artifact._hash or "" for i in waiting}
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            with self.inst.db.read() as session:
+                found = rows.by_hashes(session, hashes)
+            if not any(_in_flight(r) for rs in found.values() for r in rs):
+                return waiting
+        for item in waiting:
+            item.waiting = False
+            self._fail(item, StorageError("the same content is still being saved by another process"))
+        return []
+
+    # -- progress --------------------------------------------------------------------
+
+    def _advance(self, item: Item, nbytes: int) -> None:
+        if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
+            raise _Cancelled()
+        self.progress.call("advance", item.index, nbytes)
+
+    def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
+        item.state = state
+        self.progress.call("state", item.index, state, detail)
+
+    def _fail(self, item: Item, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        item.error = error
+        self._set(item, S.FAILED, describe(cause or error))
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Progress:
+    """Forwards events to the user's callback. A bug in a progress display is logged once and
+    never fails a save; a KeyboardInterrupt raised by a hook still stops it."""
+
+    def __init__(self, callback: SaveCallback) -> None:
+        self.callback = callback
+        self.broken = False
+
+    def start(self, items: list[ItemInfo]) -> None:
+        self.call("start", items)
+
+    def call(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.callback, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - see class docstring
+            if not self.broken:
+                self.broken = True
+                logger.warning("progress callback %s failed: %s", method, describe(exc))
+
+
+def _in_flight(row: ArtifactRow) -> bool:
+    """A pending row whose writer may still be alive; an expired one is left to recovery."""
+    return (row.status == PENDING and row.lease_expires_at is not None
+            and row.lease_expires_at >= utcnow())
+
+
+def label(artifact: Artifact) -> str:
+    if artifact.key:
+        return artifact.key
+    if artifact._source is not None and not artifact._staged:
+        return artifact._source.name
+    return artifact.description or artifact.uid
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()[:128]
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return str(os.getuid())
+

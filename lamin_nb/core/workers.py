@@ -1,0 +1,131 @@
+"""Bounded parallelism that Ctrl-C stops cleanly, and lease renewal for a batch in flight.
+
+``ThreadPoolExecutor`` is not used: a KeyboardInterrupt that lands inside ``submit`` (while it
+waits for a new thread to start) leaves a running worker that ``shutdown`` never joins, so an
+undo could run while that worker still uploads. Here every call in flight is counted under one
+lock, and the caller returns only once the count is back to zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from . import rows
+from .errors import describe
+
+T = TypeVar("T")
+logger = logging.getLogger("lamin_nb")
+
+
+def run_parallel(items: Sequence[T], fn: Callable[[T], None], workers: int,
+                 stop: threading.Event) -> None:
+    """Call ``fn`` on each item, at most ``workers`` at a time; nothing new starts once ``stop``
+    is set. If ``fn`` raises, or the caller is interrupted, ``stop`` is set, the calls in flight
+    are waited for (they are expected to watch ``stop``) and the exception is re-raised."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            if stop.is_set():
+                return
+            fn(item)
+        return
+    batch = _Batch(items, fn, stop)
+    try:
+        if not batch.start_threads(min(workers, len(items))):
+            batch.work()  # no thread could be started: do the work here
+        batch.wait_all()
+    except BaseException:
+        batch.halt()
+        raise
+    if batch.error is not None:
+        raise batch.error
+
+
+class _Batch(Generic[T]):
+    def __init__(self, items: Sequence[T], fn: Callable[[T], None], stop: threading.Event) -> None:
+        self.todo = deque(items)
+        self.fn = fn
+        self.stop = stop
+        self.cond = threading.Condition()
+        self.in_flight = 0
+        self.error: BaseException | None = None
+
+    def start_threads(self, n: int) -> int:
+        started = 0
+        for _ in range(n):
+            thread = threading.Thread(target=self.work, name="lamin-nb-worker", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread": fewer workers will do
+                break
+            started += 1
+        return started
+
+    def work(self) -> None:
+        while True:
+            with self.cond:
+                if self.stop.is_set() or not self.todo:
+                    return
+                item = self.todo.popleft()
+                self.in_flight += 1
+            try:
+                self.fn(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                with self.cond:
+                    self.error = self.error or exc
+                self.stop.set()
+            finally:
+                with self.cond:
+                    self.in_flight -= 1
+                    if self.in_flight == 0 and (self.stop.is_set() or not self.todo):
+                        self.cond.notify_all()
+
+    def _idle(self) -> bool:
+        return self.in_flight == 0 and (self.stop.is_set() or not self.todo)
+
+    def wait_all(self) -> None:
+        with self.cond:
+            while not self._idle():
+                self.cond.wait()
+
+    def halt(self) -> None:
+        """Stop handing out items and wait for the calls in flight, whatever interrupts us."""
+        with self.cond:
+            self.stop.set()
+        while True:
+            try:
+                with self.cond:
+                    while self.in_flight:
+                        self.cond.wait()
+                return
+            except KeyboardInterrupt:  # a second Ctrl-C: the calls in flight end at their
+                continue               # next progress tick, so waiting stays short
+
+
+class LeaseKeeper:
+    """Renews the leases of a batch in flight so a slow upload is never taken for a crash."""
+
+    def __init__(self, inst: Any, owner: str, uids: Sequence[str]) -> None:
+        self.inst, self.owner, self.uids = inst, owner, list(uids)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="lamin-nb-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        interval = max(rows.lease_seconds() / 3, 1.0)
+        while not self.stop.wait(interval):
+            try:
+                with self.inst.db.write() as session:
+                    rows.renew_leases(session, self.uids, self.owner)
+            except Exception as exc:  # noqa: BLE001 - the next round or recovery copes
+                logger.warning("could not renew upload leases: %s", describe(exc))
