@@ -50,7 +50,7 @@ class RepairPlan:
         return not self.actions
 
     def summary(self) -> str:
-        mode = "applied" if self.applied else "dry run: would"
+        mode = "applied" if self.applied else "plan (dry run)"
         if not self.actions:
             return "nothing to repair" + (f" ({len(self.skipped)} left alone)" if self.skipped else "")
         counts: dict[str, int] = {}
@@ -82,8 +82,10 @@ def repair(dry_run: bool = True, grace_seconds: float = 3600, mark_lost: bool = 
     for name, flag in (("dry_run", dry_run), ("mark_lost", mark_lost), ("purge", purge)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, not {type(flag).__name__}")
-    if not isinstance(grace_seconds, (int, float)) or grace_seconds < 0:
-        raise ValidationError(f"grace_seconds must be a number >= 0, not {grace_seconds!r}")
+    from .validate import check_seconds  # NaN, inf and huge values would break date arithmetic
+
+    grace_seconds = check_seconds("grace_seconds", grace_seconds)
+    retention_seconds = check_seconds("retention_seconds", retention_seconds)
     inst = current()
     report = check(instance=inst)
     plan = _plan(inst, report, grace_seconds, mark_lost, purge, retention_seconds)
