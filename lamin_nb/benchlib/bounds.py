@@ -45,9 +45,11 @@ class Bounds:
     @property
     def workers(self) -> int:
         """The same concurrency lamin_nb uses for a bulk save on this storage."""
-        from ..core.save import _default_workers
-
-        return _default_workers(self.inst)
+        try:
+            from ..core.save import _default_workers
+        except ImportError:  # moved: fall back to the documented defaults
+            return int(os.environ.get("LAMIN_NB_MAX_WORKERS") or (8 if self.is_local else 16))
+        return int(_default_workers(self.inst))
 
     def _name(self, suffix: str) -> str:
         return f"b{next(self._ids):08d}{suffix}"
