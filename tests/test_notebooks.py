@@ -76,3 +76,13 @@ def test_acid_shows_the_seed_errors(run_notebook):
     assert "TypeError: item 1 is a str ('this is not a record')" in text
     assert "1 of 3 artifacts could not be saved" in text
     assert "roll back pending" in text
+
+
+def test_executed_notebook_renders_as_html_docs(run_notebook):
+    """What ``./scripts/docs`` writes for each notebook (it executes them the same way)."""
+    from tests.support.docs import to_html
+
+    page = to_html(run_notebook("acid.ipynb"), "acid.ipynb")
+    assert "<title>acid</title>" in page
+    assert "Will data &amp; metadata stay in sync?" in page
+    assert "1 of 3 artifacts could not be saved" in page
