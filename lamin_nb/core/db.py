@@ -50,6 +50,8 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=FULL")
+        # LIKE (startswith/contains) is case-sensitive on PostgreSQL: the same on SQLite
+        cur.execute("PRAGMA case_sensitive_like=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

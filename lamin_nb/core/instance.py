@@ -112,7 +112,7 @@ def init(
 
 def connect(name: str | None = None) -> Instance:
     """Reconnect to the named instance, or to the current one, e.g. in a new process."""
-    name = name or current_name()
+    name = validate_name(name) if name is not None else current_name()
     if name is None:
         raise InstanceError("no lamin_nb instance to connect to: call ln.init(storage=...) first")
     instance = Instance(InstanceSettings.load(name))

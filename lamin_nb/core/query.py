@@ -11,6 +11,7 @@ from . import instance as _instance
 from .artifact import Artifact
 from .errors import NotFoundError, ValidationError
 from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
+from .validate import check_query_value, shorten
 
 _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
 _LOOKUPS = {"startswith", "contains", "in", "gt", "gte", "lt", "lte"}
@@ -20,18 +21,20 @@ def _condition(name: str, value: Any) -> Any:
     field, _, lookup = name.partition("__")
     if field not in _FILTERABLE:
         allowed = ", ".join(sorted(_FILTERABLE))
-        raise ValidationError(f"cannot filter on {field!r}; fields are: {allowed}")
+        raise ValidationError(f"cannot filter on {shorten(field)}; fields are: {allowed}")
     column = getattr(ArtifactRow, field)
+    if lookup and lookup not in _LOOKUPS:
+        raise ValidationError(
+            f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}")
+    value = check_query_value(name, lookup, value, column.type.python_type)
     if not lookup:
         return column.is_(None) if value is None else column == value
-    if lookup not in _LOOKUPS:
-        raise ValidationError(f"unknown lookup {lookup!r} in {name!r}; use one of {sorted(_LOOKUPS)}")
     if lookup == "startswith":
         return column.startswith(value, autoescape=True)
     if lookup == "contains":
         return column.contains(value, autoescape=True)
     if lookup == "in":
-        return column.in_(list(value))
+        return column.in_(value)
     return {"gt": column > value, "gte": column >= value, "lt": column < value,
             "lte": column <= value}[lookup]
 
@@ -82,6 +85,7 @@ def get(uid_or_key: str) -> Artifact:
     """By full uid (20 chars), by uid stem (16 chars: latest version), or by key (latest)."""
     if not isinstance(uid_or_key, str):
         raise TypeError(f"get expects a uid or key string, not {type(uid_or_key).__name__}")
+    check_query_value("uid_or_key", "", uid_or_key, str)
     visible = (ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(False))
     candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *visible)]
     if len(uid_or_key) == 16:
@@ -94,4 +98,4 @@ def get(uid_or_key: str) -> Artifact:
             row = session.scalars(ordered.limit(1)).first()
             if row is not None:
                 return Artifact._from_row(row)
-    raise NotFoundError(f"no artifact with uid or key {uid_or_key!r}")
+    raise NotFoundError(f"no artifact with uid or key {shorten(uid_or_key)}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import InstanceError, ValidationError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _URL_PASSWORD_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 _QUERY_SECRET_RE = re.compile(r"(?i)(?P<k>(?:password|secret|token|key)[A-Za-z_]*=)[^&\s]+")
 SECRET_OPTION_KEYS = ("secret", "password", "token", "session")
@@ -85,9 +85,10 @@ def default_name(storage_root: str) -> str:
 def validate_name(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, not {type(name).__name__}")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):  # fullmatch: '$' alone would let a trailing newline in
+        shown = repr(name if len(name) <= 80 else name[:80] + "...")
         raise ValidationError(
-            f"instance name {name!r} is not allowed: use letters, digits, '.', '_' or '-' (max 64)"
+            f"instance name {shown} is not allowed: use letters, digits, '.', '_' or '-' (max 64)"
         )
     return name
 

@@ -1,10 +1,19 @@
-"""Input checks that run before anything is written."""
+"""Input checks that run before anything is written.
+
+Everything a user passes in is checked here: keys (virtual paths), descriptions, source
+files, query values and the flags and numbers of the public API. Messages show the offending
+value through ``repr`` and shortened, so a control character or a bidi override in user input
+can never reach a terminal raw, and a 10,000-character value never floods it.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import unicodedata
+from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +21,15 @@ from .errors import ValidationError
 
 MAX_KEY_LENGTH = 1024
 MAX_DESCRIPTION_LENGTH = 10_000
-_SUFFIX_PART = re.compile(r"^\.[A-Za-z0-9_-]{1,16}$")
+MAX_QUERY_VALUES = 10_000
+MAX_SECONDS = 100 * 365 * 86400  # beyond this a datetime computation overflows
+MAX_WORKERS = 256
+_SUFFIX_PART = re.compile(r"\.[A-Za-z0-9_-]{1,16}")
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Joiners are part of some scripts and of emoji sequences; every other format character is
+# invisible and lets two different keys look the same.
+_ALLOWED_FORMAT = {"\u200c", "\u200d"}
+_DESCRIPTION_WHITESPACE = {"\t", "\n", "\r"}
 
 
 def check_key(key: Any) -> str | None:
@@ -23,18 +38,19 @@ def check_key(key: Any) -> str | None:
         return None
     if not isinstance(key, str):
         raise TypeError(f"key must be a string or None, not {type(key).__name__}")
-    shown = _shorten(key)
+    shown = shorten(key)
     if not key.strip():
         raise ValidationError("key must not be empty")
+    _check_unicode("key", key)
     if len(key.encode("utf-8")) > MAX_KEY_LENGTH:
         raise ValidationError(f"key {shown} is longer than {MAX_KEY_LENGTH} bytes")
-    if _CONTROL.search(key):
-        raise ValidationError(f"key {shown} contains a NUL or control character")
-    if "\\" in key:
-        raise ValidationError(f"key {shown} contains a backslash; use '/' between folders")
+    if any(_is_hidden(ch) for ch in key):
+        raise ValidationError(f"key {shown} contains a NUL, control or invisible character")
     if key != key.strip():
         raise ValidationError(f"key {shown} starts or ends with whitespace")
     for variant in {key, unicodedata.normalize("NFKC", key)}:
+        if "\\" in variant:
+            raise ValidationError(f"key {shown} contains a backslash; use '/' between folders")
         if variant.startswith("/") or re.match(r"^[A-Za-z]:", variant) or "://" in variant:
             raise ValidationError(f"key {shown} must be a relative path, not absolute or a URL")
         parts = variant.split("/")
@@ -50,8 +66,11 @@ def check_description(description: Any) -> str | None:
         raise TypeError(f"description must be a string or None, not {type(description).__name__}")
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise ValidationError(f"description is longer than {MAX_DESCRIPTION_LENGTH} characters")
-    if "\x00" in description:
-        raise ValidationError("description contains a NUL character")
+    _check_unicode("description", description)
+    if any(unicodedata.category(ch) == "Cc" and ch not in _DESCRIPTION_WHITESPACE
+           for ch in description):
+        raise ValidationError(
+            f"description {shorten(description)} contains a NUL or control character")
     return description
 
 
@@ -60,42 +79,152 @@ def check_source(path: Any) -> Path:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or path-like object, not {type(path).__name__}")
     raw = os.fspath(path)
-    if isinstance(raw, bytes):
-        raise TypeError("path must be text, not bytes")
+    if not isinstance(raw, str):
+        raise TypeError(f"path must be text, not {type(raw).__name__}")
     if "\x00" in raw or not raw:
-        raise ValidationError(f"path {_shorten(raw)} is empty or contains a NUL character")
+        raise ValidationError(f"path {shorten(raw)} is empty or contains a NUL character")
     if "://" in raw and not raw.startswith("file://"):
-        raise ValidationError(f"path {_shorten(raw)}: only local files can be saved")
-    source = Path(raw.removeprefix("file://")).expanduser()
+        raise ValidationError(f"path {shorten(raw)}: only local files can be saved")
     try:
-        st = source.stat()
+        source = Path(raw.removeprefix("file://")).expanduser()
+        source.stat()
     except FileNotFoundError as exc:
-        raise ValidationError(f"file {_shorten(raw)} does not exist") from exc
+        raise ValidationError(f"file {shorten(raw)} does not exist") from exc
     except OSError as exc:
-        raise ValidationError(f"file {_shorten(raw)} cannot be accessed: {exc.strerror}") from exc
+        raise ValidationError(f"file {shorten(raw)} cannot be accessed: {exc.strerror}") from exc
+    except (ValueError, RuntimeError) as exc:  # unencodable name, or no home folder for '~'
+        raise ValidationError(f"path {shorten(raw)} is not a usable file name") from exc
     if source.is_dir():
-        raise ValidationError(f"{_shorten(raw)} is a folder, not a file; use Artifact.from_dir")
+        raise ValidationError(f"{shorten(raw)} is a folder, not a file; use Artifact.from_dir")
     if not source.is_file():
-        raise ValidationError(f"{_shorten(raw)} is not a regular file")
+        raise ValidationError(f"{shorten(raw)} is not a regular file")
     try:
         with open(source, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        raise ValidationError(f"file {_shorten(raw)} cannot be read: {exc.strerror}") from exc
-    del st
+        raise ValidationError(f"file {shorten(raw)} cannot be read: {exc.strerror}") from exc
     return source.resolve()
 
 
 def suffix_of(path: Path) -> str:
-    """'.h5ad', '.tar.gz'; empty when the name has no plain extension."""
+    """'.h5ad', '.tar.gz'; empty when the name has no plain (ASCII, short) extension."""
     suffixes = path.suffixes
-    if not suffixes or not _SUFFIX_PART.match(suffixes[-1]):
+    if not suffixes or not _SUFFIX_PART.fullmatch(suffixes[-1]):
         return ""
-    if len(suffixes) > 1 and suffixes[-1].lower() in _COMPRESSION and _SUFFIX_PART.match(suffixes[-2]):
+    if (len(suffixes) > 1 and suffixes[-1].lower() in _COMPRESSION
+            and _SUFFIX_PART.fullmatch(suffixes[-2])):
         return suffixes[-2] + suffixes[-1]
     return suffixes[-1]
 
 
-def _shorten(text: str, limit: int = 80) -> str:
+def is_safe_suffix(suffix: str) -> bool:
+    """A suffix may become part of an object name: at most two short ASCII parts."""
+    parts = suffix.split(".")[1:]
+    return suffix == "" or (suffix.startswith(".") and 1 <= len(parts) <= 2
+                            and all(_SUFFIX_PART.fullmatch("." + p) for p in parts))
+
+
+# -- flags, numbers and callbacks of the public API ---------------------------------------
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def check_seconds(name: str, value: Any) -> float:
+    """A finite, non-negative duration in seconds (bounded so date arithmetic cannot overflow)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise ValidationError(f"{name} must be a number >= 0 (at most {MAX_SECONDS}), not {value!r}")
+    return float(value)
+
+
+def check_workers(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_workers must be a whole number or None, not {type(value).__name__}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValidationError(f"max_workers must be between 1 and {MAX_WORKERS}, not {value}")
+    return value
+
+
+def check_callback(callback: Any) -> Any:
+    """None or an object with the progress protocol's four methods (see callbacks.py)."""
+    if callback is None:
+        return None
+    missing = [m for m in ("start", "state", "advance", "finish")
+               if not callable(getattr(callback, m, None))]
+    if missing:
+        raise TypeError(
+            f"callback must be a lamin_nb.SaveCallback (or have start/state/advance/finish), "
+            f"not {type(callback).__name__}")
+    return callback
+
+
+# -- query values ------------------------------------------------------------------------
+
+def check_query_value(name: str, lookup: str, value: Any, python_type: type) -> Any:
+    """The value of one ``filter(name=value)`` argument, checked against its column's type.
+
+    Without this a wrong type reaches the database, where SQLite compares anything with
+    anything and PostgreSQL raises a driver error.
+    """
+    if lookup == "in":
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Collection):
+            raise TypeError(f"{name} expects a list of values, not {type(value).__name__}")
+        if len(value) > MAX_QUERY_VALUES:
+            raise ValidationError(f"{name} has more than {MAX_QUERY_VALUES} values")
+        return [_check_scalar(name, v, python_type) for v in value]
+    if value is None and not lookup:
+        return None
+    if lookup in ("startswith", "contains") and python_type is not str:
+        raise ValidationError(f"{name}: '{lookup}' works on text fields only")
+    if lookup and python_type is bool:
+        raise ValidationError(f"{name}: a True/False field has no '{lookup}' lookup")
+    return _check_scalar(name, value, python_type)
+
+
+def _check_scalar(name: str, value: Any, python_type: type) -> Any:
+    expected = {str: "a string", int: "a whole number", bool: "True or False",
+                datetime: "a datetime"}.get(python_type, python_type.__name__)
+    if python_type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -(2**63) <= value < 2**63:
+            raise ValidationError(f"{name}: {value} is out of range")
+    else:
+        ok = isinstance(value, python_type)
+    if not ok:
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
+    if isinstance(value, str):
+        _check_unicode(name, value)
+        if "\x00" in value:
+            raise ValidationError(f"{name} {shorten(value)} contains a NUL character")
+        if len(value) > MAX_DESCRIPTION_LENGTH:
+            raise ValidationError(f"{name} is longer than {MAX_DESCRIPTION_LENGTH} characters")
+    return value
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def _check_unicode(name: str, text: str) -> None:
+    """Lone surrogates cannot be stored or encoded: refuse them up front."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{name} {shorten(text)} is not valid text (lone surrogate at {exc.start})") from exc
+
+
+def _is_hidden(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ch not in _ALLOWED_FORMAT
+    return category in ("Cc", "Cs", "Zl", "Zp")
+
+
+def shorten(text: str, limit: int = 80) -> str:
     shown = text if len(text) <= limit else text[:limit] + f"...({len(text)} chars)"
-    return repr(shown)
+    return repr(shown)  # repr escapes control and bidi characters
