@@ -116,7 +116,7 @@ class TextProgress(SaveCallback):
         self._lock = threading.Lock()
 
     def start(self, items: list[ItemInfo]) -> None:
-        self.labels = {item.index: item.label for item in items}
+        self.labels = {item.index: _printable(item.label) for item in items}
         self.total = len(items)
         size = sum(item.size or 0 for item in items)
         self._write(f"saving {self.total} item(s), {_human(size)}")
@@ -127,7 +127,7 @@ class TextProgress(SaveCallback):
         with self._lock:
             self.done += 1
             done = self.done
-        suffix = f": {detail}" if detail else ""
+        suffix = f": {_printable(detail)}" if detail else ""
         self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
 
     def finish(self, report: SaveReport) -> None:
@@ -136,6 +136,11 @@ class TextProgress(SaveCallback):
     def _write(self, line: str) -> None:
         with self._lock:
             print(line, file=self.stream, flush=True)
+
+
+def _printable(text: str) -> str:
+    """File names and server messages reach a terminal: never raw escapes or bidi overrides."""
+    return text if text.isprintable() else repr(text)
 
 
 def _human(n: float) -> str:
