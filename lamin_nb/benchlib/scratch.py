@@ -217,9 +217,9 @@ class Scratch:
         except FileNotFoundError:
             pass
         # s3fs's rm ignores per-key failures: delete stragglers one by one, which raises
-        for key in fs.find(self.root):
+        for key in _objects_under(fs, self.root):
             fs.rm_file(key)
-        left = fs.find(self.root)
+        left = _objects_under(fs, self.root)
         if left:
             raise OSError(f"{len(left)} object(s) stayed under {self.root}")
 
@@ -233,11 +233,7 @@ class Scratch:
         """What still exists of the scratch area (empty after a clean ``close``)."""
         found = list(self.problems)
         if self.target.is_s3:
-            try:
-                keys = self.s3fs().find(self.root)
-            except FileNotFoundError:
-                keys = []
-            found += [f"object {k}" for k in keys]
+            found += [f"object {k}" for k in _objects_under(self.s3fs(), self.root)]
         elif Path(self.root).exists():
             found.append(f"folder {self.root}")
         if self.db_url and self.target.is_postgres:
@@ -250,6 +246,18 @@ class Scratch:
         if self.home.exists():
             found.append(f"settings folder {self.home}")
         return found
+
+
+def _objects_under(fs: Any, root: str) -> list[str]:
+    """Objects strictly under ``root``. Some servers (SeaweedFS) keep an emptied prefix listed
+    as a folder; that is not an object and holds no data."""
+    prefix = root.removeprefix("s3://").rstrip("/") + "/"
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return []
+    return [path for path, info in found.items()
+            if info.get("type") != "directory" and path.startswith(prefix)]
 
 
 def _unfreeze(path: Path) -> None:
