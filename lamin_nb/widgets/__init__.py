@@ -1,0 +1,93 @@
+"""Notebook widgets (ipywidgets 8) that render the core's data objects; no business logic here.
+
+    from lamin_nb.widgets import SaveProgress, UploadWidget, ConsistencyPanel
+
+- ``SaveProgress``: a ``SaveCallback``; pass it as ``callback=`` to ``ln.save`` /
+  ``Artifact.save``. An overall bar and one row per item (name, size, bar, state: queued,
+  hashing, uploading n/N, committing, saved, deduplicated, failed: reason, rolled back).
+  Failed rows stay red. Updates are rendered by one thread at most ten times a second.
+  Above ``max_rows`` items only active and failed rows are shown, plus a "finished" list.
+- ``UploadWidget``: pick files, set a key prefix and a description, click Save; the files are
+  saved through ``ln.save`` with a ``SaveProgress`` below. Keys are ``<prefix>/<file name>``
+  (or the file name); each file is atomic on its own ("all or nothing" makes the batch so).
+- ``ConsistencyPanel``: counts and lists from ``ln.check()``, a refresh button, auto-refresh
+  (a daemon thread; stop it with the toggle, ``panel.stop_auto_refresh()``, ``panel.close()``
+  or ``ConsistencyPanel.stop_all()``), and Repair: the first click shows the dry-run plan,
+  Confirm applies it. Repair leaves alone what is younger than "grace (s)" (default 3600: a
+  writer may still be active) and rows whose object is missing unless "mark missing as lost"
+  is ticked; set grace to 0 only when no other process is saving.
+- ``show_progress()``: the progress callback for where the code runs: a displayed
+  ``SaveProgress`` in a kernel, ``TextProgress`` lines outside, nothing when disabled.
+
+Every widget's ``repr`` is a readable text summary (what executed notebooks and logs keep).
+
+Stable CSS classes (for browser tests and styling; ``widget.add_class`` puts them on the
+widget's root DOM node, e.g. ``.lamin-save-progress .lamin-item-failed``):
+
+SaveProgress: ``lamin-save-progress`` (root), ``lamin-save-header`` (counts text),
+``lamin-save-overall`` (overall bar; ``.progress-bar-success`` / ``-danger`` at the end),
+``lamin-item-rows``, ``lamin-item-row`` (one row), ``lamin-item-name``, ``lamin-item-size``
+(span in the name), ``lamin-item-bar``, ``lamin-item-state``, final states on the row:
+``lamin-item-saved``, ``lamin-item-deduplicated``, ``lamin-item-already-saved``,
+``lamin-item-failed``, ``lamin-item-rolled-back``; large saves: ``lamin-failed-rows``,
+``lamin-finished`` (accordion), ``lamin-finished-list``, ``lamin-finished-item`` (table rows).
+
+UploadWidget: ``lamin-upload-widget`` (root), ``lamin-upload-picker`` (FileUpload),
+``lamin-upload-key``, ``lamin-upload-description``, ``lamin-upload-atomic``,
+``lamin-save-button``, ``lamin-upload-status`` (plus ``lamin-status-ok`` / ``lamin-status-error``),
+``lamin-upload-progress`` (holds the SaveProgress).
+
+ConsistencyPanel: ``lamin-consistency-panel`` (root), ``lamin-consistency-status`` (plus
+``lamin-consistent`` / ``lamin-inconsistent``), ``lamin-consistency-counts`` with spans
+``lamin-count lamin-count-<ok|missing|orphans|mismatched|pending|deleting|lost>``,
+``lamin-consistency-details`` (accordion), ``lamin-refresh-button``,
+``lamin-autorefresh-toggle``, ``lamin-refresh-interval``, ``lamin-repair-button``,
+``lamin-repair-grace``, ``lamin-repair-mark-lost``, ``lamin-repair-plan``,
+``lamin-confirm-button``, ``lamin-cancel-button``, ``lamin-consistency-error``.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..core.callbacks import NO_PROGRESS, SaveCallback, TextProgress
+from ..jupyter import in_kernel
+
+if TYPE_CHECKING:
+    from .consistency import ConsistencyPanel
+    from .progress import SaveProgress
+    from .upload import UploadWidget
+
+INSTALL_HINT = "the notebook widgets need ipywidgets: pip install 'lamin_nb[jupyter]'"
+_EXPORTS = {"SaveProgress": "progress", "UploadWidget": "upload", "ConsistencyPanel": "consistency"}
+__all__ = ["ConsistencyPanel", "SaveProgress", "UploadWidget", "in_kernel", "show_progress"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamin_nb.widgets' has no attribute {name!r}")
+    try:
+        value = getattr(import_module(f"{__name__}.{module}"), name)
+    except ImportError as exc:
+        if exc.name not in ("ipywidgets", "IPython"):
+            raise
+        raise ImportError(INSTALL_HINT) from exc
+    globals()[name] = value
+    return value
+
+
+def show_progress(enabled: bool = True, title: str = "saving",
+                  stream: TextIO | None = None) -> SaveCallback:
+    """A progress callback already shown: the widget in a kernel, text lines elsewhere."""
+    if not enabled:
+        return NO_PROGRESS
+    if not in_kernel():
+        return TextProgress(stream or sys.stdout)
+    from IPython.display import display
+
+    progress = __getattr__("SaveProgress")(title=title)
+    display(progress)
+    return progress

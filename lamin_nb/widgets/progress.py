@@ -1,0 +1,372 @@
+"""SaveProgress: the core's progress protocol (``SaveCallback``) rendered as an ipywidgets panel.
+
+Events arrive from the save's worker threads and only update plain data under a lock. One
+render thread pushes what changed to the widgets at most ``1 / interval`` times a second, so
+the number of comm messages grows with the duration of a save, not with its number of items;
+``finish`` stops that thread and renders every final state.
+
+Up to ``max_rows`` items, every item has its own row. Above that, the panel shows the active
+items (``active_rows`` rows, reused), one red row per failure and a collapsed "finished" list.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from ..core.callbacks import FINAL_STATES, ItemInfo, ItemState, SaveCallback
+from ._common import TextRepr, esc, human_size, set_visible, toggle_class
+
+if TYPE_CHECKING:
+    from ..core.save import SaveReport
+
+logger = logging.getLogger("lamin_nb")
+S = ItemState
+BAR_STYLE = {S.SAVED: "success", S.DEDUPLICATED: "info", S.ALREADY_SAVED: "info",
+             S.FAILED: "danger", S.ROLLED_BACK: "warning"}
+FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED})
+ACTIVE = frozenset({S.HASHING, S.UPLOADING, S.COMMITTING})
+SUMMARY_ORDER = (S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED, S.ROLLED_BACK)
+PERMILLE = 1000
+MAX_FAILED_ROWS = 50
+MAX_LISTED = 500
+TEXT_LINES = 20
+
+
+def _size(size: int | None) -> str:
+    return "?" if size is None else human_size(size)
+
+
+def css_class(state: ItemState) -> str:
+    """'lamin-item-failed', 'lamin-item-rolled-back', ...: a row's final-state hook."""
+    return "lamin-item-" + state.value.replace(" ", "-")
+
+
+@dataclass
+class ItemStatus:
+    """What one row shows; plain data, readable without any widget."""
+
+    index: int
+    label: str
+    size: int | None
+    state: ItemState = S.QUEUED
+    detail: str = ""
+    done: int = 0  # bytes of the current pass: hashing, then uploading
+
+    @property
+    def bar_style(self) -> str:
+        return BAR_STYLE.get(self.state, "")
+
+    @property
+    def fraction(self) -> float:
+        if self.state in FULL_BAR:
+            return 1.0
+        return min(self.done / self.size, 1.0) if self.size else 0.0
+
+    @property
+    def waiting(self) -> bool:
+        """Hashed, not yet uploading."""
+        return self.state == S.HASHING and self.size is not None and self.done >= self.size
+
+    @property
+    def text(self) -> str:
+        if self.waiting:
+            return "hashed, waiting"
+        if self.state in (S.HASHING, S.UPLOADING):
+            return f"{self.state.value} {human_size(self.done)}/{_size(self.size)}"
+        if self.state == S.FAILED:
+            return f"failed: {self.detail or 'unknown reason'}"
+        if self.state == S.DEDUPLICATED and self.detail:
+            return f"deduplicated ({self.detail})"
+        return self.state.value
+
+    def line(self) -> str:
+        return f"  {self.label}  {_size(self.size)}  {self.text}"
+
+
+def _rank(item: ItemStatus) -> tuple[int, int]:
+    """Which active items deserve a row: uploads first, hashed-and-waiting last."""
+    order = {S.UPLOADING: 0, S.HASHING: 1, S.COMMITTING: 2}[item.state]
+    return (3 if item.waiting else order, item.index)
+
+
+class _RowView:
+    """One row's widgets: name and size, a bar, the state text."""
+
+    def __init__(self) -> None:
+        self.name = w.HTML(layout=w.Layout(width="40%"))
+        self.bar = w.IntProgress(min=0, max=PERMILLE, layout=w.Layout(width="25%"))
+        self.state = w.HTML(layout=w.Layout(width="35%"))
+        self.name.add_class("lamin-item-name")
+        self.bar.add_class("lamin-item-bar")
+        self.state.add_class("lamin-item-state")
+        self.box = w.HBox([self.name, self.bar, self.state])
+        self.box.add_class("lamin-item-row")
+        self.index: int | None = None
+
+    def show(self, item: ItemStatus) -> None:
+        self.index = item.index
+        self.name.value = (f'{esc(item.label)} <span class="lamin-item-size">'
+                           f"{esc(_size(item.size))}</span>")
+        self.bar.value = round(item.fraction * PERMILLE)
+        self.bar.bar_style = item.bar_style
+        self.state.value = esc(item.text)
+        for state in FINAL_STATES:
+            toggle_class(self.box, css_class(state), item.state == state)
+
+
+class SaveProgress(TextRepr, w.VBox, SaveCallback):
+    """Live progress of a save: an overall bar and a row per item; failures stay red.
+
+    Pass it as ``callback=`` to ``ln.save`` or ``Artifact.save`` and display it; ``rows``
+    gives the data behind the rows, ``row_view(i)`` the widgets of item ``i`` (when shown).
+    """
+
+    def __init__(self, title: str = "saving", max_rows: int = 20, active_rows: int = 10,
+                 interval: float = 0.1, **kwargs: Any) -> None:
+        header, overall = w.HTML(), w.IntProgress(min=0, max=1, layout=w.Layout(width="auto"))
+        rows_box, failed_box, finished_list = w.VBox(), w.VBox(), w.HTML()
+        finished = w.Accordion([finished_list], selected_index=None)
+        super().__init__([header, overall, rows_box, failed_box, finished], **kwargs)
+        self.header, self.overall, self.rows_box = header, overall, rows_box
+        self.failed_box, self.finished, self.finished_list = failed_box, finished, finished_list
+        for widget, name in ((self, "lamin-save-progress"), (header, "lamin-save-header"),
+                             (overall, "lamin-save-overall"), (rows_box, "lamin-item-rows"),
+                             (failed_box, "lamin-failed-rows"), (finished, "lamin-finished"),
+                             (finished_list, "lamin-finished-list")):
+            widget.add_class(name)
+        self.title, self.max_rows, self.active_rows = title, max_rows, active_rows
+        self.interval = interval
+        self.report: SaveReport | None = None
+        self._lock = threading.Lock()  # guards the data below; held only for a few lookups
+        self._render_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._reset([])
+        self.finished.observe(lambda _: self._render(), names="selected_index")
+        self._render()
+
+    # -- the progress protocol (any thread) --------------------------------------------
+
+    def start(self, items: list[ItemInfo]) -> None:
+        self._stop_ticker()
+        with self._lock:
+            self._reset(items)
+        self._build_views()
+        self._render()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, args=(self._stop,),
+                                        name="lamin-nb-progress", daemon=True)
+        self._ticker.start()
+
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        with self._lock:
+            item = self._items.get(index)
+            if item is None or item.state == S.FAILED:  # a failure is never overwritten
+                return
+            if state != item.state:
+                self._counts[item.state] -= 1
+                self._counts[state] += 1
+                if state in (S.HASHING, S.UPLOADING):
+                    item.done = 0
+                item.state = state
+                if state in ACTIVE:
+                    self._active.add(index)
+                else:
+                    self._active.discard(index)
+                if state == S.FAILED:
+                    self._new_failed.append(index)
+            item.detail = detail
+            self._changed.add(index)
+            self._dirty = True
+
+    def advance(self, index: int, nbytes: int) -> None:
+        with self._lock:
+            item = self._items.get(index)
+            if item is not None:
+                item.done += nbytes
+                self._changed.add(index)
+                self._dirty = True
+
+    def finish(self, report: SaveReport) -> None:
+        self._stop_ticker()
+        self.report = report
+        self._done = True
+        self._render()
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def rows(self) -> list[ItemStatus]:
+        """A snapshot of every item's status, in input order."""
+        with self._lock:
+            return [replace(item) for item in self._items.values()]
+
+    def row_view(self, index: int) -> _RowView | None:
+        """The widgets showing item ``index`` now (every item when the save is small)."""
+        return self._views.get(index) or self._failed_views.get(index) or next(
+            (v for v in self._slots if v.index == index and v.box in self.rows_box.children),
+            None)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {state.value: n for state, n in self._counts.items() if n}
+
+    def close(self) -> None:
+        self._stop_ticker()
+        super().close()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _reset(self, items: list[ItemInfo]) -> None:
+        self._items = {i.index: ItemStatus(i.index, i.label, i.size) for i in items}
+        self._counts: Counter[ItemState] = Counter({S.QUEUED: len(self._items)})
+        self._active: set[int] = set()
+        self._changed: set[int] = set(self._items)
+        self._new_failed: list[int] = []
+        self._failed_order: list[int] = []
+        self._total = sum(i.size or 0 for i in items)
+        self._dirty = True
+        self._done = False
+        self._views: dict[int, _RowView] = {}
+        self._slots: list[_RowView] = []
+        self._slot_of: dict[int, _RowView] = {}
+        self._failed_views: dict[int, _RowView] = {}
+
+    @property
+    def _large(self) -> bool:
+        return len(self._items) > self.max_rows
+
+    def _build_views(self) -> None:
+        """Rows are created here, on the caller's thread; the ticker only updates them."""
+        if self._large:
+            self._slots = [_RowView() for _ in range(min(self.active_rows, len(self._items)))]
+        else:
+            self._views = {index: _RowView() for index in self._items}
+        self.rows_box.children = tuple(v.box for v in self._views.values())
+        self.failed_box.children = ()
+        self.overall.max = max(len(self._items), 1)
+        self.overall.value = 0
+        set_visible(self.failed_box, self._large)
+        set_visible(self.finished, self._large)
+
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            if self._dirty:
+                self._render()
+
+    def _stop_ticker(self) -> None:
+        self._stop.set()
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None and ticker is not threading.current_thread():
+            ticker.join()
+
+    def _render(self) -> None:
+        try:
+            with self._render_lock:
+                self._render_locked()
+        except Exception:  # noqa: BLE001 - a display problem must never fail a save
+            logger.warning("could not update the progress widget", exc_info=True)
+
+    def _render_locked(self) -> None:
+        with self._lock:
+            self._dirty = False
+            changed, self._changed = self._changed, set()
+            new_failed, self._new_failed = self._new_failed, []
+            self._failed_order += new_failed
+            counts = Counter(self._counts)
+            shown = heapq.nsmallest(self.active_rows, (self._items[i] for i in self._active),
+                                    key=_rank) if self._large else []
+            wanted = {i.index for i in shown} | set(new_failed) | (set() if self._large else changed)
+            snap = {i: replace(self._items[i]) for i in wanted}
+        if self._large:
+            self._render_active([snap[i.index] for i in shown])
+            self._render_failed([snap[i] for i in new_failed])
+            self._render_finished(counts)
+        else:
+            for index in changed & set(self._views):
+                self._views[index].show(snap[index])
+        self._render_totals(counts)
+
+    def _render_active(self, shown: list[ItemStatus]) -> None:
+        wanted = {item.index for item in shown}
+        keep = {i: v for i, v in self._slot_of.items() if i in wanted}
+        free = [v for v in self._slots if v not in keep.values()]
+        for item in shown:
+            view = keep.get(item.index) or keep.setdefault(item.index, free.pop())
+            view.show(item)
+        self._slot_of = keep
+        self.rows_box.children = tuple(keep[item.index].box for item in shown)
+
+    def _render_failed(self, failed: list[ItemStatus]) -> None:
+        added = []
+        for item in failed:
+            if len(self._failed_views) < MAX_FAILED_ROWS:
+                view = self._failed_views[item.index] = _RowView()
+                view.show(item)
+                added.append(view.box)
+        if added:
+            self.failed_box.children += tuple(added)
+
+    def _render_finished(self, counts: Counter[ItemState]) -> None:
+        finished = sum(counts[s] for s in FINAL_STATES)
+        self.finished.titles = (f"finished ({finished})",)
+        if not (self._done or self.finished.selected_index == 0):
+            return
+        with self._lock:
+            failed = [replace(self._items[i]) for i in self._failed_order[:MAX_LISTED]]
+            rest = [replace(i) for i in self._items.values()
+                    if i.state in FINAL_STATES and i.state != S.FAILED]
+        entries = (failed + rest)[:MAX_LISTED]
+        lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}</td>'
+                 f"<td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>" for i in entries]
+        if finished > len(entries):
+            lines.append(f"<tr><td colspan=3>... and {finished - len(entries)} more</td></tr>")
+        self.finished_list.value = "<table>" + "".join(lines) + "</table>"
+
+    def _render_totals(self, counts: Counter[ItemState]) -> None:
+        finished = sum(counts[s] for s in FINAL_STATES)
+        failed = counts[S.FAILED] + counts[S.ROLLED_BACK]
+        self.overall.value = finished
+        if failed:
+            self.overall.bar_style = "danger"
+        elif self._done:
+            self.overall.bar_style = "success"
+        self.header.value = f"<b>{esc(self.title)}</b> {esc(self._summary(counts))}"
+
+    def _summary(self, counts: Counter[ItemState]) -> str:
+        n = len(self._items)
+        if not n:
+            return "done: nothing to save" if self._done else "waiting to start"
+        finished = sum(counts[s] for s in FINAL_STATES)
+        parts = [f"{s.value} {counts[s]}" for s in SUMMARY_ORDER if counts[s]]
+        active = sum(counts[s] for s in ACTIVE)
+        if active:
+            parts.append(f"active {active}")
+        if counts[S.QUEUED]:
+            parts.append(f"queued {counts[S.QUEUED]}")
+        status = "done" if self._done else "running"
+        return (f"{finished}/{n} items, {human_size(self._total)} ({status}): "
+                + ", ".join(parts))
+
+    def __repr__(self) -> str:
+        with self._lock:
+            counts = Counter(self._counts)
+            items = list(self._items.values())
+            if self._large:
+                items = [i for i in items if i.state == S.FAILED or i.state in ACTIVE]
+            lines = [i.line() for i in items[:TEXT_LINES]]
+        n = len(self._items)
+        fraction = sum(counts[s] for s in FINAL_STATES) / n if n else float(self._done)
+        bar = "#" * round(fraction * 20)
+        head = f"{self.title} {fraction:4.0%}|{bar:<20}| {self._summary(counts)}"
+        if len(items) > TEXT_LINES:
+            lines.append(f"  ... and {len(items) - TEXT_LINES} more")
+        return "\n".join([head, *lines])
