@@ -117,5 +117,14 @@ class Database:
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
             raise InstanceError(
-                f"cannot create or upgrade the schema of {mask_url(self.url)}: {type(exc).__name__}"
+                f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
             ) from exc
+
+
+def driver_cause(exc: BaseException) -> str:
+    """The driver's own first line ('Connection refused', 'database "x" does not exist'),
+    masked, without SQLAlchemy's SQL and parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    first = lines[0] if lines else type(cause).__name__
+    return mask_url(first[:300]) + f" ({type(cause).__name__})"

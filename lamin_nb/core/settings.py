@@ -16,9 +16,12 @@ from typing import Any
 from .errors import InstanceError, ValidationError
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_URL_PASSWORD_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+# The password runs to the LAST '@' on the line: an unencoded '@' or space inside a password
+# must not leave its tail visible (masking too much is the safe side).
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^\n]*)(?P<at>@)")
 _QUERY_SECRET_RE = re.compile(r"(?i)(?P<k>(?:password|secret|token|key)[A-Za-z_]*=)[^&\s]+")
-SECRET_OPTION_KEYS = ("secret", "password", "token", "session")
+SECRET_OPTION_KEYS = ("secret", "pass", "token", "session", "credential", "auth", "private")
 
 
 def home() -> Path:
@@ -33,8 +36,11 @@ def mask_url(url: str) -> str:
 
 
 def mask_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Secret-looking values masked, also inside nested options (client_kwargs, config_kwargs)."""
     return {
-        k: ("***" if any(s in k.lower() for s in SECRET_OPTION_KEYS) else v)
+        k: ("***" if any(s in str(k).lower() for s in SECRET_OPTION_KEYS)
+            else mask_options(v) if isinstance(v, dict)
+            else mask_url(v) if isinstance(v, str) else v)
         for k, v in options.items()
     }
 
@@ -45,13 +51,28 @@ def normalize_db_url(db: str) -> str:
         raise TypeError(f"db must be a URL string, not {type(db).__name__}")
     for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
         if db.startswith(prefix):
-            return "postgresql+psycopg://" + db[len(prefix):]
+            return _parsable("postgresql+psycopg://" + db[len(prefix):])
     if db.startswith(("postgresql+psycopg://", "sqlite:///")):
-        return db
+        return _parsable(db)
     raise ValidationError(
         f"unsupported database URL {mask_url(db)!r}: use 'postgresql://user:pw@host:5432/name' "
         "or 'sqlite:///path'"
     )
+
+
+def _parsable(url: str) -> str:
+    """Refuse a URL SQLAlchemy would misread, naming the problem but never the password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - ValueError, ArgumentError: one clear message
+        raise ValidationError(
+            f"cannot parse database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
+    if parsed.host is not None and "@" in parsed.host:
+        raise ValidationError(
+            f"database URL {mask_url(url)!r}: a password containing '@' must be written as %40")
+    return url
 
 
 def normalize_storage_root(storage: Any) -> str:
@@ -68,9 +89,16 @@ def normalize_storage_root(storage: Any) -> str:
         bucket_and_prefix = storage[len("s3://"):].strip("/")
         if not bucket_and_prefix:
             raise ValidationError(f"storage {storage!r} names no bucket")
+        if "@" in bucket_and_prefix.split("/", 1)[0]:
+            # the root is shown and stored everywhere: credentials must never be part of it
+            raise ValidationError(
+                f"storage 's3://***@{bucket_and_prefix.rsplit('@', 1)[1]}' has credentials in "
+                "the URL; pass them in "
+                "storage_options or the AWS environment variables instead")
         return "s3://" + bucket_and_prefix
     if "://" in storage and not storage.startswith("file://"):
-        raise ValidationError(f"unsupported storage {storage!r}: use a local folder or s3://bucket/prefix")
+        raise ValidationError(
+            f"unsupported storage {mask_url(storage)!r}: use a local folder or s3://bucket/prefix")
     if storage.startswith("file://"):
         storage = storage[len("file://"):]
     return str(Path(storage).expanduser().resolve())
