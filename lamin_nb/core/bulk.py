@@ -142,6 +142,10 @@ class SaveRun:
             if own is not None and own.status != PENDING:
                 self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
                 continue
+            if own is not None and own.owner != self.owner and _in_flight(own):
+                if own.hash == digest:  # another process predicted the same uid, same content
+                    item.waiting = True
+                    continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
             committed = sorted((r for r in others if r.status == COMMITTED),
                                key=lambda r: (r.is_trashed, r.id))
@@ -174,7 +178,7 @@ class SaveRun:
                 a.version = next_version.get(a.key, 1)
                 next_version[a.key] = a.version + 1
                 family = latest.get(a.key)
-                if family is not None and a.uid[:16] != family.uid[:16]:
+                if family is not None:  # the version is decided here, under the write lock
                     a.uid = family.uid[:16] + version_suffix(a.version)
         taken = rows.existing_uids(session, [i.artifact.uid for i in items
                                              if i.artifact.uid not in known])

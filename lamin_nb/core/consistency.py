@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from . import rows
 from .hashing import hash_stream
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
@@ -160,8 +161,15 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
 def _recheck_missing(inst: Instance, report: ConsistencyReport, candidates: list[tuple[Any, str]],
                      now: datetime) -> None:
     found = _present(inst, [name for _, name in candidates])
+    absent = [row.uid for row, name in candidates if name not in found]
+    still_committed: set[str] = set()
+    if absent:  # a delete may have started since the rows were read: it marks the row first
+        with inst.db.read() as session:
+            statuses = rows.statuses(session, absent)
+        still_committed = {uid for uid, status in statuses.items() if status == COMMITTED}
     for row, name in candidates:
-        _classify(inst, report, row, name, found.get(name), now)
+        if name in found or row.uid in still_committed:
+            _classify(inst, report, row, name, found.get(name), now)
 
 
 def _recheck_orphans(inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo],

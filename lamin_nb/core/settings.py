@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,12 @@ class InstanceSettings:
 
 
 def set_current(name: str) -> None:
+    # replaced atomically: other processes read it while they connect (truncate + write
+    # let a concurrent connect see an empty file and fail with "no instance")
     home().mkdir(parents=True, exist_ok=True)
-    (home() / "current").write_text(name + "\n")
+    tmp = home() / f"current.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, home() / "current")
 
 
 def current_name() -> str | None:

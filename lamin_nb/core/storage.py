@@ -228,7 +228,10 @@ class Storage:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                     continue
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # renamed or deleted by a writer since scandir
+                    continue
                 yield ObjectInfo(rel, st.st_size, _from_ts(st.st_mtime))
 
     def _list_s3(self, folder: str) -> Iterator[ObjectInfo]:

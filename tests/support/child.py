@@ -9,7 +9,8 @@ Specs:
   {"op": "save", "items": [[path, key or null], ...]}    one item: Artifact.save(); more: ln.save
   {"op": "delete", "uid": uid}                            permanent delete
   {"op": "writer", "files": [...], "keys": [...], "n": N, "seed": S}
-      N saves, content and key chosen round-robin from the lists (offset by seed)
+      N saves; content and key walk through the lists from a seed-dependent start, so
+      writers with different seeds overlap in both
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _writer(spec: dict[str, Any]) -> dict[str, Any]:
     files, keys, seed = spec["files"], spec["keys"], spec["seed"]
     saved, errors = [], []
     for step in range(spec["n"]):
-        path = files[(seed * 7 + step * 3) % len(files)]
+        path = files[(seed * 37 + step * 7) % len(files)]
         key = keys[(seed + step) % len(keys)]
         try:
             artifact = ln.Artifact(path, key=key).save()
