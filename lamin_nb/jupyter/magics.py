@@ -31,13 +31,6 @@ LS_COLUMNS = ["uid", "key", "description", "version", "is_latest", "size", "otyp
               "created_at", "created_by"]
 
 
-class MagicSaveError(SaveError):
-    """The ``SaveError`` of a magic: same type and report, rendered without a traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"SaveError: {self}"]
-
-
 def _friendly(magic: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the core's errors into what a notebook user should see (see module docstring)."""
 
@@ -46,11 +39,18 @@ def _friendly(magic: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return magic(self, line)
         except SaveError as exc:
-            raise MagicSaveError(str(exc), exc.report) from exc
+            # IPython shows what ``_render_traceback_`` returns instead of a traceback; the
+            # error itself (type, report, cause) stays what ``ln.save`` raised
+            exc._render_traceback_ = functools.partial(_short_error, exc)  # type: ignore[attr-defined]
+            raise
         except USER_ERRORS as exc:
             raise UsageError(describe(exc)) from exc
 
     return run
+
+
+def _short_error(exc: BaseException) -> list[str]:
+    return [f"{type(exc).__name__}: {exc}"]
 
 
 @dataclass

@@ -140,8 +140,11 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     def stop_auto_refresh(self, timeout: float | None = None) -> None:
         """Stop the thread and wait for it (a check already running is allowed to end)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
+        stop, thread = getattr(self, "_stop", None), getattr(self, "_thread", None)
+        if stop is None:  # __init__ failed (e.g. no instance): nothing was started
+            return
+        stop.set()
+        self._thread = None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         ConsistencyPanel._running.discard(self)

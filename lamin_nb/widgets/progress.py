@@ -263,6 +263,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
                 self._render()
 
     def _stop_ticker(self) -> None:
+        if not hasattr(self, "_stop"):  # __init__ failed before the ticker existed
+            return
         self._stop.set()
         ticker, self._ticker = self._ticker, None
         if ticker is not None and ticker is not threading.current_thread():
