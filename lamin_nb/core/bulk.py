@@ -15,13 +15,15 @@ import threading
 import time
 from typing import Any
 
+from sqlalchemy import Row
+
 from . import rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
-from .callbacks import ItemInfo, ItemState, SaveCallback
+from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
 from .errors import LaminNbError, StorageError, ValidationError, describe
 from .faults import fault
 from .instance import Instance, owner_id, random_base62
-from .models import COMMITTED, PENDING, ArtifactRow, utcnow
+from .models import COMMITTED, PENDING, utcnow
 from .workers import LeaseKeeper, run_parallel
 
 logger = logging.getLogger("lamin_nb")
@@ -52,7 +54,7 @@ class SaveRun:
         self.inst = inst
         self.items = [Item(i, a) for i, a in enumerate(artifacts)]
         self.atomic = atomic
-        self.progress = _Progress(callback)
+        self.progress = Guarded(callback)
         self.workers = workers
         self.owner = owner_id()
         self.user = _user()
@@ -62,8 +64,8 @@ class SaveRun:
 
     def execute(self) -> None:
         """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
-        self.progress.start([ItemInfo(i.index, label(i.artifact), i.artifact.size)
-                             for i in self.items])
+        self.progress.call("start", [ItemInfo(i.index, label(i.artifact), i.artifact.size)
+                                     for i in self.items])
         for item in self.items:
             self._set(item, S.QUEUED)
         try:
@@ -167,10 +169,11 @@ class SaveRun:
         return to_reserve
 
     def _pending_rows(self, session: Any, items: list[Item],
-                      known: dict[str, ArtifactRow]) -> list[dict[str, Any]]:
+                      known: dict[str, Row[Any]]) -> list[dict[str, Any]]:
         latest = rows.latest_by_key(session, [i.artifact.key for i in items if i.artifact.key])
         next_version = {k: r.version + 1 for k, r in latest.items()}
         now, until = utcnow(), rows.lease_until()
+        uid_before = {id(i): i.artifact.uid for i in items}
         for item in items:
             a = item.artifact
             a.version = 1
@@ -180,8 +183,9 @@ class SaveRun:
                 family = latest.get(a.key)
                 if family is not None:  # the version is decided here, under the write lock
                     a.uid = family.uid[:16] + version_suffix(a.version)
+        # only uids that changed above need a look-up: ``known`` holds the rest
         taken = rows.existing_uids(session, [i.artifact.uid for i in items
-                                             if i.artifact.uid not in known])
+                                             if i.artifact.uid != uid_before[id(i)]])
         for item in items:
             a = item.artifact
             if a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
@@ -241,8 +245,7 @@ class SaveRun:
         try:
             with self.inst.db.write() as session:
                 fault("before_commit")
-                mine = rows.claim_pending(session, [i.artifact.uid for i in ready], self.owner)
-                rows.mark_committed(session, mine)
+                mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
                 rows.refresh_latest(session, [i.artifact.key for i in ready])
                 stored = rows.by_uids(session, mine)
         except Exception as exc:
@@ -252,7 +255,7 @@ class SaveRun:
         self._adopt_committed(ready, stored)
         self._undo(items, S.FAILED, "its reservation expired and was rolled back")
 
-    def _adopt_committed(self, items: list[Item], stored: dict[str, ArtifactRow]) -> None:
+    def _adopt_committed(self, items: list[Item], stored: dict[str, Row[Any]]) -> None:
         for item in items:
             row = stored.get(item.artifact.uid)
             if row is not None and not item.done:
@@ -324,7 +327,7 @@ class SaveRun:
 
     # -- dedup -----------------------------------------------------------------------
 
-    def _dedup(self, item: Item, row: ArtifactRow) -> None:
+    def _dedup(self, item: Item, row: Row[Any]) -> None:
         item.artifact._adopt(row)
         keep_staged_copy(self.inst, item.artifact)
         note = " (it is in the trash; call .restore())" if row.is_trashed else ""
@@ -385,27 +388,7 @@ class _Cancelled(Exception):
     pass
 
 
-class _Progress:
-    """Forwards events to the user's callback. A bug in a progress display is logged once and
-    never fails a save; a KeyboardInterrupt raised by a hook still stops it."""
-
-    def __init__(self, callback: SaveCallback) -> None:
-        self.callback = callback
-        self.broken = False
-
-    def start(self, items: list[ItemInfo]) -> None:
-        self.call("start", items)
-
-    def call(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self.callback, method)(*args)
-        except Exception as exc:  # noqa: BLE001 - see class docstring
-            if not self.broken:
-                self.broken = True
-                logger.warning("progress callback %s failed: %s", method, describe(exc))
-
-
-def _in_flight(row: ArtifactRow) -> bool:
+def _in_flight(row: Row[Any]) -> bool:
     """A pending row whose writer may still be alive; an expired one is left to recovery."""
     return (row.status == PENDING and row.lease_expires_at is not None
             and row.lease_expires_at >= utcnow())

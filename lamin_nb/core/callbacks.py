@@ -19,6 +19,7 @@ raised by a hook stops the save like Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from dataclasses import dataclass
@@ -75,6 +76,26 @@ class SaveCallback:
 
 
 NO_PROGRESS = SaveCallback()
+
+
+class Guarded:
+    """How the core calls a user's callback: a bug in a progress display is logged once and
+    never fails a save; a KeyboardInterrupt raised by a hook still stops it."""
+
+    def __init__(self, callback: SaveCallback) -> None:
+        self.callback = callback
+        self.broken = False
+
+    def call(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.callback, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            if not self.broken:
+                self.broken = True
+                from .errors import describe
+
+                logging.getLogger("lamin_nb").warning("progress callback %s failed: %s",
+                                                      method, describe(exc))
 
 
 class RecordingCallback(SaveCallback):

@@ -45,6 +45,12 @@ class SaveError(LaminNbError, RuntimeError):
 
 def describe(exc: BaseException) -> str:
     """A short, user-facing cause: 'Access Denied (Forbidden)', never a traceback."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException) and hasattr(exc, "statement"):
+        # a SQLAlchemy error: the driver's first line names the cause; the SQL text and its
+        # parameters (one per row of a bulk save) would bury it and show row data
+        lines = str(orig).strip().splitlines()
+        return f"{lines[0] if lines else type(orig).__name__} ({type(orig).__name__})"
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, PermissionError) and "access denied" not in text.lower():
         text = f"Access Denied ({text})"

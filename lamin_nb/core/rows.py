@@ -8,12 +8,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, PENDING, ArtifactRow, utcnow
 
 T = TypeVar("T")
+TABLE = ArtifactRow.__table__
 CHUNK = 500  # stays far below every backend's bound-parameter limit
 
 
@@ -30,10 +31,12 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-def by_uids(session: Session, uids: Sequence[str]) -> dict[str, ArtifactRow]:
-    found: dict[str, ArtifactRow] = {}
+def by_uids(session: Session, uids: Sequence[str]) -> dict[str, Row[Any]]:
+    """Read-only snapshots (Core rows: ``row.uid``, ``row.status``, ...), cheaper than ORM
+    objects when a bulk save looks up thousands of rows."""
+    found: dict[str, Row[Any]] = {}
     for part in chunks(list(uids)):
-        for row in session.scalars(select(ArtifactRow).where(ArtifactRow.uid.in_(part))):
+        for row in session.execute(select(TABLE).where(TABLE.c.uid.in_(part))):
             found[row.uid] = row
     return found
 
@@ -41,32 +44,44 @@ def by_uids(session: Session, uids: Sequence[str]) -> dict[str, ArtifactRow]:
 def existing_uids(session: Session, uids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for part in chunks(list(uids)):
-        found.update(session.scalars(select(ArtifactRow.uid).where(ArtifactRow.uid.in_(part))))
+        found.update(session.scalars(select(TABLE.c.uid).where(TABLE.c.uid.in_(part))))
     return found
 
 
-def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[ArtifactRow]]:
-    found: dict[str, list[ArtifactRow]] = defaultdict(list)
+def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[Row[Any]]]:
+    found: dict[str, list[Row[Any]]] = defaultdict(list)
     for part in chunks(sorted(set(hashes))):
-        stmt = select(ArtifactRow).where(ArtifactRow.hash.in_(part)).order_by(ArtifactRow.id)
-        for row in session.scalars(stmt):
+        for row in session.execute(select(TABLE).where(TABLE.c.hash.in_(part)).order_by(TABLE.c.id)):
             found[row.hash or ""].append(row)
     return found
 
 
-def latest_by_key(session: Session, keys: Iterable[str]) -> dict[str, ArtifactRow]:
+def latest_by_key(session: Session, keys: Iterable[str]) -> dict[str, Row[Any]]:
     """The highest version per key over every row (any status), for uid and version choice."""
-    found: dict[str, ArtifactRow] = {}
+    found: dict[str, Row[Any]] = {}
     for part in chunks(sorted(set(keys))):
-        stmt = select(ArtifactRow).where(ArtifactRow.key.in_(part)).order_by(ArtifactRow.version)
-        for row in session.scalars(stmt):
+        stmt = select(TABLE).where(TABLE.c.key.in_(part)).order_by(TABLE.c.version)
+        for row in session.execute(stmt):
             found[row.key or ""] = row
     return found
 
 
 def insert_pending(session: Session, rows: list[dict[str, Any]]) -> None:
     for part in chunks(rows):
-        session.execute(insert(ArtifactRow), list(part))
+        session.execute(insert(TABLE), list(part))
+
+
+def commit_pending(session: Session, uids: Sequence[str], owner: str) -> list[str]:
+    """Flip to committed those of ``uids`` still pending under ``owner`` (a repair may have
+    rolled some back); returns them. One statement per chunk."""
+    now, done = utcnow(), []
+    for part in chunks(list(uids)):
+        stmt = (update(TABLE)
+                .where(TABLE.c.uid.in_(part), TABLE.c.status == PENDING, TABLE.c.owner == owner)
+                .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now)
+                .returning(TABLE.c.uid))
+        done.extend(session.scalars(stmt))
+    return done
 
 
 def claim_pending(session: Session, uids: Sequence[str], owner: str) -> list[str]:

@@ -118,7 +118,7 @@ def terminate_lamin_backends(url: str) -> int:
     """pg_terminate_backend every lamin_nb connection to the database of ``url``."""
     with pg_admin() as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
             "WHERE application_name = 'lamin_nb' AND datname = %s AND pid <> pg_backend_pid()",
             (db_name(url),),
         ).fetchall()
