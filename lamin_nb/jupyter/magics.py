@@ -19,12 +19,25 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.errors import LaminNbError, SaveError, describe
 
 if TYPE_CHECKING:
     from ..core.artifact import Artifact
+
+
+def parse_argstring(magic: Any, line: str) -> Any:
+    """IPython's parser, but with shell quoting: ``--description "QC per cell type"`` gives
+    ``QC per cell type`` (IPython's ``arg_split`` keeps the quote characters on POSIX)."""
+    import shlex
+
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse {line!r}: {exc}") from exc
+    return magic.parser.parse_args(argv)
+
 
 USER_ERRORS = (LaminNbError, TypeError, ValueError, OSError, ImportError)
 LS_COLUMNS = ["uid", "key", "description", "version", "is_latest", "size", "otype",

@@ -72,6 +72,7 @@ def usage_error(ip: Any, capsys: pytest.CaptureFixture[str], line: str) -> str:
     ("%lamin_init", "the following arguments are required: --storage"),
     ("%lamin_init --storage {src}/st --db mysql://u:hunter2@h/db", "unsupported database URL"),
     ("%lamin_connect nope", "no instance named 'nope'"),
+    ("%lamin_save 'unterminated", "cannot parse"),
 ])
 def test_user_mistakes_are_one_line_usage_errors(ip, capsys, local_instance, src, line, expected):
     ip.user_ns["number"] = 5
@@ -109,6 +110,14 @@ def test_save_a_glob_in_bulk_under_a_key_prefix(ip, local_instance, src):
     # one match of a glob is still a list: code that loops over it keeps working
     assert ip.run_cell(f"one = %lamin_save {src}/a*.csv").success
     assert isinstance(ip.user_ns["one"], list) and len(ip.user_ns["one"]) == 1
+
+
+def test_quoted_arguments_are_shell_words(ip, local_instance, src):
+    spaced = src / "with space.csv"
+    spaced.write_bytes(b"x")
+    line = f"q = %lamin_save '{spaced}' --key 'my data/x.csv' --description \"QC per cell type\""
+    assert ip.run_cell(line).success
+    assert (ip.user_ns["q"].key, ip.user_ns["q"].description) == ("my data/x.csv", "QC per cell type")
 
 
 def test_save_notebook_variables(ip, local_instance, src):
