@@ -15,7 +15,9 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.support.notebooks import NOTEBOOKS, REPO, execute_file, kernel_env
+from tests.support.notebooks import (
+    NOTEBOOKS, REPO, descendants, displayed_models, execute_file, kernel_env, with_class,
+)
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 OUT = REPO / "test-artifacts" / "notebooks"
@@ -86,3 +88,90 @@ def test_executed_notebook_renders_as_html_docs(run_notebook):
     assert "<title>acid</title>" in page
     assert "Will data &amp; metadata stay in sync?" in page
     assert "1 of 3 artifacts could not be saved" in page
+
+
+# -- what the panels showed: the stored widget state of the executed notebooks ------------
+
+
+def _panel(nb: Any, tag: str, css_class: str) -> dict[str, Any]:
+    (panel,) = [m for m in displayed_models(nb, tag)
+                if css_class in m["state"].get("_dom_classes", [])]
+    return panel
+
+
+def _one(nb: Any, root: dict[str, Any], css_class: str) -> dict[str, Any]:
+    (model,) = with_class(nb, css_class, root)
+    return model["state"]
+
+
+def _rows(nb: Any, progress: dict[str, Any], final: str) -> list[dict[str, Any]]:
+    return [r for r in with_class(nb, "lamin-item-row", progress)
+            if f"lamin-item-{final}" in r["state"]["_dom_classes"]]
+
+
+def test_bulk_upload_progress_panel_shows_the_failed_item_in_red(run_notebook):
+    nb = run_notebook("bulk-upload.ipynb")
+    progress = _panel(nb, "first-save", "lamin-save-progress")
+    overall = _one(nb, progress, "lamin-save-overall")
+    assert overall["value"] == overall["max"] == 12 and overall["bar_style"] == "danger"
+    assert len(_rows(nb, progress, "saved")) == 11
+    (failed,) = _rows(nb, progress, "failed")
+    assert _one(nb, failed, "lamin-item-bar")["bar_style"] == "danger"
+    assert "well_03.tiff" in _one(nb, failed, "lamin-item-name")["value"]
+    state = _one(nb, failed, "lamin-item-state")["value"]
+    assert state.startswith("failed: ") and "Access Denied" in state
+    assert "11" in _one(nb, progress, "lamin-save-header")["value"]
+
+
+def test_bulk_upload_rerun_saves_only_the_failed_item(run_notebook):
+    nb = run_notebook("bulk-upload.ipynb")
+    progress = _panel(nb, "second-save", "lamin-save-progress")
+    overall = _one(nb, progress, "lamin-save-overall")
+    assert overall["value"] == overall["max"] == 12 and overall["bar_style"] == "success"
+    (saved,) = _rows(nb, progress, "saved")
+    assert "well_03.tiff" in _one(nb, saved, "lamin-item-name")["value"]
+    assert len(_rows(nb, progress, "already-saved")) == 11
+    assert _rows(nb, progress, "failed") == []
+
+
+def test_upload_widget_saved_the_picked_file(run_notebook):
+    nb = run_notebook("bulk-upload.ipynb")
+    upload = _panel(nb, "upload-widget", "lamin-upload-widget")
+    status = _one(nb, upload, "lamin-upload-status")
+    assert "lamin-status-ok" in status["_dom_classes"] and "saved 1 file(s)" in status["value"]
+    (row,) = _rows(nb, upload, "saved")
+    assert "uploads/manual/picked.csv" in _one(nb, row, "lamin-item-name")["value"]
+
+
+def test_consistency_snapshot_shows_the_orphan_and_the_missing_object(run_notebook):
+    nb = run_notebook("consistency.ipynb")
+    snapshot = _panel(nb, "snapshot", "lamin-consistency-panel")
+    status = _one(nb, snapshot, "lamin-consistency-status")
+    assert "lamin-inconsistent" in status["_dom_classes"] and "NOT consistent" in status["value"]
+    counts = _one(nb, snapshot, "lamin-consistency-counts")["value"]
+    for shown in ("ok: 24", "missing: 1", "orphans: 1", "pending: 0"):
+        assert shown in counts
+    lists = " ".join(m["state"]["value"] for m in with_class(nb, "lamin-consistency-details",
+                                                                snapshot)
+                     for m in descendants(nb, m) if m["model_name"] == "HTMLModel")
+    assert "Zs9xQ2rT7uVw1yB30000.csv" in lists and "incoming/reading07.csv" in lists
+
+
+def test_consistency_panel_after_repair_and_confirm_is_consistent(run_notebook):
+    nb = run_notebook("consistency.ipynb")
+    live = _panel(nb, "live-panel", "lamin-consistency-panel")
+    status = _one(nb, live, "lamin-consistency-status")
+    assert "lamin-consistent" in status["_dom_classes"] and "are consistent" in status["value"]
+    counts = _one(nb, live, "lamin-consistency-counts")["value"]
+    for shown in ("ok: 24", "missing: 0", "orphans: 0", "lost: 1"):
+        assert shown in counts
+    plan = _one(nb, live, "lamin-repair-plan")["value"]
+    assert "quarantine orphan" in plan and "mark lost" in plan and "done" in plan
+    confirm = _one(nb, live, "lamin-confirm-button")
+    assert confirm["layout"] and _layout(nb, confirm)["display"] == "none"  # nothing left to confirm
+
+
+def _layout(nb: Any, state: dict[str, Any]) -> dict[str, Any]:
+    from tests.support.notebooks import widget_models
+
+    return widget_models(nb)[state["layout"].removeprefix("IPY_MODEL_")]["state"]
