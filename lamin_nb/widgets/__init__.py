@@ -6,7 +6,7 @@
   ``Artifact.save``. An overall bar and one row per item (name, size, bar, state: queued,
   hashing, uploading n/N, committing, saved, deduplicated, failed: reason, rolled back).
   Failed rows stay red. Updates are rendered by one thread at most ten times a second.
-  Above ``max_rows`` items only active and failed rows are shown, plus a "finished" list.
+  Above ``max_rows`` (20) items only active and failed rows are shown, plus a "finished" list.
 - ``UploadWidget``: pick files, set a key prefix and a description, click Save; the files are
   saved through ``ln.save`` with a ``SaveProgress`` below. Keys are ``<prefix>/<file name>``
   (or the file name); each file is atomic on its own ("all or nothing" makes the batch so).
@@ -29,8 +29,10 @@ SaveProgress: ``lamin-save-progress`` (root), ``lamin-save-header`` (counts text
 ``lamin-item-rows``, ``lamin-item-row`` (one row), ``lamin-item-name``, ``lamin-item-size``
 (span in the name), ``lamin-item-bar``, ``lamin-item-state``, final states on the row:
 ``lamin-item-saved``, ``lamin-item-deduplicated``, ``lamin-item-already-saved``,
-``lamin-item-failed``, ``lamin-item-rolled-back``; large saves: ``lamin-failed-rows``,
-``lamin-finished`` (accordion), ``lamin-finished-list``, ``lamin-finished-item`` (table rows).
+``lamin-item-failed``, ``lamin-item-rolled-back``. Large saves (more than ``max_rows``
+items): ``lamin-active-rows`` (an HTML table whose ``<tr class="lamin-item-row
+lamin-item-uploading">`` rows are the active items), ``lamin-failed-rows`` (widget rows as
+above, red), ``lamin-finished`` (accordion), ``lamin-finished-list``, ``lamin-finished-item``.
 
 UploadWidget: ``lamin-upload-widget`` (root), ``lamin-upload-picker`` (FileUpload),
 ``lamin-upload-key``, ``lamin-upload-description``, ``lamin-upload-atomic``,

@@ -5,13 +5,16 @@ render thread pushes what changed to the widgets at most ``1 / interval`` times 
 the number of comm messages grows with the duration of a save, not with its number of items;
 ``finish`` stops that thread and renders every final state.
 
-Up to ``max_rows`` items, every item has its own row. Above that, the panel shows the active
-items (``active_rows`` rows, reused), one red row per failure and a collapsed "finished" list.
+Up to ``max_rows`` items, every item has its own row of widgets. Above that, the active items
+(at most ``active_rows``) are one HTML table, each failure gets its own red row of widgets, and
+a collapsed "finished" list names what happened to the rest: a 1000-item save then costs
+about twenty widgets, not thousands.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 from collections import Counter
@@ -32,10 +35,11 @@ BAR_STYLE = {S.SAVED: "success", S.DEDUPLICATED: "info", S.ALREADY_SAVED: "info"
              S.FAILED: "danger", S.ROLLED_BACK: "warning"}
 FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED})
 ACTIVE = frozenset({S.HASHING, S.UPLOADING, S.COMMITTING})
+RANK = {S.UPLOADING: 0, S.HASHING: 1, S.COMMITTING: 2}
 SUMMARY_ORDER = (S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED, S.ROLLED_BACK)
 PERMILLE = 1000
 MAX_FAILED_ROWS = 50
-MAX_LISTED = 500
+MAX_LISTED = 200
 TEXT_LINES = 20
 
 
@@ -90,10 +94,14 @@ class ItemStatus:
         return f"  {self.label}  {_size(self.size)}  {self.text}"
 
 
+def _html_bar(fraction: float) -> str:
+    return ('<div class="lamin-html-bar" style="width:8em;height:0.8em;background:#eee">'
+            f'<div style="width:{fraction:.0%};height:100%;background:#2196f3"></div></div>')
+
+
 def _rank(item: ItemStatus) -> tuple[int, int]:
     """Which active items deserve a row: uploads first, hashed-and-waiting last."""
-    order = {S.UPLOADING: 0, S.HASHING: 1, S.COMMITTING: 2}[item.state]
-    return (3 if item.waiting else order, item.index)
+    return (3 if item.waiting else RANK[item.state], item.index)
 
 
 class _RowView:
@@ -131,15 +139,15 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
     def __init__(self, title: str = "saving", max_rows: int = 20, active_rows: int = 10,
                  interval: float = 0.1, **kwargs: Any) -> None:
         header, overall = w.HTML(), w.IntProgress(min=0, max=1, layout=w.Layout(width="auto"))
-        rows_box, failed_box, finished_list = w.VBox(), w.VBox(), w.HTML()
+        rows_box, active, failed_box, finished_list = w.VBox(), w.HTML(), w.VBox(), w.HTML()
         finished = w.Accordion([finished_list], selected_index=None)
-        super().__init__([header, overall, rows_box, failed_box, finished], **kwargs)
-        self.header, self.overall, self.rows_box = header, overall, rows_box
+        super().__init__([header, overall, rows_box, active, failed_box, finished], **kwargs)
+        self.header, self.overall, self.rows_box, self.active = header, overall, rows_box, active
         self.failed_box, self.finished, self.finished_list = failed_box, finished, finished_list
         for widget, name in ((self, "lamin-save-progress"), (header, "lamin-save-header"),
                              (overall, "lamin-save-overall"), (rows_box, "lamin-item-rows"),
-                             (failed_box, "lamin-failed-rows"), (finished, "lamin-finished"),
-                             (finished_list, "lamin-finished-list")):
+                             (active, "lamin-active-rows"), (failed_box, "lamin-failed-rows"),
+                             (finished, "lamin-finished"), (finished_list, "lamin-finished-list")):
             widget.add_class(name)
         self.title, self.max_rows, self.active_rows = title, max_rows, active_rows
         self.interval = interval
@@ -209,10 +217,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
             return [replace(item) for item in self._items.values()]
 
     def row_view(self, index: int) -> _RowView | None:
-        """The widgets showing item ``index`` now (every item when the save is small)."""
-        return self._views.get(index) or self._failed_views.get(index) or next(
-            (v for v in self._slots if v.index == index and v.box in self.rows_box.children),
-            None)
+        """The widgets of item ``index``: every item of a small save, failures of a large one."""
+        return self._views.get(index) or self._failed_views.get(index)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -236,8 +242,6 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._dirty = True
         self._done = False
         self._views: dict[int, _RowView] = {}
-        self._slots: list[_RowView] = []
-        self._slot_of: dict[int, _RowView] = {}
         self._failed_views: dict[int, _RowView] = {}
 
     @property
@@ -246,16 +250,15 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
 
     def _build_views(self) -> None:
         """Rows are created here, on the caller's thread; the ticker only updates them."""
-        if self._large:
-            self._slots = [_RowView() for _ in range(min(self.active_rows, len(self._items)))]
-        else:
+        if not self._large:
             self._views = {index: _RowView() for index in self._items}
         self.rows_box.children = tuple(v.box for v in self._views.values())
         self.failed_box.children = ()
+        self.active.value = ""
         self.overall.max = max(len(self._items), 1)
         self.overall.value = 0
-        set_visible(self.failed_box, self._large)
-        set_visible(self.finished, self._large)
+        for widget in (self.active, self.failed_box, self.finished):
+            set_visible(widget, self._large)
 
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):
@@ -284,12 +287,13 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
             new_failed, self._new_failed = self._new_failed, []
             self._failed_order += new_failed
             counts = Counter(self._counts)
-            shown = heapq.nsmallest(self.active_rows, (self._items[i] for i in self._active),
-                                    key=_rank) if self._large else []
-            wanted = {i.index for i in shown} | set(new_failed) | (set() if self._large else changed)
+            shown = [replace(i) for i in heapq.nsmallest(
+                self.active_rows, (self._items[i] for i in self._active), key=_rank)
+            ] if self._large else []
+            wanted = set(new_failed) | (set() if self._large else changed)
             snap = {i: replace(self._items[i]) for i in wanted}
         if self._large:
-            self._render_active([snap[i.index] for i in shown])
+            self._render_active(shown)
             self._render_failed([snap[i] for i in new_failed])
             self._render_finished(counts)
         else:
@@ -298,14 +302,10 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._render_totals(counts)
 
     def _render_active(self, shown: list[ItemStatus]) -> None:
-        wanted = {item.index for item in shown}
-        keep = {i: v for i, v in self._slot_of.items() if i in wanted}
-        free = [v for v in self._slots if v not in keep.values()]
-        for item in shown:
-            view = keep.get(item.index) or keep.setdefault(item.index, free.pop())
-            view.show(item)
-        self._slot_of = keep
-        self.rows_box.children = tuple(keep[item.index].box for item in shown)
+        rows = [f'<tr class="lamin-item-row {css_class(i.state)}"><td>{esc(i.label)}</td>'
+                f"<td>{esc(_size(i.size))}</td><td>{_html_bar(i.fraction)}</td>"
+                f"<td>{esc(i.text)}</td></tr>" for i in shown]
+        self.active.value = "<table>" + "".join(rows) + "</table>" if rows else ""
 
     def _render_failed(self, failed: list[ItemStatus]) -> None:
         added = []
@@ -322,15 +322,16 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.finished.titles = (f"finished ({finished})",)
         if not (self._done or self.finished.selected_index == 0):
             return
-        with self._lock:
-            failed = [replace(self._items[i]) for i in self._failed_order[:MAX_LISTED]]
-            rest = [replace(i) for i in self._items.values()
-                    if i.state in FINAL_STATES and i.state != S.FAILED]
-        entries = (failed + rest)[:MAX_LISTED]
-        lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}</td>'
-                 f"<td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>" for i in entries]
-        if finished > len(entries):
-            lines.append(f"<tr><td colspan=3>... and {finished - len(entries)} more</td></tr>")
+        with self._lock:  # failures first, then the others in input order
+            failed = [self._items[i] for i in self._failed_order[:MAX_LISTED]]
+            rest = itertools.islice((i for i in self._items.values()
+                                     if i.state in FINAL_STATES and i.state != S.FAILED),
+                                    MAX_LISTED - len(failed))
+            lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}'
+                     f"</td><td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>"
+                     for i in itertools.chain(failed, rest)]
+        if finished > len(lines):
+            lines.append(f"<tr><td colspan=3>... and {finished - len(lines)} more</td></tr>")
         self.finished_list.value = "<table>" + "".join(lines) + "</table>"
 
     def _render_totals(self, counts: Counter[ItemState]) -> None:

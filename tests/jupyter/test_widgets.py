@@ -88,7 +88,7 @@ def test_large_atomic_save_collapses_finished_rows_and_rolls_back(s3_instance, t
     progress = SaveProgress(max_rows=5, active_rows=3)
     with pytest.raises(ln.SaveError):
         ln.save(artifacts, atomic=True, callback=progress)
-    assert progress.rows_box.children == ()  # nothing active any more
+    assert progress.rows_box.children == () and progress.active.value == ""  # none active
     (failed_row,) = progress.failed_box.children
     assert "lamin-item-failed" in failed_row._dom_classes
     assert failed_row.children[1].bar_style == "danger"
@@ -161,6 +161,24 @@ def test_ticks_update_rows_while_the_save_runs():
     assert view.bar.value == 500 and view.state.value == "uploading 4.9 KiB/9.8 KiB"
     progress.finish(ln.SaveReport())
     assert progress._ticker is None
+
+
+def test_a_large_save_shows_only_the_active_items_while_it_runs():
+    from lamin_nb.core.callbacks import ItemInfo, ItemState
+
+    progress = SaveProgress(interval=0.01, max_rows=20, active_rows=3)
+    progress.start([ItemInfo(i, f"item{i}", 100) for i in range(30)])
+    assert progress.rows_box.children == ()  # no widget row per item
+    for i in (4, 5, 6, 7):
+        progress.state(i, ItemState.UPLOADING)
+    progress.advance(6, 50)
+    deadline = time.monotonic() + 30
+    while progress.active.value.count("lamin-item-row") != 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shown = progress.active.value
+    assert shown.count('class="lamin-item-row lamin-item-uploading"') == 3
+    assert "item4" in shown and "uploading 50 B/100 B" in shown and "item7" not in shown
+    progress.finish(ln.SaveReport())
 
 
 # -- UploadWidget --------------------------------------------------------------------------
