@@ -257,6 +257,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.active.value = ""
         self.overall.max = max(len(self._items), 1)
         self.overall.value = 0
+        self.overall.bar_style = ""  # a reused panel starts neutral again
         for widget in (self.active, self.failed_box, self.finished):
             set_visible(widget, self._large)
 
