@@ -33,7 +33,9 @@ logger = logging.getLogger("lamin_nb")
 S = ItemState
 BAR_STYLE = {S.SAVED: "success", S.DEDUPLICATED: "info", S.ALREADY_SAVED: "info",
              S.FAILED: "danger", S.ROLLED_BACK: "warning"}
-FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED})
+# a failed or rolled-back row shows a full bar too: red / orange must be visible at any progress
+FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED,
+                      S.ROLLED_BACK})
 ACTIVE = frozenset({S.HASHING, S.UPLOADING, S.COMMITTING})
 RANK = {S.UPLOADING: 0, S.HASHING: 1, S.COMMITTING: 2}
 SUMMARY_ORDER = (S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED, S.ROLLED_BACK)
