@@ -323,6 +323,8 @@ class SaveRun:
         self.cancel.set()
         reason = (f"save interrupted: {describe(exc)}" if isinstance(exc, Exception)
                   else f"save interrupted ({type(exc).__name__})")
+        # items whose rows a commit already flipped end as saved, so say what stopped the run
+        logger.warning("%s; unfinished items are undone", reason)
         self._undo([i for i in self.items if not i.done], S.FAILED, reason, exc)
 
     # -- dedup -----------------------------------------------------------------------
