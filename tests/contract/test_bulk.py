@@ -155,6 +155,12 @@ def old(make_file):
     return artifact, all_rows()[artifact.uid], object_state(artifact._object_name)
 
 
+@pytest.fixture
+def dup(make_file, old):
+    """A new artifact with the content of ``old``: dedup resolves it to the existing record."""
+    return ln.Artifact(make_file(b"saved before"), description="same bytes as old")
+
+
 def assert_untouched(old: tuple[ln.Artifact, Any, Any]) -> None:
     artifact, row, obj = old
     assert all_rows()[artifact.uid] == row
@@ -190,9 +196,9 @@ def test_per_item_problems_are_found_before_any_write(backend, make_file):
 # -- the seed's third scenario with a real failure ------------------------------------------
 
 
-def test_failed_upload_keeps_the_others(backend, five, old):
+def test_failed_upload_keeps_the_others(backend, five, old, dup):
     """Default mode: every item atomic on its own; the error lists what was saved."""
-    batch = five[:3] + [old[0]] + five[3:]
+    batch = five[:3] + [old[0], dup] + five[3:]
     deny_object(backend, five[2])
     log = EventLog()
     with pytest.raises(RuntimeError) as error:
@@ -202,6 +208,7 @@ def test_failed_upload_keeps_the_others(backend, five, old):
     report = err.report
     others = [a for a in five if a is not five[2]]
     assert report.saved == others and report.already_saved == [old[0]]
+    assert report.deduplicated == [dup] and dup.uid == old[0].uid
     [(failed, exc)] = report.failed
     assert failed is five[2] and isinstance(exc, ln.StorageError)
     assert isinstance(exc.__cause__, OSError)  # PermissionError on S3, IsADirectoryError locally
@@ -219,13 +226,13 @@ def test_failed_upload_keeps_the_others(backend, five, old):
     uid = five[2].uid
     again = ln.save(batch)
     assert again.saved == [five[2]] and five[2].uid == uid
-    assert set(map(id, again.already_saved)) == set(map(id, others + [old[0]]))
+    assert set(map(id, again.already_saved)) == set(map(id, others + [old[0], dup]))
     assert ln.Artifact.filter().count() == 6 and len(backend.object_names()) == 6
     assert_consistent()
 
 
-def test_atomic_failure_leaves_nothing(backend, five, old):
-    batch = five[:3] + [old[0]] + five[3:]
+def test_atomic_failure_leaves_nothing(backend, five, old, dup):
+    batch = five[:3] + [old[0], dup] + five[3:]
     deny_object(backend, five[2])
     log = EventLog()
     with pytest.raises(ln.SaveError) as error:
@@ -233,7 +240,7 @@ def test_atomic_failure_leaves_nothing(backend, five, old):
     report = error.value.report
     assert report.saved == [] and [a for a, _ in report.failed] == [five[2]]
     assert report.rolled_back == [a for a in five if a is not five[2]]
-    assert report.already_saved == [old[0]]
+    assert report.already_saved == [old[0]] and report.deduplicated == [dup]
     log.validate(batch)
     assert [a.uid for a in ln.Artifact.filter().all()] == [old[0].uid]
     assert list(all_rows()) == [old[0].uid]
