@@ -48,6 +48,7 @@ class JupyterProcess:
         self.log = home / ("lab.log" if lab else "server.log")
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
+        self.leftovers: list[Proc] = []
 
     def command(self) -> list[str]:
         module = "jupyterlab" if self.lab else "jupyter_server"
@@ -82,30 +83,65 @@ class JupyterProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        """SIGTERM our own process group (server and its kernels), SIGKILL what lingers."""
+        """Stop the server, then anything it started that outlived it.
+
+        Kernels run in sessions of their own (jupyter_client starts them so), so killing the
+        server's process group is not enough: their pids are collected first.
+        """
         if self.proc is None:
             return
+        started = descendants(self.proc.pid)
         pgid = self.proc.pid
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            if not _group_alive(pgid):
-                break
-            time.sleep(0.5)
-        if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGTERM)  # the server shuts its kernels down
+            self.proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
             os.killpg(pgid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
         self.proc = None
+        for pid, _ in alive(started):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.leftovers = alive(started)
 
 
-def _group_alive(pgid: int) -> bool:
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) from /proc, or None when the process is gone."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return int(fields[1]), fields[0], fields[19]
+
+
+Proc = tuple[int, str]  # pid and start time: a pid reused by another process never matches
+
+
+def descendants(root: int) -> list[Proc]:
+    children: dict[int, list[Proc]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            info = _stat(int(entry.name))
+            if info is not None:
+                children.setdefault(info[0], []).append((int(entry.name), info[2]))
+    found: list[Proc] = []
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child[0])
+    return found
+
+
+def alive(procs: list[Proc]) -> list[Proc]:
+    """Those still running (zombies waiting for their reaper count as gone)."""
+    return [(pid, start) for pid, start in procs
+            if (info := _stat(pid)) is not None and info[2] == start and info[1] != "Z"]
