@@ -40,6 +40,10 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-api")
 class BadRequest(Exception):
     """A parameter the caller must fix (400)."""
 
+    def __init__(self, message: str) -> None:
+        # messages quote the caller's value: a 10,000-character value must not come back whole
+        super().__init__(message if len(message) <= 300 else message[:300] + "... (cut)")
+
 
 # -- what the routes do (plain functions; run in the worker thread) ------------------------
 
