@@ -75,6 +75,36 @@ def test_bench_on_postgres_and_s3_uses_and_removes_scratch_areas(s3_server, s3_b
     assert tables == 0
 
 
+def test_bench_without_createdb_uses_a_scratch_schema_and_drops_it(pg_url):
+    """A role that may not create databases gets a scratch schema in its own database."""
+    import secrets
+
+    import psycopg
+
+    role = f"lamin_nb_nocreatedb_{secrets.token_hex(3)}"
+    database = pg_url.rsplit("/", 1)[1]
+    with pg_admin() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+        conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+    role_url = pg_url.replace("://postgres@", f"://{role}@")
+    try:
+        done = lamin_nb_cli("bench", "--db", role_url, "--scenarios", "single", "--runs", "1",
+                            "--single-n", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "(scratch schema)" in done.stdout
+        token = re.search(r"lamin-nb-bench-([0-9a-f]{8})", done.stdout).group(1)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            schemas = conn.execute("SELECT schema_name FROM information_schema.schemata "
+                                   "WHERE schema_name LIKE 'lamin_nb_%'").fetchall()
+            tables = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                  "WHERE table_schema = 'public'").fetchone()[0]
+        assert schemas == [] and tables == 0, f"left behind for {token}: {schemas}, {tables}"
+    finally:
+        with pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
 def test_bench_rejects_unknown_scenarios():
     done = lamin_nb_cli("bench", "--scenarios", "warp")
     assert done.returncode != 0

@@ -70,6 +70,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 HEADER = ("scenario", "lamin_nb median (min-max)", "lower bound (median)", "ratio", "notes")
+# ratio: the median over runs of (lamin_nb / bound) measured back to back in the same run
 
 
 def row(result: Result) -> tuple[str, ...]:

@@ -93,8 +93,9 @@ def single_saves(ctx: Context) -> Result:
     import lamin_nb as ln
 
     n, size = ctx.options.single_n, ctx.options.file_kib * 1024
+    copy = "upload" if ctx.scratch.target.is_s3 else "copy+fsync"
     result = Result(f"{n} single saves of {ctx.options.file_kib} KiB", "ms/save",
-                    "copy+fsync+insert+commit each", target=ctx.target("< 3 ms/save"))
+                    f"{copy}+insert+commit each", target=ctx.target("< 3 ms/save"))
     b = ctx.bounds
     for run in range(ctx.options.runs):
         ours, theirs = ctx.files(n, size), ctx.files(n, size)
