@@ -133,7 +133,7 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     report = ConsistencyReport(inst.storage.root, deep, now, n_objects=len(listing))
     temps: dict[str, list[str]] = {}
     for name in listing:
-        owner = owner_of_temp(name)
+        owner = owner_of_temp(name) if name.endswith(".tmp") else None
         if owner is not None:
             temps.setdefault(owner, []).append(name)
     stmt = select(ArtifactRow.uid, ArtifactRow.key, ArtifactRow.suffix, ArtifactRow.size,
@@ -141,11 +141,16 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
                   ArtifactRow.lease_expires_at, ArtifactRow.updated_at)
     missing: list[tuple[Any, str]] = []
     with inst.db.read() as session:
-        result = session.execute(stmt.execution_options(yield_per=BATCH))
+        # Core rows, streamed: the ORM layer would double the time for plain columns
+        result = session.connection().execution_options(yield_per=BATCH).execute(stmt)
         for row in result:
             report.n_rows += 1
-            name = f"{row.uid}{row.suffix}"
+            name = row.uid + row.suffix
             info = listing.pop(name, None)
+            if row.status == COMMITTED and info is not None and not deep and (
+                    row.size is None or row.size == info.size):
+                report.n_ok += 1  # the common case, kept cheap
+                continue
             if row.status == PENDING:  # an upload in progress (or interrupted) owns its temps
                 for temp in temps.pop(name, []):
                     listing.pop(temp, None)

@@ -210,8 +210,8 @@ class Storage:
             yield from self._list_s3(folder)
 
     def _list_local(self, folder: str) -> Iterator[ObjectInfo]:
-        base = Path(self.managed, folder) if folder else Path(self.managed)
-        stack = [base]
+        managed = str(Path(self.managed))
+        stack = [Path(managed, folder) if folder else Path(managed)]
         while stack:
             current = stack.pop()
             try:
@@ -219,7 +219,8 @@ class Storage:
             except FileNotFoundError:
                 continue
             for entry in entries:
-                rel = os.path.relpath(entry.path, self.managed).replace(os.sep, "/")
+                # entries of a walk below ``managed``: slicing is ~10x cheaper than relpath
+                rel = entry.path[len(managed) + 1:].replace(os.sep, "/")
                 if not folder and rel in RESERVED:
                     continue
                 if entry.is_dir(follow_symlinks=False):
