@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,9 @@ def lab(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ju
     env = isolated_env(home, LAMIN_NB_HOME=str(home / "lamin-home"),
                        LAMIN_NB_TEST_PG_URL=pg_url())  # AWS_* come from s3_server
     env.pop("LAMIN_NB_FAULT", None)
+    # an instance for the server extension's REST API, made the way a user would
+    subprocess.run([sys.executable, "-m", "lamin_nb.cli", "init", "--storage",
+                    str(home / "storage")], env=env, check=True, capture_output=True)
     server = JupyterProcess(root, home, env, lab=True)
     server.start()
     yield server

@@ -8,6 +8,7 @@ Screenshots: ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -116,3 +117,26 @@ def test_consistency_panel_repair_with_confirmation(page, lab):
 
     nb.run_tagged("after-repair")  # the kernel agrees: ln.check() is consistent
     nb.run_tagged("cleanup")
+
+
+FETCH = """async ([route, method, xsrf]) => {
+  const base = window.jupyterapp.serviceManager.serverSettings.baseUrl;
+  const cookie = document.cookie.split('; ').find(c => c.startsWith('_xsrf='));
+  const headers = xsrf && cookie ? {'X-XSRFToken': decodeURIComponent(cookie.slice(6))} : {};
+  const r = await fetch(base + 'lamin/api/' + route, {method, headers, credentials: 'same-origin'});
+  return [r.status, await r.text()];
+}"""
+
+
+def test_server_extension_answers_the_lab_page(page, lab):
+    """The REST API from the page itself: the login cookie, and the XSRF token for POST."""
+    page.goto(f"{lab.base}/lab?token={lab.token}&reset")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.serviceManager")
+    status, body = page.evaluate(FETCH, ["consistency", "GET", False])
+    assert status == 200 and json.loads(body)["is_consistent"] is True
+    status, body = page.evaluate(FETCH, ["artifacts?limit=5", "GET", False])
+    assert status == 200 and json.loads(body)["artifacts"] == []
+    status, _ = page.evaluate(FETCH, ["repair", "POST", False])
+    assert status == 403  # a cookie alone cannot POST: cross-site request forgery protection
+    status, body = page.evaluate(FETCH, ["repair", "POST", True])
+    assert status == 200 and json.loads(body)["dry_run"] is True
