@@ -8,8 +8,9 @@ cannot be recreated: their rows are reported, and marked ``lost`` only when aske
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -29,11 +30,13 @@ DEFAULT_RETENTION = 7 * 86400
 
 @dataclass
 class RepairAction:
-    kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost | purge
+    kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost |
+    #            abort incomplete upload | purge quarantined
     target: str
     detail: str = ""
     done: bool = False
     error: str | None = None
+    ref: str = ""  # the S3 upload id of an incomplete upload
 
 
 @dataclass
@@ -119,6 +122,9 @@ def _plan(inst: Instance, report: ConsistencyReport, grace: float, mark_lost: bo
                                         f"({missing.name}; pass mark_lost=True to mark it lost)"))
     for mismatch in report.mismatched:
         skipped.append(RepairAction(f"{mismatch.kind} mismatch", mismatch.uid, f"({mismatch.name})"))
+    uploads, young_uploads = _incomplete_uploads(inst, report, grace)
+    actions += uploads
+    skipped += young_uploads
     if purge:
         actions += [RepairAction("purge quarantined", name) for name in _purgeable(inst, retention)]
     return RepairPlan(actions, skipped, report)
@@ -154,6 +160,8 @@ def _apply_one(inst: Instance, action: RepairAction, stuck: dict[str, ArtifactRo
             inst.storage.move(action.target, f"{QUARANTINE}/{stamp}/{action.target}")
     elif action.kind == "mark lost":
         _mark_lost(inst, action.target)
+    elif action.kind == "abort incomplete upload":
+        _abort_upload(inst.storage, action.target, action.ref)
     elif action.kind == "purge quarantined":
         inst.storage.delete(action.target)
     return True
@@ -178,6 +186,57 @@ def _mark_lost(inst: Instance, uid: str) -> None:
         row.status, row.is_latest, row.updated_at = LOST, False, utcnow()
         session.flush()
         rows.refresh_latest(session, [row.key])
+
+
+def _incomplete_uploads(inst: Instance, report: ConsistencyReport, grace: float,
+                        ) -> tuple[list[RepairAction], list[RepairAction]]:
+    """S3 multipart uploads that a killed writer never completed: invisible, but billed."""
+    if inst.storage.is_local:
+        return [], []
+    live = {p.name for p in report.pending if not p.expired and grace > 0}
+    now = utcnow()
+    actions: list[RepairAction] = []
+    skipped: list[RepairAction] = []
+    try:
+        uploads = list(_list_uploads(inst.storage))
+    except Exception as exc:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads permission
+        skipped.append(RepairAction("incomplete uploads", "(not listed)", describe(exc)))
+        return actions, skipped
+    for name, upload_id, started in uploads:
+        age = (now - started).total_seconds()
+        action = RepairAction("abort incomplete upload", name, f"({age:.0f} s old)", ref=upload_id)
+        (skipped if name in live or age < grace else actions).append(action)
+    return actions, skipped
+
+
+def _s3_prefix(storage: Any) -> tuple[str, str]:
+    bucket, _, prefix = storage.managed.removeprefix("s3://").partition("/")
+    return bucket, prefix + "/"
+
+
+def _list_uploads(storage: Any) -> Iterator[tuple[str, str, datetime]]:
+    bucket, prefix = _s3_prefix(storage)
+    params = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = storage.fs.call_s3("list_multipart_uploads", **params)
+        for upload in page.get("Uploads", []):
+            if upload["Key"].startswith(prefix):  # never anything outside the managed prefix
+                started = upload["Initiated"]
+                if started.tzinfo is not None:
+                    started = started.astimezone(timezone.utc).replace(tzinfo=None)
+                yield upload["Key"][len(prefix):], upload["UploadId"], started
+        if not page.get("IsTruncated"):
+            return
+        params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+
+
+def _abort_upload(storage: Any, name: str, upload_id: str) -> None:
+    bucket, prefix = _s3_prefix(storage)
+    try:
+        storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=prefix + name,
+                           UploadId=upload_id)
+    except FileNotFoundError:  # completed or aborted meanwhile
+        pass
 
 
 def _purgeable(inst: Instance, retention: float) -> list[str]:

@@ -144,3 +144,20 @@ def test_cli_repair(backend, make_file, capsys):
     assert "repair applied: quarantine orphan x1" in out and "are consistent" in out
     assert raw_read(backend, ORPHAN) is None
     assert cli.main(["check"]) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite-s3", "pg-s3"], indirect=True)
+def test_incomplete_s3_uploads_are_aborted(backend):
+    """A writer killed inside a multipart upload leaves invisible, billed parts: repair ends them."""
+    client, bucket = backend.s3.client(), backend.bucket
+    inside, outside = "team/.lamindb/ABCDEFGHIJKLMNOP0000.bin", "elsewhere/big.bin"
+    for key in (inside, outside):
+        upload = client.create_multipart_upload(Bucket=bucket, Key=key)
+        client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1,
+                           Body=b"x" * 1024)
+    plan = ln.repair(grace_seconds=0)
+    assert [(a.kind, a.target) for a in plan.actions] == [
+        ("abort incomplete upload", "ABCDEFGHIJKLMNOP0000.bin")]
+    ln.repair(dry_run=False, grace_seconds=0)
+    left = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    assert left == [outside]  # outside the managed prefix: never touched
