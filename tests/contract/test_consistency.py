@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import lamin_nb as ln
 from lamin_nb import cli
-from tests.support.crashes import run_child
+from tests.support.crashes import child_env, run_child
 from tests.support.storage_ops import paused_save, raw_delete, raw_put, raw_put_bucket_root
 
 STRAY_UID = "Zz" * 10  # looks like an uid, but no row has it
@@ -122,3 +125,15 @@ def test_cli_check_exit_codes_and_json(backend, make_file, capsys):
 def test_check_argument(backend):
     with pytest.raises(TypeError):
         ln.check(deep="yes")
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+def test_lamin_nb_check_command(backend, make_file):
+    """The installed console script, in its own process, as a user or a cron job runs it."""
+    command = [str(Path(sys.executable).with_name("lamin-nb")), "check", "--json"]
+    ln.Artifact(make_file()).save()
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["n_ok"] == 1
+    raw_put(backend, ".lamindb/stray.bin", b"x")
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True)
+    assert done.returncode == 1 and json.loads(done.stdout)["orphans"][0]["name"] == "stray.bin"
