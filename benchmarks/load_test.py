@@ -48,7 +48,7 @@ class Plan:
 
     procs: int = 8
     saves: int = 250
-    n_content: int = 120
+    n_content: int = 0  # 0: one per planned save, so about half of the picks are new content
     n_keys: int = 60
     fault_rate: float = 0.1
     kill: bool = False
@@ -73,6 +73,8 @@ class Outcome:
 
     @property
     def faults_injected(self) -> int:
+        """Fault points armed (a deduplicated save never reaches them), uploads denied by the
+        bucket policy, workers killed."""
         return sum(self.faults_configured.values()) + self.denied_failures + self.killed_workers
 
 
@@ -83,7 +85,7 @@ def make_pool(folder: Path, plan: Plan) -> list[str]:
     rng = random.Random(plan.seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(plan.n_content):
+    for i in range(plan.n_content or plan.procs * plan.saves):
         path = folder / f"content-{i:04d}.bin"
         path.write_bytes(rng.randbytes(rng.randrange(1024, 16 * 1024)))
         paths.append(str(path))
@@ -334,8 +336,8 @@ def _report(plan: Plan, outcome: Outcome, result: dict[str, Any], as_json: bool)
         "calls_per_second": round(outcome.calls / outcome.seconds, 1),
         "items_per_second": round(outcome.items / outcome.seconds, 1),
         "faults_injected": outcome.faults_injected,
-        "faults_by_point": dict(outcome.faults_configured),
-        "faults_that_failed_a_save": outcome.faults_failed_a_save,
+        "fault_points_armed": dict(outcome.faults_configured),
+        "saves_failed_by_a_fault_point": outcome.faults_failed_a_save,
         "denied_uploads": outcome.denied_failures, "killed_workers": outcome.killed_workers,
         "unexpected_errors": outcome.unexpected[:5], "distinct_committed_uids":
         len(outcome.committed_uids), "lost": len(result["lost"]), **result, "ok": ok,

@@ -35,8 +35,15 @@ def parse_argstring(magic: Any, line: str) -> Any:
     try:
         argv = shlex.split(line)
     except ValueError as exc:
-        raise UsageError(f"cannot parse {line!r}: {exc}") from exc
+        raise UsageError(f"cannot parse {_shown(repr(line))}: {exc}") from exc
     return magic.parser.parse_args(argv)
+
+
+def _shown(text: str, limit: int = 300) -> str:
+    """argparse and the magics quote the user's tokens: no escape sequence or bidi override
+    may reach the terminal raw, and a 10,000-character token must not come back whole."""
+    printable = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return printable if len(printable) <= limit else printable[:limit] + "... (cut)"
 
 
 USER_ERRORS = (LaminNbError, TypeError, ValueError, OSError, ImportError)
@@ -56,8 +63,10 @@ def _friendly(magic: Callable[..., Any]) -> Callable[..., Any]:
             # error itself (type, report, cause) stays what ``ln.save`` raised
             exc._render_traceback_ = functools.partial(_short_error, exc)  # type: ignore[attr-defined]
             raise
+        except UsageError as exc:
+            raise UsageError(_shown(str(exc))) from None
         except USER_ERRORS as exc:
-            raise UsageError(describe(exc)) from exc
+            raise UsageError(_shown(describe(exc))) from exc
 
     return run
 

@@ -453,3 +453,69 @@ def current_db_url() -> str | None:
 
 def _plain_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+# -- the magics, in a real IPython shell ------------------------------------------------------
+
+MAGICS = ["lamin_save", "lamin_ls", "lamin_check", "lamin_repair", "lamin_init",
+          "lamin_connect", "lamin_upload"]
+FLAGS = ["--key", "--description", "--atomic", "--no-progress", "--limit", "--deep", "--auto",
+         "--apply", "--grace", "--mark-lost", "--db", "--name", "-h", "--help", "--", "-"]
+
+
+def _harmless(token: str) -> bool:
+    """No glob from the root or a home folder: the fuzz must not walk the whole disk."""
+    return not (token.lstrip().startswith(("/", "~")) and any(c in token for c in "*?["))
+
+
+magic_tokens = st.one_of(
+    st.sampled_from(FLAGS),
+    st.sampled_from(["junk_value", "good_df", "good_path", "../files/f1.bin", "../files/*.bin",
+                     "-1", "0", "nan", "inf", "1e309", "1e-300", "'", '"', "\\", "$x", "{x}",
+                     "`id`", "$(id)", ";", "&&", "|", "#"]),
+    hostile_text().filter(_harmless),
+)
+
+
+@pytest.fixture(scope="module")
+def shell() -> Any:
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython()
+    ip.extension_manager.load_extension("lamin_nb")
+    return ip
+
+
+@FUZZ
+@given(magic=st.sampled_from(MAGICS), tokens=st.lists(magic_tokens, max_size=5),
+       quote=st.booleans(), value=junk())
+def test_hostile_magic_lines(sandbox: Sandbox, shell: Any, magic: str, tokens: list[str],
+                             quote: bool, value: Any) -> None:
+    import shlex
+
+    import pandas as pd
+    from IPython.core.error import UsageError
+
+    from lamin_nb.widgets import ConsistencyPanel
+
+    if not (sandbox.files / "f1.bin").exists():
+        sandbox.file(name="f1.bin")
+    shell.user_ns.update(junk_value=value, good_df=pd.DataFrame({"a": [sandbox.n]}),
+                         good_path=str(sandbox.files / "f1.bin"))
+    line = " ".join(shlex.quote(t) if quote else t for t in tokens)
+    if magic == "lamin_init":  # the storage is the sandbox's: the rest is hostile
+        line = f"--storage {shlex.quote(str(sandbox.storage))} {line}"
+    before = sandbox.snap()
+    count("fuzz cases run")
+    count("fuzz magic lines run")
+    try:
+        shell.run_line_magic(magic, line)
+    except UsageError as error:
+        assert_clear(error)
+        count("fuzz cases refused with a clear error")
+    finally:
+        ConsistencyPanel.stop_all()
+    if magic in ("lamin_init", "lamin_connect"):
+        ln.init(storage=str(sandbox.storage))
+    sandbox.assert_untouched(before)
+    sandbox.assert_consistent()
