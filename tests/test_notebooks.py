@@ -9,7 +9,6 @@ Executed copies are kept under ``test-artifacts/notebooks/`` for inspection.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import nbformat

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from tests.support.jupyter import JupyterProcess
@@ -91,16 +89,3 @@ class NotebookPage:
         self.page.evaluate(
             "(i) => { const nb = window.jupyterapp.shell.currentWidget.content;"
             " nb.mode = 'command'; nb.activeCellIndex = i; }", index)
-
-    def screenshot(self, path: Path, locator: Any | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if locator is not None:
-            locator.scroll_into_view_if_needed()
-        self.page.screenshot(path=str(path))
-
-    def shutdown_kernel(self) -> None:
-        self.page.evaluate("window.jupyterapp.commands.execute('kernelmenu:shutdown')")
-
-
-def debug_cells(page: Any) -> str:
-    return json.dumps(page.evaluate(CELLS))
