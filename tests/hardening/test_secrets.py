@@ -296,3 +296,88 @@ def test_nested_storage_options_are_masked(tmp_path: Path, planted_s3: MotoServe
                                              "aws_session_token": S3_ENV_SECRET,
                                              "endpoint_url": f"http://u:{PG_PW}@h"}})
     assert not [s for s in SECRETS if s in repr(nested)], nested
+
+
+# -- notebooks and widgets: executed in a real kernel, the whole .ipynb scanned -------------------
+
+NOTEBOOK_CELLS = [
+    # the secrets come from the environment, as they should: no cell source holds them
+    """%load_ext lamin_nb
+import os, boto3, lamin_nb as ln
+ln.init(storage=os.environ["NB_STORAGE"], db=os.environ["NB_DB"],
+        storage_options={"key": "testing", "secret": os.environ["NB_S3_SECRET"]})""",
+    "ln.settings",
+    "ln.settings.instance",
+    "ln.settings.db",
+    """for i in range(3):
+    open(f"f{i}.csv", "w").write(f"a,b\\n{i},{os.urandom(4).hex()}\\n")""",
+    "saved = %lamin_save f0.csv f1.csv --key nb/\nsaved",
+    # a denied upload: the progress panel keeps the red row, the cell shows the SaveError
+    """import json
+bucket = os.environ["NB_BUCKET"]
+policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+          "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/nb/.lamindb/*"}]}
+boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))""",
+    "#raises\n%lamin_save f2.csv --key nb/denied.csv",
+    "#raises\nln.save([ln.Artifact('f2.csv', key='nb/bulk-denied.csv'), ln.Artifact('f0.csv')])",
+    "boto3.client('s3').delete_bucket_policy(Bucket=bucket)",
+    "%lamin_ls",
+    "%lamin_check",
+    "%lamin_repair",
+    "from lamin_nb.widgets import ConsistencyPanel, UploadWidget\nConsistencyPanel()",
+    "UploadWidget(key_prefix='nb/uploads')",
+    "ln.check(deep=True)",
+    "ln.repair()",
+    "#raises\nln.init(storage='./elsewhere', db=os.environ['NB_DB'].replace(':5432/', ':1/'))",
+    "#raises\n%lamin_init --storage ./elsewhere2 --db {os.environ['NB_DB_CLOSED']}",
+]
+
+
+def test_no_secret_in_an_executed_notebook_or_its_widgets(tmp_path: Path, pg_url: str,
+                                                         planted_s3: MotoServer) -> None:
+    import nbformat
+
+    from tests.support.notebooks import code_notebook, execute, kernel_env
+
+    bucket = planted_s3.new_bucket()
+    nb = code_notebook(*NOTEBOOK_CELLS)
+    for cell in nb.cells:
+        if cell.source.startswith("#raises"):
+            cell.metadata["tags"] = ["raises-exception"]
+    db = pg_url_with_password(pg_url)
+    env = kernel_env(tmp_path, LAMIN_NB_HOME=str(tmp_path / "nb-home"),
+                     AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET, NB_STORAGE=f"s3://{bucket}/nb",
+                     NB_DB=db, NB_DB_CLOSED=db.replace(":5432/", ":1/"),
+                     NB_S3_SECRET=S3_OPT_SECRET, NB_BUCKET=bucket)
+    (tmp_path / "work").mkdir()
+    executed = execute(nb, tmp_path / "work", env, timeout=180)
+    text = nbformat.writes(executed)
+    errors = [o for c in executed.cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert len(errors) == 3, [(e.get("ename"), e.get("evalue")[:80]) for e in errors]
+    last = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert "UsageError: cannot create or upgrade the schema" in last and "***" in last, last
+    assert "Forbidden" in text or "Access Denied" in text
+    assert "application/vnd.jupyter.widget-state+json" in text  # widget state was stored
+    leaks = [s for s in SECRETS if s in text]
+    count("secret scan: outputs checked", sum(len(c.get("outputs", [])) for c in executed.cells))
+    assert not leaks, [line for line in text.splitlines() if any(s in line for s in leaks)][:5]
+
+
+def test_no_secret_in_the_team_setup_tutorial(tmp_path: Path, planted_s3: MotoServer) -> None:
+    """The team tutorial (PostgreSQL + S3, two writers) run with a password in the server URL
+    and a planted S3 secret: the executed notebook, widget state included, shows neither."""
+    import nbformat
+
+    from tests.support.notebooks import NOTEBOOKS, execute_file, kernel_env, pg_url
+
+    server = pg_url()
+    assert "postgres@" in server
+    env = kernel_env(tmp_path, AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
+                     LAMIN_NB_TEST_PG_URL=server.replace("postgres@", f"postgres:{PG_PW}@"))
+    executed = execute_file(NOTEBOOKS / "team-setup.ipynb", tmp_path, env, timeout=300)
+    text = nbformat.writes(executed)
+    count("secret scan: outputs checked", sum(len(c.get("outputs", [])) for c in executed.cells))
+    assert "***" in text  # the URL was shown, masked
+    leaks = [s for s in SECRETS if s in text]
+    assert not leaks, [line for line in text.splitlines() if any(s in line for s in leaks)][:5]
