@@ -59,6 +59,7 @@ class SaveRun:
         self.owner = owner_id()
         self.user = _user()
         self.cancel = threading.Event()
+        self.stopped_by: BaseException | None = None  # raised by a progress hook off the main thread
 
     # -- driver ----------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class SaveRun:
     def _hash_all(self, items: list[Item]) -> None:
         pending = [i for i in items if i.artifact._hash is None]
         run_parallel(pending, self._hash_one, self.workers, self.cancel)
+        self._reraise_stop()
 
     def _hash_one(self, item: Item) -> None:
         self._set(item, S.HASHING)
@@ -214,6 +216,7 @@ class SaveRun:
 
     def _upload_all(self, items: list[Item]) -> None:
         run_parallel(items, self._upload_one, self.workers, self.cancel)
+        self._reraise_stop()
         if self.inst.storage.is_local and any(i.uploaded for i in items):
             self.inst.storage.sync()
 
@@ -373,7 +376,18 @@ class SaveRun:
     def _advance(self, item: Item, nbytes: int) -> None:
         if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
             raise _Cancelled()
-        self.progress.call("advance", item.index, nbytes)
+        try:
+            self.progress.call("advance", item.index, nbytes)
+        except BaseException as exc:
+            # a hook's KeyboardInterrupt: on S3 this runs in fsspec's event loop thread, which
+            # must never see it (the loop would die and every later upload hang); carry it over
+            self.stopped_by = self.stopped_by or exc
+            self.cancel.set()
+            raise _Cancelled() from exc
+
+    def _reraise_stop(self) -> None:
+        if self.stopped_by is not None:
+            raise self.stopped_by
 
     def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
         item.state = state

@@ -282,23 +282,42 @@ def test_dedup_in_batch_and_against_stored(backend, make_file):
 
 
 class InterruptAt(EventLog):
-    """Ctrl-C, for real: SIGINT to the main thread when an item reaches ``when``."""
+    """Ctrl-C, for real, when item ``index`` reaches ``when``: a SIGINT to the main thread
+    (``how="signal"``), or a KeyboardInterrupt raised by the hook itself (``how="raise"``, from
+    the item's first byte count in that state: a worker thread, or fsspec's event loop on S3)."""
 
-    def __init__(self, index: int, when: ItemState) -> None:
+    def __init__(self, index: int, when: ItemState, how: str = "signal") -> None:
         super().__init__()
-        self.index, self.when, self.sent = index, when, False
+        self.index, self.when, self.how = index, when, how
+        self.now: dict[int, ItemState] = {}
+        self.sent = False
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
         super().state(index, state, detail)
-        if index == self.index and state == self.when and not self.sent:
-            self.sent = True
+        self.now[index] = state
+        if self.how == "signal" and index == self.index and state == self.when:
+            self._fire()
+
+    def advance(self, index: int, nbytes: int) -> None:
+        super().advance(index, nbytes)
+        if self.how == "raise" and index == self.index and self.now.get(index) == self.when:
+            self._fire()
+
+    def _fire(self) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        if self.how == "signal":
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        else:
+            raise KeyboardInterrupt
 
 
-def test_interrupt_during_uploads_rolls_back_in_flight(backend, make_file, old):
+@pytest.mark.parametrize("how", ["signal", "raise"])
+def test_interrupt_during_uploads_rolls_back_in_flight(backend, make_file, old, how):
     new = [ln.Artifact(make_file(size=4096)) for _ in range(6)]
     batch = [old[0]] + new
-    log = InterruptAt(3, S.UPLOADING)
+    log = InterruptAt(3, S.UPLOADING, how)
     with pytest.raises(KeyboardInterrupt):
         ln.save(batch, callback=log, max_workers=4)
     assert log.sent
