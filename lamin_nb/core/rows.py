@@ -78,7 +78,10 @@ def commit_pending(session: Session, uids: Sequence[str], owner: str) -> list[st
     for part in chunks(list(uids)):
         stmt = (update(TABLE)
                 .where(TABLE.c.uid.in_(part), TABLE.c.status == PENDING, TABLE.c.owner == owner)
-                .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now)
+                # an artifact without a key is its own family, hence its own latest version;
+                # keyed rows get their flag from refresh_latest in the same transaction
+                .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now,
+                        is_latest=TABLE.c.key.is_(None))
                 .returning(TABLE.c.uid))
         done.extend(session.scalars(stmt))
     return done
@@ -93,16 +96,6 @@ def claim_pending(session: Session, uids: Sequence[str], owner: str) -> list[str
         )
         mine.extend(session.scalars(stmt))
     return mine
-
-
-def mark_committed(session: Session, uids: Sequence[str]) -> None:
-    now = utcnow()
-    for part in chunks(list(uids)):
-        session.execute(
-            update(ArtifactRow)
-            .where(ArtifactRow.uid.in_(part), ArtifactRow.status == PENDING)
-            .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now)
-        )
 
 
 def renew_leases(session: Session, uids: Sequence[str], owner: str) -> None:

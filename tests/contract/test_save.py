@@ -131,3 +131,9 @@ def test_only_committed_rows_are_visible(backend, make_file):
     assert ln.Artifact.filter().count() == 0
     with pytest.raises(ln.NotFoundError):
         ln.Artifact.get("k.bin")
+
+
+def test_artifact_without_key_is_its_own_latest(backend, make_file):
+    artifact = ln.Artifact(make_file(), description="no key").save()
+    assert artifact.is_latest is True
+    assert ln.Artifact.get(artifact.uid).is_latest is True
