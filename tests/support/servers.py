@@ -23,6 +23,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, however it dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class MotoServer:
     """moto's S3 server on a loopback port, in its own process (killable like a real one)."""
 
@@ -38,6 +46,7 @@ class MotoServer:
             self.proc = subprocess.Popen(
                 [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
