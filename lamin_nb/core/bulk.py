@@ -176,15 +176,17 @@ class SaveRun:
         next_version = {k: r.version + 1 for k, r in latest.items()}
         now, until = utcnow(), rows.lease_until()
         uid_before = {id(i): i.artifact.uid for i in items}
+        stems = {key: row.uid[:16] for key, row in latest.items()}
         for item in items:
             a = item.artifact
             a.version = 1
             if a.key is not None:
                 a.version = next_version.get(a.key, 1)
                 next_version[a.key] = a.version + 1
-                family = latest.get(a.key)
-                if family is not None:  # the version is decided here, under the write lock
-                    a.uid = family.uid[:16] + version_suffix(a.version)
+                # the version is decided here, under the write lock, and the uid follows it;
+                # a new key's first item gives its stem to later versions in this batch
+                stem = stems.setdefault(a.key, a.uid[:16])
+                a.uid = stem + version_suffix(a.version)
         # only uids that changed above need a look-up: ``known`` holds the rest
         taken = rows.existing_uids(session, [i.artifact.uid for i in items
                                              if i.artifact.uid != uid_before[id(i)]])
@@ -328,7 +330,8 @@ class SaveRun:
                   else f"save interrupted ({type(exc).__name__})")
         # items whose rows a commit already flipped end as saved, so say what stopped the run
         logger.warning("%s; unfinished items are undone", reason)
-        self._undo([i for i in self.items if not i.done], S.FAILED, reason, exc)
+        # reserved includes items that already failed but whose cleanup had not run yet
+        self._undo([i for i in self.items if not i.done or i.reserved], S.FAILED, reason, exc)
 
     # -- dedup -----------------------------------------------------------------------
 

@@ -331,6 +331,19 @@ def test_interrupt_during_uploads_rolls_back_in_flight(backend, make_file, old, 
     assert_consistent()
 
 
+def test_interrupt_before_commit_cleans_up_a_failed_item_too(backend, five):
+    """Ctrl-C between the uploads (one of them denied) and the commit: nothing stays."""
+    deny_object(backend, five[1])
+    log = InterruptAt(0, S.COMMITTING)
+    with pytest.raises(KeyboardInterrupt):
+        ln.save(five[:3], callback=log)
+    log.validate(five[:3])
+    assert log.final_states()[1] == S.FAILED
+    allow_object(backend, five[1])
+    assert statuses() == {} and backend.object_names() == []
+    assert_consistent()
+
+
 def test_interrupt_after_commit_keeps_committed(backend, make_file):
     batch = [ln.Artifact(make_file()) for _ in range(4)]
     log = InterruptAt(1, S.SAVED)
