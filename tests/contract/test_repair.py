@@ -148,7 +148,7 @@ def test_cli_repair(backend, make_file, capsys):
 
 @pytest.mark.parametrize("backend", ["sqlite-s3", "pg-s3"], indirect=True)
 def test_incomplete_s3_uploads_are_aborted(backend):
-    """A writer killed inside a multipart upload leaves invisible, billed parts: repair ends them."""
+    """A writer killed inside a multipart upload leaves invisible, billed parts: repair aborts."""
     client, bucket = backend.s3.client(), backend.bucket
     inside, outside = "team/.lamindb/ABCDEFGHIJKLMNOP0000.bin", "elsewhere/big.bin"
     for key in (inside, outside):

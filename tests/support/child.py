@@ -8,6 +8,7 @@ with SIGKILL before it prints anything.
 Specs:
   {"op": "save", "items": [[path, key or null], ...]}    one item: Artifact.save(); more: ln.save
   {"op": "delete", "uid": uid}                            permanent delete
+  {"op": "deleter", "n": N}                              N permanent deletes of saved artifacts
   {"op": "writer", "files": [...], "keys": [...], "n": N, "seed": S}
       N saves; content and key walk through the lists from a seed-dependent start, so
       writers with different seeds overlap in both
@@ -39,6 +40,33 @@ def _delete(spec: dict[str, Any]) -> dict[str, Any]:
     return {"deleted": spec["uid"]}
 
 
+def _deleter(spec: dict[str, Any]) -> dict[str, Any]:
+    """Delete artifacts as they appear; losing a race to another deleter is fine."""
+    import time
+
+    import lamin_nb as ln
+
+    deleted, errors = [], []
+    deadline = time.monotonic() + 300
+    while len(deleted) < spec["n"]:
+        if time.monotonic() > deadline:
+            errors.append(f"only {len(deleted)} of {spec['n']} deletes in 300 s")
+            break
+        candidates = ln.Artifact.filter().all()
+        if len(candidates) < 5:  # let the writers get ahead
+            time.sleep(0.05)
+            continue
+        artifact = candidates[len(deleted) * 7 % len(candidates)]
+        try:
+            artifact.delete(permanent=True)
+            deleted.append(artifact.uid)
+        except ln.NotFoundError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the test asserts there are none
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return {"deleted": deleted, "errors": errors}
+
+
 def _writer(spec: dict[str, Any]) -> dict[str, Any]:
     import lamin_nb as ln
 
@@ -62,7 +90,8 @@ def main(argv: list[str]) -> int:
 
     try:
         ln.connect()
-        result = {"save": _save, "delete": _delete, "writer": _writer}[spec["op"]](spec)
+        result = {"save": _save, "delete": _delete, "deleter": _deleter,
+                  "writer": _writer}[spec["op"]](spec)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as data
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}",
                           "traceback": traceback.format_exc()}))

@@ -51,9 +51,10 @@ def raw_read(backend: Any, rel: str) -> bytes | None:
     if backend.is_s3:
         client = backend.s3.client()
         try:
-            return client.get_object(Bucket=backend.bucket, Key=_s3_key(backend, rel))["Body"].read()
+            found = client.get_object(Bucket=backend.bucket, Key=_s3_key(backend, rel))
         except client.exceptions.NoSuchKey:
             return None
+        return found["Body"].read()
     path = Path(backend.storage, rel)
     return path.read_bytes() if path.exists() else None
 
