@@ -79,9 +79,11 @@ def commit_pending(session: Session, uids: Sequence[str], owner: str) -> list[st
         stmt = (update(TABLE)
                 .where(TABLE.c.uid.in_(part), TABLE.c.status == PENDING, TABLE.c.owner == owner)
                 # an artifact without a key is its own family, hence its own latest version;
-                # keyed rows get their flag from refresh_latest in the same transaction
-                .values(status=COMMITTED, owner=None, lease_expires_at=None, updated_at=now,
-                        is_latest=TABLE.c.key.is_(None))
+                # keyed rows get their flag from refresh_latest in the same transaction.
+                # ordered: the statement reads "SET status=..." first (tests hook on it)
+                .ordered_values((TABLE.c.status, COMMITTED), (TABLE.c.owner, None),
+                                (TABLE.c.lease_expires_at, None), (TABLE.c.updated_at, now),
+                                (TABLE.c.is_latest, TABLE.c.key.is_(None)))
                 .returning(TABLE.c.uid))
         done.extend(session.scalars(stmt))
     return done
