@@ -248,6 +248,8 @@ def progress_panel(ctx: Context) -> Result:
                                       lambda: _bulk(ctx, theirs))
         result.add(t_panel, t_plain)
         ctx.drop_files(ours + theirs)
+    if "ipykernel.zmqshell" not in sys.modules:
+        result.extra["note"] = "no kernel: widget updates without frontend messages"
     return result
 
 
