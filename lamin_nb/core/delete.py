@@ -66,16 +66,35 @@ def delete_permanently(artifact: Artifact) -> None:
     try:
         inst.storage.delete(name)
     except Exception as exc:
-        _revert(artifact)
-        raise StorageError(
-            f"could not delete {artifact!r}: {describe(exc)}; the artifact is unchanged"
-        ) from exc
+        _after_failed_delete(inst, artifact, exc)
     fault("after_object_delete")
     with inst.db.write() as session:
         rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, name)
     artifact.status = None
     artifact.is_latest = False
+
+
+def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception) -> None:
+    """The object delete raised: its outcome decides whether the row goes back or goes too.
+
+    A request can fail after the server acted on it, so look before reverting: reverting a row
+    whose object is gone would leave a committed row without its object.
+    """
+    try:
+        present = inst.storage.exists(artifact._object_name)
+    except Exception as probe:  # noqa: BLE001 - unknown: the deleting row waits for repair
+        raise StorageError(
+            f"could not delete {artifact!r}: {describe(exc)}; it stays hidden, marked deleting, "
+            f"until ln.repair() finishes (storage unreachable: {describe(probe)})"
+        ) from exc
+    if not present:
+        logger.info("%s was deleted although the request failed: %s", artifact.uid, describe(exc))
+        return
+    _revert(artifact)
+    raise StorageError(
+        f"could not delete {artifact!r}: {describe(exc)}; the artifact is unchanged"
+    ) from exc
 
 
 def _drop_cached_copy(inst: Instance, name: str) -> None:
