@@ -10,6 +10,8 @@ States per item (each item ends in exactly one final state and gets no event aft
     any non-final state -> rolled back     (atomic=True: another item failed, so this one
                                             was undone or never started)
 
+``start`` gives each item's index, label and size (their sum is the overall size); an index
+counts the distinct artifacts passed, as an artifact listed twice is saved once.
 ``advance`` reports bytes read while hashing and bytes sent while uploading (the item's
 current state says which). Events of different items arrive from worker threads, in any
 interleaving; the events of one item arrive in order. A hook that raises an ordinary
