@@ -12,19 +12,18 @@ import getpass
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import Row
 
 from . import rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
-from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
+from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback, item_label as label
 from .errors import LaminNbError, StorageError, ValidationError, describe
 from .faults import fault
 from .instance import Instance, owner_id, random_base62
 from .models import COMMITTED, PENDING, utcnow
-from .workers import LeaseKeeper, run_parallel
+from .workers import LeaseKeeper, run_parallel, wait_for_writers
 
 logger = logging.getLogger("lamin_nb")
 WAIT_FOR_OTHERS_SECONDS = 600.0
@@ -146,7 +145,7 @@ class SaveRun:
             if own is not None and own.status != PENDING:
                 self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
                 continue
-            if own is not None and own.owner != self.owner and _in_flight(own):
+            if own is not None and own.owner != self.owner and rows.in_flight(own):
                 if own.hash == digest:  # another process predicted the same uid, same content
                     item.waiting = True
                     continue
@@ -155,7 +154,7 @@ class SaveRun:
                                key=lambda r: (r.is_trashed, r.id))
             if committed:
                 self._dedup(item, committed[0])
-            elif any(_in_flight(r) for r in others):
+            elif any(rows.in_flight(r) for r in others):
                 item.waiting = True
             elif digest in leaders:
                 item.leader = leaders[digest]
@@ -361,14 +360,9 @@ class SaveRun:
         """Same content is in flight elsewhere: wait until it is committed or rolled back."""
         if not waiting:
             return []
-        deadline = time.monotonic() + WAIT_FOR_OTHERS_SECONDS
-        hashes = {i.artifact._hash or "" for i in waiting}
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-            with self.inst.db.read() as session:
-                found = rows.by_hashes(session, hashes)
-            if not any(_in_flight(r) for rs in found.values() for r in rs):
-                return waiting
+        if wait_for_writers(self.inst, {i.artifact._hash or "" for i in waiting},
+                            WAIT_FOR_OTHERS_SECONDS):
+            return waiting
         for item in waiting:
             item.waiting = False
             self._fail(item, StorageError("the same content is still being saved by another process"))
@@ -405,20 +399,6 @@ class SaveRun:
 
 class _Cancelled(Exception):
     pass
-
-
-def _in_flight(row: Row[Any]) -> bool:
-    """A pending row whose writer may still be alive; an expired one is left to recovery."""
-    return (row.status == PENDING and row.lease_expires_at is not None
-            and row.lease_expires_at >= utcnow())
-
-
-def label(artifact: Artifact) -> str:
-    if artifact.key:
-        return artifact.key
-    if artifact._source is not None and not artifact._staged:
-        return artifact._source.name
-    return artifact.description or artifact.uid
 
 
 def _user() -> str:

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from .artifact import Artifact
     from .save import SaveReport
 
 
@@ -78,6 +79,15 @@ class SaveCallback:
 
 
 NO_PROGRESS = SaveCallback()
+
+
+def item_label(artifact: Artifact) -> str:
+    """How an item is named in progress displays and messages."""
+    if artifact.key:
+        return artifact.key
+    if artifact._source is not None and not artifact._staged:
+        return artifact._source.name
+    return artifact.description or artifact.uid
 
 
 class Guarded:

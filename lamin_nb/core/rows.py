@@ -66,6 +66,12 @@ def latest_by_key(session: Session, keys: Iterable[str]) -> dict[str, Row[Any]]:
     return found
 
 
+def in_flight(row: Any) -> bool:
+    """A pending row whose writer may still be alive; an expired one is left to recovery."""
+    return (row.status == PENDING and row.lease_expires_at is not None
+            and row.lease_expires_at >= utcnow())
+
+
 def insert_pending(session: Session, rows: list[dict[str, Any]]) -> None:
     for part in chunks(rows):
         session.execute(insert(TABLE), list(part))

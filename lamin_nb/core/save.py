@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .artifact import Artifact
-from .bulk import SaveRun, label
+from .bulk import SaveRun
 from .callbacks import NO_PROGRESS, ItemState, SaveCallback
+from .callbacks import item_label as label
 from .errors import SaveError, StorageError, ValidationError, describe
 from .instance import Instance, current
 from .validate import (

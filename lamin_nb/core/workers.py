@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -103,6 +104,18 @@ class _Batch(Generic[T]):
                 return
             except KeyboardInterrupt:  # a second Ctrl-C: the calls in flight end at their
                 continue               # next progress tick, so waiting stays short
+
+
+def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:
+    """Poll until no live writer holds a pending row with one of ``hashes``; False on timeout."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        with inst.db.read() as session:
+            found = rows.by_hashes(session, hashes)
+        if not any(rows.in_flight(r) for rs in found.values() for r in rs):
+            return True
+    return False
 
 
 class LeaseKeeper:
