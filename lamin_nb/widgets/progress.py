@@ -1,9 +1,9 @@
 """SaveProgress: the core's progress protocol (``SaveCallback``) rendered as an ipywidgets panel.
 
-Events arrive from the save's worker threads and only update plain data under a lock. One
-render thread pushes what changed to the widgets at most ``1 / interval`` times a second, so
-the number of comm messages grows with the duration of a save, not with its number of items;
-``finish`` stops that thread and renders every final state.
+Events arrive from the save's worker threads and only update the item's plain data (no lock,
+no widget). One render thread (shared by all panels) pushes the changes to the widgets at most
+``1 / interval`` times a second, so the number of comm messages grows with the duration of a
+save, not with its number of items; ``finish`` renders every final state on its caller's thread.
 
 Up to ``max_rows`` items, every item has its own row of widgets. Above that, the active items
 (at most ``active_rows``) are one HTML table, each failure gets its own red row of widgets, and
@@ -13,7 +13,6 @@ about twenty widgets, not thousands.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import threading
@@ -25,6 +24,7 @@ import ipywidgets as w
 
 from ..core.callbacks import FINAL_STATES, ItemInfo, ItemState, SaveCallback
 from ._common import TextRepr, esc, human_size, set_visible, toggle_class
+from ._ticker import TICKER
 
 if TYPE_CHECKING:
     from ..core.save import SaveReport
@@ -37,7 +37,8 @@ BAR_STYLE = {S.SAVED: "success", S.DEDUPLICATED: "info", S.ALREADY_SAVED: "info"
 FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED,
                       S.ROLLED_BACK})
 ACTIVE = frozenset({S.HASHING, S.UPLOADING, S.COMMITTING})
-RANK = {S.UPLOADING: 0, S.HASHING: 1, S.COMMITTING: 2}
+RANK = {S.UPLOADING.value: 0, S.HASHING.value: 1, S.COMMITTING.value: 2}
+FAILED = S.FAILED.value
 SUMMARY_ORDER = (S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED, S.ROLLED_BACK)
 PERMILLE = 1000
 MAX_FAILED_ROWS = 50
@@ -101,9 +102,20 @@ def _html_bar(fraction: float) -> str:
             f'<div style="width:{fraction:.0%};height:100%;background:#2196f3"></div></div>')
 
 
-def _rank(item: ItemStatus) -> tuple[int, int]:
+def _most_active(items: list[ItemStatus], values: list[str], limit: int) -> list[ItemStatus]:
     """Which active items deserve a row: uploads first, hashed-and-waiting last."""
-    return (3 if item.waiting else RANK[item.state], item.index)
+    ranks: tuple[list[ItemStatus], ...] = ([], [], [], [])
+    for item, value in zip(items, values):
+        rank = RANK.get(value)
+        if rank is None:
+            continue
+        if rank == 1 and item.waiting:
+            rank = 3
+        if len(ranks[rank]) < limit:
+            ranks[rank].append(replace(item))
+            if rank == 0 and len(ranks[0]) == limit:
+                break
+    return [item for bucket in ranks for item in bucket][:limit]
 
 
 class _RowView:
@@ -154,60 +166,43 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.title, self.max_rows, self.active_rows = title, max_rows, active_rows
         self.interval = interval
         self.report: SaveReport | None = None
-        self._lock = threading.Lock()  # guards the data below; held only for a few lookups
         self._render_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
         self._reset([])
         self.finished.observe(lambda _: self._render(), names="selected_index")
         self._render()
 
-    # -- the progress protocol (any thread) --------------------------------------------
+    # -- the progress protocol ---------------------------------------------------------
+    # Events for one item come from one thread at a time (the core's phases run one after
+    # the other), and only that item's fields change: no lock, so the save's worker threads
+    # never wait for each other or for a render. Everything else is derived when rendering.
 
     def start(self, items: list[ItemInfo]) -> None:
-        self._stop_ticker()
-        with self._lock:
-            self._reset(items)
+        TICKER.remove(self)
+        self._reset(items)
         self._build_views()
         self._render()
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, args=(self._stop,),
-                                        name="lamin-nb-progress", daemon=True)
-        self._ticker.start()
+        TICKER.add(self)
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
-        with self._lock:
-            item = self._items.get(index)
-            if item is None or item.state == S.FAILED:  # a failure is never overwritten
-                return
-            if state != item.state:
-                self._counts[item.state] -= 1
-                self._counts[state] += 1
-                if state in (S.HASHING, S.UPLOADING):
-                    item.done = 0
-                item.state = state
-                if state in ACTIVE:
-                    self._active.add(index)
-                else:
-                    self._active.discard(index)
-                if state == S.FAILED:
-                    self._new_failed.append(index)
-            item.detail = detail
-            self._changed.add(index)
-            self._dirty = True
+        item = self._items.get(index)
+        if item is None or item.state is S.FAILED:  # a failure is never overwritten
+            return
+        if state is not item.state and (state is S.HASHING or state is S.UPLOADING):
+            item.done = 0  # a new pass over the bytes
+        item.detail = detail
+        item.state = state
+        self._dirty = True
 
     def advance(self, index: int, nbytes: int) -> None:
-        with self._lock:
-            item = self._items.get(index)
-            if item is not None:
-                item.done += nbytes
-                self._changed.add(index)
-                self._dirty = True
+        item = self._items.get(index)
+        if item is not None:
+            item.done += nbytes
+            self._dirty = True
 
     def finish(self, report: SaveReport) -> None:
-        self._stop_ticker()
+        TICKER.remove(self)
         self.report = report
-        self._done = True
+        self._done = True  # from now on only this final render runs (see _render)
         self._render()
 
     # -- reading ---------------------------------------------------------------------
@@ -215,8 +210,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
     @property
     def rows(self) -> list[ItemStatus]:
         """A snapshot of every item's status, in input order."""
-        with self._lock:
-            return [replace(item) for item in self._items.values()]
+        return [replace(item) for item in list(self._items.values())]
 
     def row_view(self, index: int) -> _RowView | None:
         """The widgets of item ``index``: every item of a small save, failures of a large one."""
@@ -224,21 +218,21 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
 
     @property
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            return {state.value: n for state, n in self._counts.items() if n}
+        return {state.value: n for state, n in self._count().items() if n}
+
+    @property
+    def running(self) -> bool:
+        """Between ``start`` and ``finish``: the render thread updates this panel."""
+        return self in TICKER
 
     def close(self) -> None:
-        self._stop_ticker()
+        TICKER.remove(self)
         super().close()
 
     # -- internals -------------------------------------------------------------------
 
     def _reset(self, items: list[ItemInfo]) -> None:
         self._items = {i.index: ItemStatus(i.index, i.label, i.size) for i in items}
-        self._counts: Counter[ItemState] = Counter({S.QUEUED: len(self._items)})
-        self._active: set[int] = set()
-        self._changed: set[int] = set(self._items)
-        self._new_failed: list[int] = []
         self._failed_order: list[int] = []
         self._total = sum(i.size or 0 for i in items)
         self._dirty = True
@@ -249,6 +243,9 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
     @property
     def _large(self) -> bool:
         return len(self._items) > self.max_rows
+
+    def _count(self) -> Counter[ItemState]:
+        return Counter(item.state for item in list(self._items.values()))
 
     def _build_views(self) -> None:
         """Rows are created here, on the caller's thread; the ticker only updates them."""
@@ -263,45 +260,35 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         for widget in (self.active, self.failed_box, self.finished):
             set_visible(widget, self._large)
 
-    def _tick(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            if self._dirty:
-                self._render()
+    def _tick(self) -> None:
+        if self._dirty:
+            self._render(final=False)
 
-    def _stop_ticker(self) -> None:
-        if not hasattr(self, "_stop"):  # __init__ failed before the ticker existed
-            return
-        self._stop.set()
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None and ticker is not threading.current_thread():
-            ticker.join()
-
-    def _render(self) -> None:
+    def _render(self, final: bool = True) -> None:
         try:
             with self._render_lock:
-                self._render_locked()
+                if final or not self._done:  # a late tick never follows the final render
+                    self._render_locked()
         except Exception:  # noqa: BLE001 - a display problem must never fail a save
             logger.warning("could not update the progress widget", exc_info=True)
 
     def _render_locked(self) -> None:
-        with self._lock:
-            self._dirty = False
-            changed, self._changed = self._changed, set()
-            new_failed, self._new_failed = self._new_failed, []
-            self._failed_order += new_failed
-            counts = Counter(self._counts)
-            shown = [replace(i) for i in heapq.nsmallest(
-                self.active_rows, (self._items[i] for i in self._active), key=_rank)
-            ] if self._large else []
-            wanted = set(new_failed) | (set() if self._large else changed)
-            snap = {i: replace(self._items[i]) for i in wanted}
+        """One pass over plain attributes (10k items: a few ms); only shown items are copied."""
+        self._dirty = False  # before reading: an event during this render marks it again
+        items = list(self._items.values())
+        values = [item.state._value_ for item in items]  # Enum hashing would run Python code
+        counts = Counter({S(value): n for value, n in Counter(values).items()})
         if self._large:
-            self._render_active(shown)
-            self._render_failed([snap[i] for i in new_failed])
+            self._render_active(_most_active(items, values, self.active_rows))
+            seen = set(self._failed_order)
+            new_failed = [replace(item) for item, value in zip(items, values)
+                          if value == FAILED and item.index not in seen]
+            self._failed_order += [item.index for item in new_failed]
+            self._render_failed(new_failed)
             self._render_finished(counts)
         else:
-            for index in changed & set(self._views):
-                self._views[index].show(snap[index])
+            for item in items:
+                self._views[item.index].show(replace(item))
         self._render_totals(counts)
 
     def _render_active(self, shown: list[ItemStatus]) -> None:
@@ -325,14 +312,13 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.finished.titles = (f"finished ({finished})",)
         if not (self._done or self.finished.selected_index == 0):
             return
-        with self._lock:  # failures first, then the others in input order
-            failed = [self._items[i] for i in self._failed_order[:MAX_LISTED]]
-            rest = itertools.islice((i for i in self._items.values()
-                                     if i.state in FINAL_STATES and i.state != S.FAILED),
-                                    MAX_LISTED - len(failed))
-            lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}'
-                     f"</td><td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>"
-                     for i in itertools.chain(failed, rest)]
+        failed = [replace(self._items[i]) for i in self._failed_order[:MAX_LISTED]]  # first
+        rest = itertools.islice((replace(i) for i in list(self._items.values())
+                                 if i.state in FINAL_STATES and i.state is not S.FAILED),
+                                MAX_LISTED - len(failed))
+        lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}'
+                 f"</td><td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>"
+                 for i in itertools.chain(failed, rest)]
         if finished > len(lines):
             lines.append(f"<tr><td colspan=3>... and {finished - len(lines)} more</td></tr>")
         self.finished_list.value = "<table>" + "".join(lines) + "</table>"
@@ -363,12 +349,11 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
                 + ", ".join(parts))
 
     def __repr__(self) -> str:
-        with self._lock:
-            counts = Counter(self._counts)
-            items = list(self._items.values())
-            if self._large:
-                items = [i for i in items if i.state == S.FAILED or i.state in ACTIVE]
-            lines = [i.line() for i in items[:TEXT_LINES]]
+        items = self.rows
+        counts = Counter(item.state for item in items)
+        if self._large:
+            items = [i for i in items if i.state is S.FAILED or i.state in ACTIVE]
+        lines = [i.line() for i in items[:TEXT_LINES]]
         n = len(self._items)
         fraction = sum(counts[s] for s in FINAL_STATES) / n if n else float(self._done)
         bar = "#" * round(fraction * 20)

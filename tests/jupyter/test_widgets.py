@@ -160,7 +160,7 @@ def test_ticks_update_rows_while_the_save_runs():
         time.sleep(0.01)
     assert view.bar.value == 500 and view.state.value == "uploading 4.9 KiB/9.8 KiB"
     progress.finish(ln.SaveReport())
-    assert progress._ticker is None
+    assert not progress.running
 
 
 def test_a_large_save_shows_only_the_active_items_while_it_runs():
