@@ -241,8 +241,8 @@ def test_hostile_file_names(sandbox: Sandbox, name: str) -> None:
 
 
 @FUZZ
-@given(path=st.one_of(hostile_text(), st.sampled_from(["f1.bin", "../files/f1.bin"]).map(
-    lambda p: p), st.sampled_from(["", "file://", "~/"]).map(lambda p: p + "files/f1.bin")))
+@given(path=st.one_of(hostile_text(), st.sampled_from(["../files/f1.bin", "./../files/f1.bin"]),
+                      st.sampled_from(["", "file://", "~/"]).map(lambda p: p + "files/f1.bin")))
 def test_hostile_source_paths(sandbox: Sandbox, path: str) -> None:
     if not (sandbox.files / "f1.bin").exists():
         sandbox.file(name="f1.bin")

@@ -183,7 +183,7 @@ def test_cross_origin_request_with_the_login_cookie_is_refused(server: dict[str,
 # -- POST repair and XSRF ------------------------------------------------------------------------
 
 def plant_orphan(server: dict[str, Any]) -> str:
-    key = f"rest/.lamindb/ZZorphanZZZZZZZZ0000.bin"
+    key = "rest/.lamindb/ZZorphanZZZZZZZZ0000.bin"
     server["s3"].client().put_object(Bucket=server["bucket"], Key=key, Body=b"orphan")
     return key
 

@@ -25,7 +25,7 @@ import pytest
 import lamin_nb as ln
 from lamin_nb import cli
 from lamin_nb.core.callbacks import TextProgress
-from tests.support.faults_env import allow_connections, count
+from tests.support.faults_env import allow_connections, count, terminate_lamin_backends
 from tests.support.servers import MotoServer
 
 PG_PW = "pgpw-PLANTED-5b7e01"
@@ -220,11 +220,7 @@ def _failing_connects(tmp_path: Path, pg_url: str, db: str, outputs: Outputs) ->
     outputs.error("init with another database", other.value)
     allow_connections(pg_url, False)
     try:
-        from lamin_nb.core.instance import current as cur
-
-        cur().close()
-        from tests.support.faults_env import terminate_lamin_backends
-
+        current().close()
         terminate_lamin_backends(pg_url)
         with pytest.raises(ln.InstanceError) as outage:
             ln.connect(name)
