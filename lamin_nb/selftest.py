@@ -7,7 +7,9 @@ save and delete protocols a child process is killed (SIGKILL) at that point; the
 an immutable folder locally) must fail and leave nothing behind. Everything is removed at the
 end. Exit code 0 only if every check held.
 
-Default backend: the current instance's storage root and database, else SQLite + a temp folder.
+Without --storage and --db: the current instance's storage root and database (its data is
+never touched: the scratch prefix and database sit beside it), else SQLite + a temp folder.
+With only one of them, the other is the embedded default (a temp folder or a SQLite file).
 """
 
 from __future__ import annotations
