@@ -299,8 +299,14 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
+def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
+    """Where the local copy of an S3 object lives; named by content hash as well as uid,
+    because a uid can come back after its version was deleted, with other bytes."""
+    return inst.settings.cache_dir / (artifact._hash or "unhashed") / artifact._object_name
+
+
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
-    target = inst.settings.cache_dir / artifact._object_name
+    target = cache_path(inst, artifact)
     if target.exists() and target.stat().st_size == artifact.size:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +326,7 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
     if inst.storage.is_local:
         artifact._source.unlink(missing_ok=True)
     else:
-        target = inst.settings.cache_dir / artifact._object_name
+        target = cache_path(inst, artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(artifact._source), target)
     artifact._source = None

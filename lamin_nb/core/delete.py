@@ -70,7 +70,7 @@ def delete_permanently(artifact: Artifact) -> None:
     fault("after_object_delete")
     with inst.db.write() as session:
         rows.delete_rows(session, [artifact.uid], DELETING)
-    _drop_cached_copy(inst, name)
+    _drop_cached_copy(inst, artifact)
     artifact.status = None
     artifact.is_latest = False
 
@@ -97,9 +97,11 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception) -> 
     ) from exc
 
 
-def _drop_cached_copy(inst: Instance, name: str) -> None:
+def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
+    from .artifact import cache_path
+
     if not inst.storage.is_local:
-        (inst.settings.cache_dir / name).unlink(missing_ok=True)
+        cache_path(inst, artifact).unlink(missing_ok=True)
 
 
 def _revert(artifact: Artifact) -> None:

@@ -55,7 +55,7 @@ def test_trashing_the_latest_version_makes_the_previous_latest(backend, make_fil
 
 def test_permanent_delete_removes_row_and_object(backend, make_file):
     artifact = ln.Artifact(make_file(b"bye"), key="t/gone.txt").save()
-    artifact.load()  # on S3 this leaves a cached copy, which goes too
+    cached = artifact.cache()  # on S3 this leaves a cached copy, which goes too
     keep = ln.Artifact(make_file(b"stay"), key="t/stay.txt").save()
     artifact.delete(permanent=True)
     assert artifact.status is None
@@ -63,9 +63,7 @@ def test_permanent_delete_removes_row_and_object(backend, make_file):
     assert [r.uid for r in rows_by_status()["committed"]] == [keep.uid]
     with pytest.raises(ln.NotFoundError):
         ln.Artifact.get(artifact.uid)
-    from lamin_nb.core.instance import current
-
-    assert not (current().settings.cache_dir / f"{artifact.uid}{artifact.suffix}").exists()
+    assert not cached.exists()
     with pytest.raises(ln.NotFoundError):
         artifact.delete(permanent=True)  # already gone: says so, changes nothing
     assert_i1_i2_i3()
@@ -119,3 +117,16 @@ def test_delete_arguments_are_checked(backend, make_file):
     with pytest.raises(TypeError):
         saved.delete(permanent="yes")
     assert ln.Artifact.filter().count() == 1
+
+
+def test_a_uid_that_comes_back_never_serves_old_cached_bytes(backend, make_file):
+    """Deleting the latest version frees its version number; the next save reuses the uid."""
+    old = ln.Artifact(make_file(b"old bytes"), key="r/result.txt").save()
+    ln.Artifact(make_file(b"v2 bytes!"), key="r/result.txt").save()
+    second = ln.Artifact.get("r/result.txt")
+    second.cache()
+    second.delete(permanent=True)
+    third = ln.Artifact(make_file(b"new bytes"), key="r/result.txt").save()
+    assert open(ln.Artifact.get("r/result.txt").load(), "rb").read() == b"new bytes"
+    assert open(ln.Artifact.get(old.uid).load(), "rb").read() == b"old bytes"
+    assert third.version == 2
