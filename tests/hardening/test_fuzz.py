@@ -479,9 +479,9 @@ magic_tokens = st.one_of(
 
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # one global test shell per pytest process
     ip.extension_manager.load_extension("lamin_nb")
     return ip
 
