@@ -117,7 +117,7 @@ class SaveRun:
 
     def _reserve(self, items: list[Item]) -> list[Item]:
         try:
-            with self.inst.db.write() as session:
+            with self.inst.db.write_rows(durable=False) as session:
                 return self._reserve_in(session, items)
         except LaminNbError:
             raise
@@ -129,8 +129,8 @@ class SaveRun:
             return []
 
     def _reserve_in(self, session: Any, items: list[Item]) -> list[Item]:
-        known = rows.by_uids(session, [i.artifact.uid for i in items])
-        by_hash = rows.by_hashes(session, [i.artifact._hash or "" for i in items])
+        known, by_hash = rows.by_uids_and_hashes(
+            session, [i.artifact.uid for i in items], [i.artifact._hash or "" for i in items])
         leaders: dict[str, Item] = {}
         to_reserve: list[Item] = []
         for item in items:
@@ -207,7 +207,7 @@ class SaveRun:
 
     def _release(self, items: list[Item]) -> None:
         """Give reservations back before anything was uploaded (atomic batch must wait)."""
-        with self.inst.db.write() as session:
+        with self.inst.db.write_rows() as session:
             mine = rows.claim_pending(session, [i.artifact.uid for i in items], self.owner)
             rows.delete_rows(session, mine, PENDING)
         for item in items:
@@ -247,7 +247,7 @@ class SaveRun:
         for item in ready:
             self._set(item, S.COMMITTING)
         try:
-            with self.inst.db.write() as session:
+            with self.inst.db.write_rows() as session:
                 fault("before_commit")
                 mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
                 rows.refresh_latest(session, [i.artifact.key for i in ready])
@@ -275,8 +275,10 @@ class SaveRun:
         then remove uploads and pending rows, or leave both to recovery if the row cannot be
         checked."""
         reserved = [i for i in items if i.reserved and i.state != S.SAVED]
+        if not reserved and all(i.done for i in items):
+            return  # the common end of a successful save: nothing to undo
         try:
-            with self.inst.db.read() as session:
+            with self.inst.db.read_rows() as session:
                 status = rows.statuses(session, [i.artifact.uid for i in reserved])
                 committed = [i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED]
                 self._adopt_committed(reserved, rows.by_uids(session, committed))
@@ -303,7 +305,7 @@ class SaveRun:
         run_parallel([i for i in items if i.upload_started], remove, self.workers,
                      threading.Event())
         try:
-            with self.inst.db.write() as session:
+            with self.inst.db.write_rows() as session:
                 mine = rows.claim_pending(session, [i.artifact.uid for i in removed], self.owner)
                 rows.delete_rows(session, mine, PENDING)
         except Exception as exc:  # noqa: BLE001 - the pending rows stay for recovery

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,8 +70,8 @@ class Database:
         self.engine = create_db_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(lamin_write=True), expire_on_commit=False
+        self._write_engine = self.engine.execution_options(lamin_write=True)
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False
         )
 
     def __repr__(self) -> str:
@@ -89,6 +89,34 @@ class Database:
             if self.is_postgres:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
             yield session
+
+    @contextmanager
+    def read_rows(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write_rows(self, durable: bool = True) -> Iterator[Connection]:
+        """Like ``write`` but a plain Core connection: the save protocol's hot path issues only
+        Core statements, and skipping the ORM session halves its per-statement cost.
+
+        ``durable=False`` (SQLite) skips the WAL flush of this one commit. Only for steps whose
+        loss in a power cut is repaired anyway (a reservation: its object at worst becomes an
+        orphan for ``ln.repair``); the next durable commit flushes these frames too.
+        """
+        with self._write_engine.connect() as conn:
+            relaxed = not durable and not self.is_postgres
+            if relaxed:
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    if self.is_postgres:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                     {"k": WRITE_LOCK_ID})
+                    yield conn
+            finally:
+                if relaxed:
+                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
 
     def dispose(self) -> None:
         self.engine.dispose()

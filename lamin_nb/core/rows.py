@@ -8,12 +8,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, PENDING, ArtifactRow, utcnow
 
 T = TypeVar("T")
+Executor = Session | Connection  # the save path runs on bare Core connections
 TABLE = ArtifactRow.__table__
 CHUNK = 500  # stays far below every backend's bound-parameter limit
 
@@ -31,7 +32,7 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-def by_uids(session: Session, uids: Sequence[str]) -> dict[str, Row[Any]]:
+def by_uids(session: Executor, uids: Sequence[str]) -> dict[str, Row[Any]]:
     """Read-only snapshots (Core rows: ``row.uid``, ``row.status``, ...), cheaper than ORM
     objects when a bulk save looks up thousands of rows."""
     found: dict[str, Row[Any]] = {}
@@ -41,14 +42,14 @@ def by_uids(session: Session, uids: Sequence[str]) -> dict[str, Row[Any]]:
     return found
 
 
-def existing_uids(session: Session, uids: Sequence[str]) -> set[str]:
+def existing_uids(session: Executor, uids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for part in chunks(list(uids)):
         found.update(session.scalars(select(TABLE.c.uid).where(TABLE.c.uid.in_(part))))
     return found
 
 
-def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[Row[Any]]]:
+def by_hashes(session: Executor, hashes: Iterable[str]) -> dict[str, list[Row[Any]]]:
     found: dict[str, list[Row[Any]]] = defaultdict(list)
     for part in chunks(sorted(set(hashes))):
         for row in session.execute(select(TABLE).where(TABLE.c.hash.in_(part)).order_by(TABLE.c.id)):
@@ -56,7 +57,29 @@ def by_hashes(session: Session, hashes: Iterable[str]) -> dict[str, list[Row[Any
     return found
 
 
-def latest_by_key(session: Session, keys: Iterable[str]) -> dict[str, Row[Any]]:
+def by_uids_and_hashes(session: Executor, uids: Sequence[str], hashes: Sequence[str],
+                       ) -> tuple[dict[str, Row[Any]], dict[str, list[Row[Any]]]]:
+    """``by_uids`` and ``by_hashes`` in one query per chunk (the reserve step's look-up)."""
+    wanted_uids, wanted_hashes = set(uids), set(hashes)
+    found: dict[str, Row[Any]] = {}
+    same: dict[str, list[Row[Any]]] = defaultdict(list)
+    seen: set[int] = set()  # a row can match in two chunks
+    half = CHUNK // 2
+    for start in range(0, max(len(uids), len(hashes)), half):
+        part_u, part_h = uids[start:start + half], hashes[start:start + half]
+        stmt = select(TABLE).where(TABLE.c.uid.in_(part_u) | TABLE.c.hash.in_(part_h))
+        for row in session.execute(stmt):
+            if row.uid in wanted_uids:
+                found[row.uid] = row
+            if row.hash in wanted_hashes and row.id not in seen:
+                seen.add(row.id)
+                same[row.hash].append(row)
+    for matches in same.values():
+        matches.sort(key=lambda r: r.id)
+    return found, same
+
+
+def latest_by_key(session: Executor, keys: Iterable[str]) -> dict[str, Row[Any]]:
     """The highest version per key over every row (any status), for uid and version choice."""
     found: dict[str, Row[Any]] = {}
     for part in chunks(sorted(set(keys))):
@@ -72,12 +95,12 @@ def in_flight(row: Any) -> bool:
             and row.lease_expires_at >= utcnow())
 
 
-def insert_pending(session: Session, rows: list[dict[str, Any]]) -> None:
+def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:
     for part in chunks(rows):
         session.execute(insert(TABLE), list(part))
 
 
-def commit_pending(session: Session, uids: Sequence[str], owner: str) -> list[str]:
+def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
     """Flip to committed those of ``uids`` still pending under ``owner`` (a repair may have
     rolled some back); returns them. One statement per chunk."""
     now, done = utcnow(), []
@@ -95,7 +118,7 @@ def commit_pending(session: Session, uids: Sequence[str], owner: str) -> list[st
     return done
 
 
-def claim_pending(session: Session, uids: Sequence[str], owner: str) -> list[str]:
+def claim_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
     """Of ``uids``, those still pending under ``owner`` (a repair may have rolled some back)."""
     mine: list[str] = []
     for part in chunks(list(uids)):
@@ -106,7 +129,7 @@ def claim_pending(session: Session, uids: Sequence[str], owner: str) -> list[str
     return mine
 
 
-def renew_leases(session: Session, uids: Sequence[str], owner: str) -> None:
+def renew_leases(session: Executor, uids: Sequence[str], owner: str) -> None:
     until = lease_until()
     for part in chunks(list(uids)):
         session.execute(
@@ -117,14 +140,14 @@ def renew_leases(session: Session, uids: Sequence[str], owner: str) -> None:
         )
 
 
-def delete_rows(session: Session, uids: Sequence[str], status: str) -> None:
+def delete_rows(session: Executor, uids: Sequence[str], status: str) -> None:
     for part in chunks(list(uids)):
         session.execute(
             delete(ArtifactRow).where(ArtifactRow.uid.in_(part), ArtifactRow.status == status)
         )
 
 
-def statuses(session: Session, uids: Sequence[str]) -> dict[str, str]:
+def statuses(session: Executor, uids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for part in chunks(list(uids)):
         stmt = select(ArtifactRow.uid, ArtifactRow.status).where(ArtifactRow.uid.in_(part))
@@ -132,7 +155,7 @@ def statuses(session: Session, uids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def refresh_latest(session: Session, keys: Iterable[str | None]) -> None:
+def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
     """Exactly one latest per key: the highest committed, untrashed version."""
     wanted = sorted({k for k in keys if k is not None})
     for part in chunks(wanted):
@@ -149,7 +172,7 @@ def refresh_latest(session: Session, keys: Iterable[str | None]) -> None:
         _set_latest(session, [i for i in winners if not flags[i]], True)
 
 
-def _set_latest(session: Session, ids: list[int], value: bool) -> None:
+def _set_latest(session: Executor, ids: list[int], value: bool) -> None:
     for part in chunks(ids):
         session.execute(
             update(ArtifactRow).where(ArtifactRow.id.in_(part)).values(is_latest=value)

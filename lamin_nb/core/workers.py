@@ -111,7 +111,7 @@ def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        with inst.db.read() as session:
+        with inst.db.read_rows() as session:
             found = rows.by_hashes(session, hashes)
         if not any(rows.in_flight(r) for rs in found.values() for r in rs):
             return True
@@ -119,26 +119,53 @@ def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:
 
 
 class LeaseKeeper:
-    """Renews the leases of a batch in flight so a slow upload is never taken for a crash."""
+    """Renews the leases of a batch in flight so a slow upload is never taken for a crash.
+
+    One shared daemon thread serves every batch of the process: a thread per save would cost
+    more than a small save itself.
+    """
+
+    _lock = threading.Lock()
+    _active: dict[int, LeaseKeeper] = {}
+    _thread: threading.Thread | None = None
+    _wake = threading.Event()
 
     def __init__(self, inst: Any, owner: str, uids: Sequence[str]) -> None:
         self.inst, self.owner, self.uids = inst, owner, list(uids)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="lamin-nb-lease", daemon=True)
+        self.due = time.monotonic() + _renew_interval()
 
     def __enter__(self) -> LeaseKeeper:
-        self.thread.start()
+        cls = type(self)
+        with cls._lock:
+            cls._active[id(self)] = self
+            if cls._thread is None or not cls._thread.is_alive():
+                cls._thread = threading.Thread(target=cls._serve, name="lamin-nb-lease",
+                                               daemon=True)
+                cls._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join()
+        with type(self)._lock:
+            type(self)._active.pop(id(self), None)
 
-    def _run(self) -> None:
-        interval = max(rows.lease_seconds() / 3, 1.0)
-        while not self.stop.wait(interval):
-            try:
-                with self.inst.db.write() as session:
-                    rows.renew_leases(session, self.uids, self.owner)
-            except Exception as exc:  # noqa: BLE001 - the next round or recovery copes
-                logger.warning("could not renew upload leases: %s", describe(exc))
+    @classmethod
+    def _serve(cls) -> None:
+        while True:
+            cls._wake.wait(1.0)
+            now = time.monotonic()
+            with cls._lock:
+                due = [k for k in cls._active.values() if k.due <= now]
+            for keeper in due:
+                keeper.due = now + _renew_interval()
+                keeper._renew()
+
+    def _renew(self) -> None:
+        try:
+            with self.inst.db.write_rows() as session:
+                rows.renew_leases(session, self.uids, self.owner)
+        except Exception as exc:  # noqa: BLE001 - the next round or recovery copes
+            logger.warning("could not renew upload leases: %s", describe(exc))
+
+
+def _renew_interval() -> float:
+    return max(rows.lease_seconds() / 3, 1.0)
