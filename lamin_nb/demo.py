@@ -30,11 +30,16 @@ def run_demo(storage: str | None = None) -> int:
     print("\na save that fails is rolled back:")
     changing = workdir / "changing.txt"
     changing.write_text("version one")
-    artifact = ln.Artifact(changing, key="raw/changing.txt")
-    artifact.hash  # noqa: B018 - hash now, then change the file behind lamin_nb's back
-    changing.write_text("version two, written while the save was waiting")
+
+    class StillBeingWritten(ln.SaveCallback):
+        """Plays another program that rewrites the file while lamin_nb uploads it."""
+
+        def state(self, index: int, state: object, detail: str = "") -> None:
+            if getattr(state, "value", "") == "uploading":
+                changing.write_text("version two")
+
     try:
-        artifact.save()
+        ln.Artifact(changing, key="raw/changing.txt").save(callback=StillBeingWritten())
     except ln.SaveError as exc:
         print(f"  SaveError: {exc}")
     left = ln.Artifact.filter(key="raw/changing.txt").count()

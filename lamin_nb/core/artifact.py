@@ -184,9 +184,23 @@ class Artifact:
 
     def _compute_hash(self, on_bytes: Any = None) -> str:
         assert self._source is not None
+        before = _stat_key(self._source)
         digest, size = hash_file(self._source, on_bytes)
         self._hash, self.size, self.hash_type = digest, size, HASH_TYPE
+        self._hashed_stat = before
         return digest
+
+    def _needs_hash(self) -> bool:
+        """No hash yet, or the source was modified since it was hashed (then save the new
+        content: the user's file as it is now, not as it was when first looked at)."""
+        if self._hash is None:
+            return True
+        if self._source is None or self._is_saved:
+            return False
+        try:
+            return _stat_key(self._source) != getattr(self, "_hashed_stat", None)
+        except OSError:
+            return False  # the save's own checks report a vanished source
 
     @property
     def _object_name(self) -> str:
@@ -297,6 +311,11 @@ def _visible_files(folder: Path) -> list[Path]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(root, n) for n in names if not n.startswith(".")]
     return sorted(p for p in found if p.is_file())
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:

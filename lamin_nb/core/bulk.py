@@ -101,7 +101,7 @@ class SaveRun:
     # -- hash, dedup, reserve ----------------------------------------------------------
 
     def _hash_all(self, items: list[Item]) -> None:
-        pending = [i for i in items if i.artifact._hash is None]
+        pending = [i for i in items if i.artifact._needs_hash()]
         run_parallel(pending, self._hash_one, self.workers, self.cancel)
         self._reraise_stop()
 

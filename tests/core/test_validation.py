@@ -91,13 +91,28 @@ def test_source_removed_before_save(stored, make_file):
         artifact.save()
 
 
-def test_source_changed_after_hashing_is_rolled_back(stored, make_file):
+def test_source_changed_after_hashing_saves_the_new_content(local_instance, make_file):
     path = make_file(b"first")
     artifact = ln.Artifact(path)
-    assert artifact.hash
-    path.write_bytes(b"second")
+    first_hash = artifact.hash
+    path.write_bytes(b"second, longer")
+    artifact.save()
+    assert artifact.hash != first_hash
+    assert open(artifact.load(), "rb").read() == b"second, longer"
+    assert ln.check(deep=True).is_consistent
+
+
+def test_source_changed_while_uploading_is_rolled_back(stored, make_file):
+    """Another program still writing the file: the copy's hash differs, nothing is kept."""
+    path = make_file(b"a" * 4096)
+
+    class Rewrite(ln.SaveCallback):
+        def state(self, index, state, detail=""):
+            if state.value == "uploading":
+                path.write_bytes(b"b" * 4096)
+
     with pytest.raises(ln.SaveError, match="changed after it was hashed"):
-        artifact.save()
+        ln.Artifact(path).save(callback=Rewrite())
 
 
 def test_save_flags_are_checked(stored, make_file):
