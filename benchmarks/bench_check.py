@@ -69,20 +69,9 @@ def _child(kind: str) -> dict[str, Any]:
 
 
 def _bound(inst: Any) -> tuple[int, bool]:
-    from sqlalchemy import select
+    from lamin_nb.benchlib.child import naive_check
 
-    from lamin_nb.core.models import ArtifactRow
-
-    storage = inst.storage
-    if storage.is_local:
-        listing = {e.name: e.stat().st_size for e in os.scandir(storage.managed) if e.is_file()}
-    else:
-        found = storage.fs.find(storage.managed, detail=True)
-        listing = {p.rsplit("/", 1)[-1]: int(i.get("size") or 0) for p, i in found.items()}
-    with inst.db.read() as session:
-        rows = session.execute(select(ArtifactRow.uid, ArtifactRow.suffix, ArtifactRow.size)).all()
-    bad = sum(1 for uid, suffix, size in rows if listing.pop(f"{uid}{suffix}", None) != size)
-    return len(rows), bad == 0
+    return naive_check(inst)
 
 
 # -- parent side ---------------------------------------------------------------------------

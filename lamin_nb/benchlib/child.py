@@ -44,16 +44,12 @@ def _check() -> dict[str, Any]:
             "n_rows": report.n_rows, "consistent": report.is_consistent}
 
 
-def _check_bound() -> dict[str, Any]:
-    """The least a check must do: one listing, one SELECT, one comparison."""
+def naive_check(inst: Any) -> tuple[int, bool]:
+    """The least a check must do: one listing, one SELECT, one comparison (rows, consistent)."""
     from sqlalchemy import select
 
-    import lamin_nb as ln
     from lamin_nb.core.models import ArtifactRow
 
-    inst = ln.connect()
-    base = _peak_mb()
-    start = time.perf_counter()
     storage = inst.storage
     if storage.is_local:
         listing = {e.name: e.stat().st_size for e in os.scandir(storage.managed) if e.is_file()}
@@ -64,9 +60,19 @@ def _check_bound() -> dict[str, Any]:
     with inst.db.read() as session:
         rows = session.execute(stmt).all()
     bad = sum(1 for uid, suffix, size in rows if listing.pop(f"{uid}{suffix}", None) != size)
+    return len(rows), bad == 0
+
+
+def _check_bound() -> dict[str, Any]:
+    import lamin_nb as ln
+
+    inst = ln.connect()
+    base = _peak_mb()
+    start = time.perf_counter()
+    n_rows, consistent = naive_check(inst)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
-            "n_rows": len(rows), "consistent": bad == 0}
+            "n_rows": n_rows, "consistent": consistent}
 
 
 def _save(path: str, key: str) -> dict[str, Any]:
