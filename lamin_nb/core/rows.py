@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, PENDING, ArtifactRow, utcnow
@@ -17,6 +17,37 @@ T = TypeVar("T")
 Executor = Session | Connection  # the save path runs on bare Core connections
 TABLE = ArtifactRow.__table__
 CHUNK = 500  # stays far below every backend's bound-parameter limit
+
+
+def _many(name: str) -> Any:
+    return bindparam(name, expanding=True)
+
+
+# Built once: a save runs these for every artifact, and building a statement costs more
+# than SQLite takes to run it.
+_BY_UID_OR_HASH = select(TABLE).where(TABLE.c.uid.in_(_many("uids")) |
+                                      TABLE.c.hash.in_(_many("hashes")))
+_BY_KEY = select(TABLE).where(TABLE.c.key.in_(_many("keys"))).order_by(TABLE.c.version)
+_BY_UID = select(TABLE).where(TABLE.c.uid.in_(_many("uids")))
+_INSERT = insert(TABLE)
+_LATEST_INPUTS = select(TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest,
+                        TABLE.c.status, TABLE.c.is_trashed).where(TABLE.c.key.in_(_many("keys")))
+_SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(
+    is_latest=bindparam("value"))
+
+
+_COMMIT = (
+    update(TABLE)
+    .where(TABLE.c.uid.in_(_many("uids")), TABLE.c.status == PENDING,
+           TABLE.c.owner == bindparam("p_owner"))
+    # an artifact without a key is its own family, hence its own latest version; keyed rows
+    # get their flag from refresh_latest in the same transaction. Ordered: the statement
+    # reads "SET status=..." first (a test hooks on it)
+    .ordered_values((TABLE.c.status, COMMITTED), (TABLE.c.owner, None),
+                    (TABLE.c.lease_expires_at, None), (TABLE.c.updated_at, bindparam("p_now")),
+                    (TABLE.c.is_latest, TABLE.c.key.is_(None)))
+    .returning(TABLE.c.uid)
+)
 
 
 def lease_seconds() -> int:
@@ -37,7 +68,7 @@ def by_uids(session: Executor, uids: Sequence[str]) -> dict[str, Row[Any]]:
     objects when a bulk save looks up thousands of rows."""
     found: dict[str, Row[Any]] = {}
     for part in chunks(list(uids)):
-        for row in session.execute(select(TABLE).where(TABLE.c.uid.in_(part))):
+        for row in session.execute(_BY_UID, {"uids": list(part)}):
             found[row.uid] = row
     return found
 
@@ -67,8 +98,7 @@ def by_uids_and_hashes(session: Executor, uids: Sequence[str], hashes: Sequence[
     half = CHUNK // 2
     for start in range(0, max(len(uids), len(hashes)), half):
         part_u, part_h = uids[start:start + half], hashes[start:start + half]
-        stmt = select(TABLE).where(TABLE.c.uid.in_(part_u) | TABLE.c.hash.in_(part_h))
-        for row in session.execute(stmt):
+        for row in session.execute(_BY_UID_OR_HASH, {"uids": list(part_u), "hashes": list(part_h)}):
             if row.uid in wanted_uids:
                 found[row.uid] = row
             if row.hash in wanted_hashes and row.id not in seen:
@@ -83,8 +113,7 @@ def latest_by_key(session: Executor, keys: Iterable[str]) -> dict[str, Row[Any]]
     """The highest version per key over every row (any status), for uid and version choice."""
     found: dict[str, Row[Any]] = {}
     for part in chunks(sorted(set(keys))):
-        stmt = select(TABLE).where(TABLE.c.key.in_(part)).order_by(TABLE.c.version)
-        for row in session.execute(stmt):
+        for row in session.execute(_BY_KEY, {"keys": list(part)}):
             found[row.key or ""] = row
     return found
 
@@ -97,7 +126,7 @@ def in_flight(row: Any) -> bool:
 
 def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:
     for part in chunks(rows):
-        session.execute(insert(TABLE), list(part))
+        session.execute(_INSERT, list(part))
 
 
 def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
@@ -105,16 +134,7 @@ def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[s
     rolled some back); returns them. One statement per chunk."""
     now, done = utcnow(), []
     for part in chunks(list(uids)):
-        stmt = (update(TABLE)
-                .where(TABLE.c.uid.in_(part), TABLE.c.status == PENDING, TABLE.c.owner == owner)
-                # an artifact without a key is its own family, hence its own latest version;
-                # keyed rows get their flag from refresh_latest in the same transaction.
-                # ordered: the statement reads "SET status=..." first (tests hook on it)
-                .ordered_values((TABLE.c.status, COMMITTED), (TABLE.c.owner, None),
-                                (TABLE.c.lease_expires_at, None), (TABLE.c.updated_at, now),
-                                (TABLE.c.is_latest, TABLE.c.key.is_(None)))
-                .returning(TABLE.c.uid))
-        done.extend(session.scalars(stmt))
+        done.extend(session.scalars(_COMMIT, {"uids": list(part), "p_owner": owner, "p_now": now}))
     return done
 
 
@@ -159,11 +179,10 @@ def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
     """Exactly one latest per key: the highest committed, untrashed version."""
     wanted = sorted({k for k in keys if k is not None})
     for part in chunks(wanted):
-        stmt = select(ArtifactRow.id, ArtifactRow.key, ArtifactRow.version, ArtifactRow.is_latest,
-                      ArtifactRow.status, ArtifactRow.is_trashed).where(ArtifactRow.key.in_(part))
         best: dict[str, tuple[int, int]] = {}
         flags: dict[int, bool] = {}
-        for row_id, key, version, is_latest, status, trashed in session.execute(stmt):
+        for row_id, key, version, is_latest, status, trashed in session.execute(
+                _LATEST_INPUTS, {"keys": list(part)}):
             flags[row_id] = bool(is_latest)
             if status == COMMITTED and not trashed and (version, row_id) > best.get(key, (-1, -1)):
                 best[key] = (version, row_id)
@@ -174,9 +193,7 @@ def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
 
 def _set_latest(session: Executor, ids: list[int], value: bool) -> None:
     for part in chunks(ids):
-        session.execute(
-            update(ArtifactRow).where(ArtifactRow.id.in_(part)).values(is_latest=value)
-        )
+        session.execute(_SET_LATEST, {"ids": list(part), "value": value})
 
 
 def count_by_status(session: Session) -> dict[str, int]:
