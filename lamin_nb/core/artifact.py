@@ -77,6 +77,7 @@ class Artifact:
         self.status = None
         self.is_trashed = False
         self._source = None
+        self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
         self._staged = False  # the source is a staging file lamin_nb wrote itself
 
     # -- constructors --------------------------------------------------------------------
@@ -198,7 +199,7 @@ class Artifact:
         if self._source is None or self._is_saved:
             return False
         try:
-            return _stat_key(self._source) != getattr(self, "_hashed_stat", None)
+            return _stat_key(self._source) != self._hashed_stat
         except OSError:
             return False  # the save's own checks report a vanished source
 

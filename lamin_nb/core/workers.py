@@ -128,7 +128,6 @@ class LeaseKeeper:
     _lock = threading.Lock()
     _active: dict[int, LeaseKeeper] = {}
     _thread: threading.Thread | None = None
-    _wake = threading.Event()
 
     def __init__(self, inst: Any, owner: str, uids: Sequence[str]) -> None:
         self.inst, self.owner, self.uids = inst, owner, list(uids)
@@ -151,7 +150,7 @@ class LeaseKeeper:
     @classmethod
     def _serve(cls) -> None:
         while True:
-            cls._wake.wait(1.0)
+            time.sleep(1.0)
             now = time.monotonic()
             with cls._lock:
                 due = [k for k in cls._active.values() if k.due <= now]
