@@ -37,15 +37,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-PG_ADMIN_URL = os.environ.get("LAMIN_NB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "LAMIN_NB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BOUND_TABLE = """CREATE TABLE bound_artifact (
     id {serial} PRIMARY KEY, uid VARCHAR(20) UNIQUE, key VARCHAR(1024), description TEXT,
     suffix VARCHAR(64), size BIGINT, hash VARCHAR(64), hash_type VARCHAR(16),
     version INTEGER, is_latest BOOLEAN, storage VARCHAR(1024), created_at TIMESTAMP,
     created_by VARCHAR(128), status VARCHAR(16))"""
-BOUND_INSERT = ("INSERT INTO bound_artifact (uid, key, description, suffix, size, hash, hash_type, "
-                "version, is_latest, storage, created_at, created_by, status) VALUES "
-                "({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
+BOUND_INSERT = (
+    "INSERT INTO bound_artifact (uid, key, description, suffix, size, hash, hash_type, "
+    "version, is_latest, storage, created_at, created_by, status) VALUES "
+    "({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
 
 Timing = Callable[[], float]
 
@@ -58,21 +62,28 @@ def measure(methods: dict[str, Timing], runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in methods}
     names = list(methods)
     for run in range(runs):
-        order = names[run % len(names):] + names[:run % len(names)]
+        order = names[run % len(names) :] + names[: run % len(names)]
         for name in order:
             gc.collect()
             times[name].append(methods[name]())
-        print(f"  run {run + 1}/{runs}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
-              + f"  (load {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"  run {run + 1}/{runs}: "
+            + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
+            + f"  (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     return times
 
 
-def report(title: str, times: dict[str, list[float]], subject: str,
-           targets: dict[str, float]) -> dict[str, Any]:
+def report(
+    title: str, times: dict[str, list[float]], subject: str, targets: dict[str, float]
+) -> dict[str, Any]:
     print(f"\n== {title}")
     for name, values in times.items():
-        print(f"  {name:<34} median {statistics.median(values):7.3f}s   "
-              f"min {min(values):7.3f}s   max {max(values):7.3f}s")
+        print(
+            f"  {name:<34} median {statistics.median(values):7.3f}s   "
+            f"min {min(values):7.3f}s   max {max(values):7.3f}s"
+        )
     mine = statistics.median(times[subject])
     ratios = {}
     for name, values in times.items():
@@ -81,8 +92,11 @@ def report(title: str, times: dict[str, list[float]], subject: str,
         ratio = mine / statistics.median(values)
         ratios[name] = ratio
         target = targets.get(name)
-        verdict = "" if target is None else (f"  target <= {target}x: "
-                                            f"{'met' if ratio <= target else 'NOT met'}")
+        verdict = (
+            ""
+            if target is None
+            else (f"  target <= {target}x: {'met' if ratio <= target else 'NOT met'}")
+        )
         print(f"  {subject} / {name:<24} {ratio:5.2f}x{verdict}")
     return {"title": title, "times": times, "ratios": ratios}
 
@@ -134,9 +148,24 @@ def timed_bulk_save(sources: Path) -> float:
 
 def bound_rows(files: list[Path], storage: str) -> list[tuple[Any, ...]]:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    return [(secrets.token_hex(10), f"bench/{f.name}", None, f.suffix, f.stat().st_size,
-             secrets.token_urlsafe(16), "blake3", 1, True, storage, now, "bench", "committed")
-            for f in files]
+    return [
+        (
+            secrets.token_hex(10),
+            f"bench/{f.name}",
+            None,
+            f.suffix,
+            f.stat().st_size,
+            secrets.token_urlsafe(16),
+            "blake3",
+            1,
+            True,
+            storage,
+            now,
+            "bench",
+            "committed",
+        )
+        for f in files
+    ]
 
 
 def copy_all(files: list[Path], dest: Path, fsync: bool) -> None:
@@ -233,9 +262,12 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("moto_server")
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -245,12 +277,22 @@ class Moto:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        os.environ.update({"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
 
     def reset(self) -> None:
-        request = urllib.request.Request(self.endpoint + "/moto-api/reset", data=b"",
-                                         method="POST", headers={"Content-Type": "text/plain"})
+        request = urllib.request.Request(
+            self.endpoint + "/moto-api/reset",
+            data=b"",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
         urllib.request.urlopen(request, timeout=30).read()
 
     def new_bucket(self) -> str:
@@ -285,13 +327,20 @@ def scenario_local(sources: Path, workdir: Path, runs: int) -> dict[str, Any]:
         finally:
             close_instance()
 
-    times = measure({
-        "ln.save (from_dir + save)": lamin,
-        "durable bound": lambda: sqlite_bound(files, workdir, True),
-        "no-fsync bound": lambda: sqlite_bound(files, workdir, False),
-    }, runs)
-    return report(f"SQLite + local folder, {len(files)} files", times,
-                  "ln.save (from_dir + save)", {"durable bound": 2.0})
+    times = measure(
+        {
+            "ln.save (from_dir + save)": lamin,
+            "durable bound": lambda: sqlite_bound(files, workdir, True),
+            "no-fsync bound": lambda: sqlite_bound(files, workdir, False),
+        },
+        runs,
+    )
+    return report(
+        f"SQLite + local folder, {len(files)} files",
+        times,
+        "ln.save (from_dir + save)",
+        {"durable bound": 2.0},
+    )
 
 
 def scenario_pg(sources: Path, workdir: Path, runs: int) -> dict[str, Any]:
@@ -306,16 +355,26 @@ def scenario_pg(sources: Path, workdir: Path, runs: int) -> dict[str, Any]:
             close_instance()
             drop_pg_database(name)
 
-    times = measure({"ln.save (from_dir + save)": lamin,
-                     "durable bound (PostgreSQL)": lambda: pg_bound(files, workdir)}, runs)
-    return report(f"PostgreSQL + local folder, {len(files)} files", times,
-                  "ln.save (from_dir + save)", {"durable bound (PostgreSQL)": 2.0})
+    times = measure(
+        {
+            "ln.save (from_dir + save)": lamin,
+            "durable bound (PostgreSQL)": lambda: pg_bound(files, workdir),
+        },
+        runs,
+    )
+    return report(
+        f"PostgreSQL + local folder, {len(files)} files",
+        times,
+        "ln.save (from_dir + save)",
+        {"durable bound (PostgreSQL)": 2.0},
+    )
 
 
 def scenario_s3(sources: Path, workdir: Path, runs: int) -> dict[str, Any]:
     files = sorted(sources.iterdir())
     moto = Moto(workdir / "moto.log")
     try:
+
         def lamin() -> float:
             moto.reset()
             fresh_instance(workdir, f"s3://{moto.new_bucket()}/bench")
@@ -335,12 +394,22 @@ def scenario_s3(sources: Path, workdir: Path, runs: int) -> dict[str, Any]:
             targets = [f"{bucket}/batch/{f.name}" for f in files]
             return clock(lambda: fs.put([str(f) for f in files], targets, batch_size=32))
 
-        times = measure({"ln.save (from_dir + save)": lamin, "sequential put_file": sequential,
-                         "fs.put batch_size=32": batch32}, runs)
+        times = measure(
+            {
+                "ln.save (from_dir + save)": lamin,
+                "sequential put_file": sequential,
+                "fs.put batch_size=32": batch32,
+            },
+            runs,
+        )
     finally:
         moto.stop()
-    return report(f"S3 (moto server), {len(files)} files", times, "ln.save (from_dir + save)",
-                  {"sequential put_file": 0.6, "fs.put batch_size=32": 1.2})
+    return report(
+        f"S3 (moto server), {len(files)} files",
+        times,
+        "ln.save (from_dir + save)",
+        {"sequential put_file": 0.6, "fs.put batch_size=32": 1.2},
+    )
 
 
 def make_sources(folder: Path, n: int, kib: int) -> Path:
@@ -363,8 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         sources = make_sources(workdir / "sources", args.n, args.kib)
-        print(f"{args.n} files of {args.kib} KiB, {args.runs} runs, {os.cpu_count()} cores, "
-              f"LAMIN_NB_MAX_WORKERS={os.environ.get('LAMIN_NB_MAX_WORKERS', 'default')}")
+        print(
+            f"{args.n} files of {args.kib} KiB, {args.runs} runs, {os.cpu_count()} cores, "
+            f"LAMIN_NB_MAX_WORKERS={os.environ.get('LAMIN_NB_MAX_WORKERS', 'default')}"
+        )
         for name in args.only.split(","):
             print(f"\n-- {name}", flush=True)
             results.append(scenarios[name.strip()](sources, workdir, args.runs))

@@ -59,8 +59,13 @@ def _child(kind: str) -> dict[str, Any]:
         report = ln.check()
         n_rows, consistent = report.n_rows, report.is_consistent
     seconds = time.perf_counter() - start
-    out = {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
-           "n_rows": n_rows, "consistent": consistent}
+    out = {
+        "seconds": seconds,
+        "rss_base_mb": base,
+        "rss_peak_mb": _peak_mb(),
+        "n_rows": n_rows,
+        "consistent": consistent,
+    }
     if kind == "trace":
         import tracemalloc
 
@@ -78,9 +83,8 @@ def _bound(inst: Any) -> tuple[int, bool]:
 
 
 def populate(inst: Any, n: int) -> None:
-    from sqlalchemy import insert
-
     import blake3
+    from sqlalchemy import insert
 
     from lamin_nb.core.hashing import HASH_TYPE, encode
     from lamin_nb.core.instance import random_base62
@@ -93,13 +97,28 @@ def populate(inst: Any, n: int) -> None:
             uid = random_base62(16) + "0000"
             data = f"check benchmark object {i:09d}\n".encode()
             objects[f"{uid}.txt"] = data
-            rows.append({"uid": uid, "key": f"bench/{i:09d}.txt", "description": None,
-                         "suffix": ".txt", "size": len(data),
-                         "hash": encode(blake3.blake3(data).digest()), "hash_type": HASH_TYPE,
-                         "otype": None, "version": 1, "is_latest": True,
-                         "storage": inst.storage.root, "created_at": now, "created_by": "bench",
-                         "status": COMMITTED, "is_trashed": False, "owner": None,
-                         "lease_expires_at": None, "updated_at": now})
+            rows.append(
+                {
+                    "uid": uid,
+                    "key": f"bench/{i:09d}.txt",
+                    "description": None,
+                    "suffix": ".txt",
+                    "size": len(data),
+                    "hash": encode(blake3.blake3(data).digest()),
+                    "hash_type": HASH_TYPE,
+                    "otype": None,
+                    "version": 1,
+                    "is_latest": True,
+                    "storage": inst.storage.root,
+                    "created_at": now,
+                    "created_by": "bench",
+                    "status": COMMITTED,
+                    "is_trashed": False,
+                    "owner": None,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                }
+            )
         _write_objects(inst.storage, objects)
         with inst.db.engine.begin() as conn:
             conn.execute(insert(ArtifactRow), rows)
@@ -110,20 +129,25 @@ def _write_objects(storage: Any, objects: dict[str, bytes]) -> None:
         for name, data in objects.items():
             Path(storage.managed, name).write_bytes(data)
     else:
-        storage.fs.pipe({storage.path(name): data for name, data in objects.items()},
-                        batch_size=64)
+        storage.fs.pipe({storage.path(name): data for name, data in objects.items()}, batch_size=64)
 
 
 def run_child(kind: str, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", kind], env=env,
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{kind} child failed: {done.stderr.strip()[-600:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(label: str, n: int, env: dict[str, str], runs: int,
-            target: tuple[float, float] | None) -> dict[str, Any]:
+def measure(
+    label: str, n: int, env: dict[str, str], runs: int, target: tuple[float, float] | None
+) -> dict[str, Any]:
     ours, bound, peaks = [], [], []
     for run in range(runs):  # alternate the order so drift on a shared machine hits both
         order = ["check", "bound"] if run % 2 == 0 else ["bound", "check"]
@@ -136,28 +160,38 @@ def measure(label: str, n: int, env: dict[str, str], runs: int,
         base = got["check"]["rss_base_mb"]
     trace = run_child("trace", env)
     result = {
-        "scenario": label, "n": n, "runs": runs,
-        "check_s_median": statistics.median(ours), "check_s_min": min(ours),
-        "check_s_max": max(ours), "bound_s_median": statistics.median(bound),
+        "scenario": label,
+        "n": n,
+        "runs": runs,
+        "check_s_median": statistics.median(ours),
+        "check_s_min": min(ours),
+        "check_s_max": max(ours),
+        "bound_s_median": statistics.median(bound),
         "ratio_to_bound": statistics.median(ours) / statistics.median(bound),
-        "rss_peak_mb": statistics.median(peaks), "rss_before_check_mb": base,
+        "rss_peak_mb": statistics.median(peaks),
+        "rss_before_check_mb": base,
         "heap_peak_mb": trace["heap_peak_mb"],
     }
     if target is not None:
         result["target"] = f"< {target[0]:g} s and < {target[1]:g} MB"
-        result["meets_target"] = (result["check_s_median"] < target[0]
-                                  and result["rss_peak_mb"] < target[1])
+        result["meets_target"] = (
+            result["check_s_median"] < target[0] and result["rss_peak_mb"] < target[1]
+        )
     print_result(result)
     return result
 
 
 def print_result(r: dict[str, Any]) -> None:
     print(f"\n{r['scenario']}: ln.check() on {r['n']:,} committed artifacts ({r['runs']} runs)")
-    print(f"  wall time   median {r['check_s_median']:.2f} s (min {r['check_s_min']:.2f}, "
-          f"max {r['check_s_max']:.2f}); lower bound {r['bound_s_median']:.2f} s "
-          f"-> {r['ratio_to_bound']:.2f}x")
-    print(f"  peak RSS    {r['rss_peak_mb']:.0f} MB (process before check: "
-          f"{r['rss_before_check_mb']:.0f} MB); Python heap peak {r['heap_peak_mb']:.0f} MB")
+    print(
+        f"  wall time   median {r['check_s_median']:.2f} s (min {r['check_s_min']:.2f}, "
+        f"max {r['check_s_max']:.2f}); lower bound {r['bound_s_median']:.2f} s "
+        f"-> {r['ratio_to_bound']:.2f}x"
+    )
+    print(
+        f"  peak RSS    {r['rss_peak_mb']:.0f} MB (process before check: "
+        f"{r['rss_before_check_mb']:.0f} MB); Python heap peak {r['heap_peak_mb']:.0f} MB"
+    )
     if "target" in r:
         print(f"  target      {r['target']}: {'met' if r['meets_target'] else 'MISSED'}")
 
@@ -182,8 +216,12 @@ def bench_s3(n: int, runs: int, tmp: Path) -> dict[str, Any]:
     port, proc = _start_moto(tmp / "moto.log")
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         os.environ.update(aws)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench-check")
         env = {**os.environ, "LAMIN_NB_HOME": str(tmp / "home-s3"), "LAMIN_NB_INSTANCE": "bench"}
@@ -206,8 +244,9 @@ def _start_moto(log: Path) -> tuple[int, subprocess.Popen[bytes]]:
         port = sock.getsockname()[1]
     exe = Path(sys.executable).with_name("moto_server")
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

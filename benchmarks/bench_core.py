@@ -37,10 +37,15 @@ def verdicts(results: list) -> list[str]:
     for result in results:
         for prefix, (field, limit) in TARGETS.items():
             if result.scenario.startswith(prefix) and result.ok:
-                value = result.extra.get(field) if field in result.extra else (
-                    result.ratio if field == "ratio" else statistics.median(result.values))
+                value = (
+                    result.extra.get(field)
+                    if field in result.extra
+                    else (result.ratio if field == "ratio" else statistics.median(result.values))
+                )
                 state = "met" if value <= limit else "MISSED"
-                lines.append(f"{result.scenario}: {field} {value:.2f} (target <= {limit:g}) {state}")
+                lines.append(
+                    f"{result.scenario}: {field} {value:.2f} (target <= {limit:g}) {state}"
+                )
     return lines
 
 
@@ -66,8 +71,9 @@ def profile(ctx: Context, which: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-gib", type=float, default=1.0)
     parser.add_argument("--storage", default=None, help="default: the temp directory")
@@ -89,7 +95,8 @@ def main() -> int:
         scratch.close()
     print(table(results))
     print("\n".join(verdicts(results)))
-    print(f"load average at end: {load():.2f}; scratch left behind: {scratch.leftovers() or 'nothing'}")
+    leftovers = scratch.leftovers() or "nothing"
+    print(f"load average at end: {load():.2f}; scratch left behind: {leftovers}")
     return 0
 
 

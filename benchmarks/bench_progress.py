@@ -42,8 +42,14 @@ class CountingComms:
         self.by_type: dict[str, int] = {}
 
         class SerialisingComm(BaseComm):
-            def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
-                            buffers: Any = None, **keys: Any) -> None:
+            def publish_msg(
+                self,
+                msg_type: str,
+                data: Any = None,
+                metadata: Any = None,
+                buffers: Any = None,
+                **keys: Any,
+            ) -> None:
                 content = dict(data=data or {}, comm_id=self.comm_id, **keys)
                 msg = session.msg(msg_type, content, metadata=metadata or {})
                 frames = session.serialize(msg)  # JSON + HMAC, what goes on the wire
@@ -66,8 +72,7 @@ def make_files(folder: Path, n: int, size: int) -> list[Path]:
     return paths
 
 
-def timed_save(paths: list[Path], prefix: str,
-               with_progress: bool) -> tuple[float, float, Any]:
+def timed_save(paths: list[Path], prefix: str, with_progress: bool) -> tuple[float, float, Any]:
     import lamin_nb as ln
     from lamin_nb.widgets import SaveProgress
 
@@ -99,9 +104,14 @@ def widget_cpu(paths: list[Path], prefix: str) -> float:
 
         return wrapper
 
-    timed_class = type("TimedSaveProgress", (SaveProgress,),
-                       {name: timed(name) for name in
-                        ("__init__", "start", "state", "advance", "finish", "_tick")})
+    timed_class = type(
+        "TimedSaveProgress",
+        (SaveProgress,),
+        {
+            name: timed(name)
+            for name in ("__init__", "start", "state", "advance", "finish", "_tick")
+        },
+    )
     artifacts = [ln.Artifact(p, key=f"{prefix}/{p.name}") for p in paths]
     ln.save(artifacts, callback=timed_class())
     return sum(spent) - len(spent) * _timer_cost()
@@ -170,8 +180,9 @@ def run(scratch: Path, args: argparse.Namespace) -> None:
         for with_progress in order:
             paths = make_files(scratch / f"run{number}-{int(with_progress)}", args.items, args.size)
             comms.reset()
-            elapsed, used, progress = timed_save(paths, f"r{number}-{int(with_progress)}",
-                                                 with_progress)
+            elapsed, used, progress = timed_save(
+                paths, f"r{number}-{int(with_progress)}", with_progress
+            )
             (with_widget if with_progress else plain).append(elapsed)
             cpu[with_progress].append(used)
             if with_progress:
@@ -179,27 +190,41 @@ def run(scratch: Path, args: argparse.Namespace) -> None:
                 messages.append(comms.messages)
                 sizes.append(comms.bytes)
                 by_type = dict(comms.by_type)
-    own = [widget_cpu(make_files(scratch / f"cpu{n}", args.items, args.size), f"cpu{n}")
-           for n in range(args.runs)]
-    ratios = [w / p for w, p in zip(with_widget, plain)]
+    own = [
+        widget_cpu(make_files(scratch / f"cpu{n}", args.items, args.size), f"cpu{n}")
+        for n in range(args.runs)
+    ]
+    ratios = [w / p for w, p in zip(with_widget, plain, strict=True)]
     ratio = statistics.median(with_widget) / statistics.median(plain)
-    print(f"bulk save of {args.items} x {args.size} B files, SQLite + local folder, "
-          f"{args.runs} run(s), load {os.getloadavg()[0]:.1f}")
+    print(
+        f"bulk save of {args.items} x {args.size} B files, SQLite + local folder, "
+        f"{args.runs} run(s), load {os.getloadavg()[0]:.1f}"
+    )
     print(f"  without progress: median {statistics.median(plain):.3f} s  {_list(plain)}")
-    print(f"  with SaveProgress: median {statistics.median(with_widget):.3f} s  {_list(with_widget)}")
-    print(f"  ratio of medians: {ratio:.3f}x (per run {_list(ratios, '{:.3f}')}); "
-          f"target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'}")
+    print(
+        f"  with SaveProgress: median {statistics.median(with_widget):.3f} s  {_list(with_widget)}"
+    )
+    print(
+        f"  ratio of medians: {ratio:.3f}x (per run {_list(ratios, '{:.3f}')}); "
+        f"target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'}"
+    )
     cpu_ratio = statistics.median(cpu[True]) / statistics.median(cpu[False])
-    print(f"  CPU time of the process (all threads), ratio of medians: {cpu_ratio:.3f}x "
-          f"({statistics.median(cpu[False]):.3f} s vs {statistics.median(cpu[True]):.3f} s); "
-          "less sensitive to other processes on the machine than wall time")
+    print(
+        f"  CPU time of the process (all threads), ratio of medians: {cpu_ratio:.3f}x "
+        f"({statistics.median(cpu[False]):.3f} s vs {statistics.median(cpu[True]):.3f} s); "
+        "less sensitive to other processes on the machine than wall time"
+    )
     share = statistics.median(own) / statistics.median(plain)
-    print(f"  CPU time inside the widget's own code (thread_time, all threads): median "
-          f"{statistics.median(own) * 1000:.1f} ms per save = {share:.1%} of the plain save's "
-          f"wall time, i.e. an expected ratio of about {1 + share:.3f}x on an idle machine")
+    print(
+        f"  CPU time inside the widget's own code (thread_time, all threads): median "
+        f"{statistics.median(own) * 1000:.1f} ms per save = {share:.1%} of the plain save's "
+        f"wall time, i.e. an expected ratio of about {1 + share:.3f}x on an idle machine"
+    )
     print(f"  progress events from the core: {events} (state + advance calls)")
-    print(f"  comm messages per save: {_list(messages, '{:d}')} "
-          f"({statistics.median(sizes) / 1024:.0f} KiB signed JSON), last run by kind: {by_type}")
+    print(
+        f"  comm messages per save: {_list(messages, '{:d}')} "
+        f"({statistics.median(sizes) / 1024:.0f} KiB signed JSON), last run by kind: {by_type}"
+    )
 
 
 def _list(values: list[Any], fmt: str = "{:.3f}") -> str:

@@ -38,8 +38,9 @@ from typing import Any
 FAULT_POINTS = ("after_reserve", "mid_upload", "after_upload", "before_commit", "after_commit")
 KILL_POINTS = ("after_reserve", "mid_upload", "after_upload", "before_commit")
 DENIED_FIRST_CHARS = "0Z"  # PutObject denied for objects whose uid starts with these
-PG_ADMIN_URL = os.environ.get("LAMIN_NB_TEST_PG_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "LAMIN_NB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Outcome:
 
 # -- the parent ------------------------------------------------------------------------------
 
+
 def make_pool(folder: Path, plan: Plan) -> list[str]:
     """Shared content: every worker picks from these files, so content overlaps."""
     rng = random.Random(plan.seed)
@@ -95,8 +97,12 @@ def make_pool(folder: Path, plan: Plan) -> list[str]:
 def deny_first_chars(client: Any, bucket: str, managed_prefix: str) -> None:
     """A real bucket policy: PutObject denied under the managed prefix for some uid starts."""
     resources = [f"arn:aws:s3:::{bucket}/{managed_prefix}{c}*" for c in DENIED_FIRST_CHARS]
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": resources}]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": resources}
+        ],
+    }
     client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
@@ -107,13 +113,25 @@ def run_workers(plan: Plan, pool: list[str], workdir: Path, env: dict[str, str])
     procs = []
     started = time.monotonic()
     for w in range(plan.procs):
-        spec = {"seed": plan.seed * 1000 + w, "saves": plan.saves, "pool": pool, "keys": keys,
-                "fault_rate": plan.fault_rate, "record": str(workdir / f"worker-{w}.jsonl"),
-                "kill_at": (plan.saves // 2 if plan.kill and w == 0 else None)}
+        spec = {
+            "seed": plan.seed * 1000 + w,
+            "saves": plan.saves,
+            "pool": pool,
+            "keys": keys,
+            "fault_rate": plan.fault_rate,
+            "record": str(workdir / f"worker-{w}.jsonl"),
+            "kill_at": (plan.saves // 2 if plan.kill and w == 0 else None),
+        }
         child_env = {**env, "LAMIN_NB_LEASE_SECONDS": str(plan.lease_seconds)}
-        procs.append(subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
-                                      env=child_env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outcome = Outcome(workers=plan.procs)
     for w, proc in enumerate(procs):
         out, err = proc.communicate(timeout=3600)
@@ -149,9 +167,9 @@ def _gather(outcome: Outcome, record: Path) -> None:
 
 def verify(committed_uids: set[str]) -> dict[str, Any]:
     """After every writer stopped: repair, then the invariants and the committed uids."""
-    import lamin_nb as ln
     from sqlalchemy import func, select
 
+    import lamin_nb as ln
     from lamin_nb.core.instance import current
     from lamin_nb.core.models import COMMITTED, ArtifactRow
     from lamin_nb.core.rows import count_by_status
@@ -161,16 +179,36 @@ def verify(committed_uids: set[str]) -> dict[str, Any]:
     inst = current()
     with inst.db.read() as session:
         statuses = count_by_status(session)
-        rows = session.execute(select(ArtifactRow.uid, ArtifactRow.suffix, ArtifactRow.hash,
-                                      ArtifactRow.key, ArtifactRow.version,
-                                      ArtifactRow.is_latest, ArtifactRow.status)).all()
-        dup_hashes = session.execute(
-            select(ArtifactRow.hash).where(ArtifactRow.status == COMMITTED)
-            .group_by(ArtifactRow.hash).having(func.count() > 1)).scalars().all()
+        rows = session.execute(
+            select(
+                ArtifactRow.uid,
+                ArtifactRow.suffix,
+                ArtifactRow.hash,
+                ArtifactRow.key,
+                ArtifactRow.version,
+                ArtifactRow.is_latest,
+                ArtifactRow.status,
+            )
+        ).all()
+        dup_hashes = (
+            session.execute(
+                select(ArtifactRow.hash)
+                .where(ArtifactRow.status == COMMITTED)
+                .group_by(ArtifactRow.hash)
+                .having(func.count() > 1)
+            )
+            .scalars()
+            .all()
+        )
     objects = {info.name for info in inst.storage.list_objects()}
     by_uid = {r.uid: r for r in rows}
-    lost = sorted(u for u in committed_uids if u not in by_uid
-                  or by_uid[u].status != COMMITTED or f"{u}{by_uid[u].suffix}" not in objects)
+    lost = sorted(
+        u
+        for u in committed_uids
+        if u not in by_uid
+        or by_uid[u].status != COMMITTED
+        or f"{u}{by_uid[u].suffix}" not in objects
+    )
     return {
         "repair": plan.summary(),
         "consistent": report.is_consistent,
@@ -203,6 +241,7 @@ def _version_problems(rows: list[Any]) -> list[str]:
 
 # -- a worker ---------------------------------------------------------------------------------
 
+
 def worker(spec: dict[str, Any]) -> int:
     import lamin_nb as ln
     from lamin_nb.core import faults
@@ -224,8 +263,10 @@ def worker(spec: dict[str, Any]) -> int:
                 faults.configure(f"{point}:kill")
             else:
                 faults.configure(f"{point}:raise" if point else None)
-            artifacts = [ln.Artifact(s, key=rng.choice(keys) if rng.random() < 0.7 else None)
-                         for s in sources]
+            artifacts = [
+                ln.Artifact(s, key=rng.choice(keys) if rng.random() < 0.7 else None)
+                for s in sources
+            ]
             entry = _one_call(ln, artifacts)
             entry["fault"] = point
             faults.configure(None)
@@ -249,13 +290,21 @@ def _one_call(ln: Any, artifacts: list[Any]) -> dict[str, Any]:
     items = []
     for a in artifacts:
         message = errors.get(id(a), "")
-        items.append({"uid": a.uid, "hash": a.hash, "key": a.key, "status": a.status,
-                      "denied": "Forbidden" in message or "Access Denied" in message})
+        items.append(
+            {
+                "uid": a.uid,
+                "hash": a.hash,
+                "key": a.key,
+                "status": a.status,
+                "denied": "Forbidden" in message or "Access Denied" in message,
+            }
+        )
     fired = any("injected fault" in message for message in errors.values())
     return {"items": items, "unexpected": unexpected, "fired": fired}
 
 
 # -- the stand-alone run ------------------------------------------------------------------------
+
 
 def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     import socket
@@ -264,9 +313,12 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -299,9 +351,14 @@ def _standalone(plan: Plan, tmp: Path, as_json: bool) -> int:
 
     moto, endpoint = _start_moto(tmp / "moto.log")
     db_name = f"lamin_load_{secrets.token_hex(4)}"
-    env = {**os.environ, "LAMIN_NB_HOME": str(tmp / "home"), "AWS_ENDPOINT_URL": endpoint,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "LAMIN_NB_HOME": str(tmp / "home"),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     os.environ.update(env)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
@@ -326,31 +383,45 @@ def _standalone(plan: Plan, tmp: Path, as_json: bool) -> int:
 
 
 def _report(plan: Plan, outcome: Outcome, result: dict[str, Any], as_json: bool) -> int:
-    ok = (result["consistent"] and not result["lost"] and not result["duplicate_content"]
-          and not result["version_problems"] and not outcome.unexpected
-          and set(result["rows_by_status"]) <= {"committed"})
+    ok = (
+        result["consistent"]
+        and not result["lost"]
+        and not result["duplicate_content"]
+        and not result["version_problems"]
+        and not outcome.unexpected
+        and set(result["rows_by_status"]) <= {"committed"}
+    )
     figures = {
-        "plan": asdict(plan), "seconds": round(outcome.seconds, 2),
-        "save_calls": outcome.calls, "items": outcome.items,
-        "items_committed": outcome.committed_items, "items_failed": outcome.failed_items,
+        "plan": asdict(plan),
+        "seconds": round(outcome.seconds, 2),
+        "save_calls": outcome.calls,
+        "items": outcome.items,
+        "items_committed": outcome.committed_items,
+        "items_failed": outcome.failed_items,
         "calls_per_second": round(outcome.calls / outcome.seconds, 1),
         "items_per_second": round(outcome.items / outcome.seconds, 1),
         "faults_injected": outcome.faults_injected,
         "fault_points_armed": dict(outcome.faults_configured),
         "saves_failed_by_a_fault_point": outcome.faults_failed_a_save,
-        "denied_uploads": outcome.denied_failures, "killed_workers": outcome.killed_workers,
-        "unexpected_errors": outcome.unexpected[:5], "distinct_committed_uids":
-        len(outcome.committed_uids), "lost": len(result["lost"]), **result, "ok": ok,
+        "denied_uploads": outcome.denied_failures,
+        "killed_workers": outcome.killed_workers,
+        "unexpected_errors": outcome.unexpected[:5],
+        "distinct_committed_uids": len(outcome.committed_uids),
+        "lost": len(result["lost"]),
+        **result,
+        "ok": ok,
     }
     if as_json:
         print(json.dumps(figures, default=str))
     else:
         for name, value in figures.items():
             print(f"{name:>26}: {value}")
-        print(f"\n{'OK' if ok else 'FAILED'}: {outcome.calls} save calls by {plan.procs} "
-              f"processes in {outcome.seconds:.1f} s ({figures['items_per_second']} items/s), "
-              f"{outcome.faults_injected} faults injected, {len(result['lost'])} committed "
-              "artifacts lost")
+        print(
+            f"\n{'OK' if ok else 'FAILED'}: {outcome.calls} save calls by {plan.procs} "
+            f"processes in {outcome.seconds:.1f} s ({figures['items_per_second']} items/s), "
+            f"{outcome.faults_injected} faults injected, {len(result['lost'])} committed "
+            "artifacts lost"
+        )
     return 0 if ok else 1
 
 

@@ -38,14 +38,41 @@ _EXPORTS = {
     "TextProgress": "lamin_nb.core.callbacks",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Artifact",
+    "ConsistencyReport",
+    "InstanceError",
+    "IntegrityError",
+    "LaminNbError",
+    "NotFoundError",
+    "RepairPlan",
+    "SaveCallback",
+    "SaveError",
+    "SaveReport",
+    "StorageError",
+    "TextProgress",
+    "ValidationError",
+    "check",
+    "connect",
+    "init",
+    "list_quarantined",
+    "repair",
+    "restore_quarantined",
+    "save",
+    "settings",
+]
 
 if TYPE_CHECKING:
     from lamin_nb.core.artifact import Artifact
     from lamin_nb.core.callbacks import SaveCallback, TextProgress
     from lamin_nb.core.consistency import ConsistencyReport, check
     from lamin_nb.core.errors import (
-        InstanceError, IntegrityError, LaminNbError, NotFoundError, SaveError, StorageError,
+        InstanceError,
+        IntegrityError,
+        LaminNbError,
+        NotFoundError,
+        SaveError,
+        StorageError,
         ValidationError,
     )
     from lamin_nb.core.instance import connect, init

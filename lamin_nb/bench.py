@@ -22,20 +22,40 @@ ALL = ("import", "single", "bulk", "large", "anndata", "check", "progress")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lamin-nb bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--storage", default=None, help="local folder or s3://bucket/prefix "
-                   "(a scratch prefix is created under it); default: the temp directory")
-    p.add_argument("--db", default=None, help="postgresql://... (a scratch database is created "
-                   "on that server, or a scratch schema without CREATEDB) or sqlite:///...; "
-                   "default: a temporary SQLite file")
-    p.add_argument("--scenarios", nargs="+", default=list(ALL), metavar="NAME",
-                   help=f"any of: {' '.join(ALL)} (comma or space separated; default: all)")
+    p = argparse.ArgumentParser(
+        prog="lamin-nb bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="local folder or s3://bucket/prefix "
+        "(a scratch prefix is created under it); default: the temp directory",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        help="postgresql://... (a scratch database is created "
+        "on that server, or a scratch schema without CREATEDB) or sqlite:///...; "
+        "default: a temporary SQLite file",
+    )
+    p.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=list(ALL),
+        metavar="NAME",
+        help=f"any of: {' '.join(ALL)} (comma or space separated; default: all)",
+    )
     p.add_argument("--json", action="store_true", help="also print one JSON line per scenario")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
     p.add_argument("--size-gib", type=float, default=1.0, help="large file size (default 1)")
-    p.add_argument("--check-n", type=int, default=None,
-                   help="artifacts for the check scenario (default 100000 local, 2000 on S3)")
+    p.add_argument(
+        "--check-n",
+        type=int,
+        default=None,
+        help="artifacts for the check scenario (default 100000 local, 2000 on S3)",
+    )
     p.add_argument("--single-n", type=int, default=200, help="single saves (default 200)")
     p.add_argument("--bulk-n", type=int, default=1000, help="files in a bulk save (default 1000)")
     p.add_argument("--file-kib", type=int, default=10, help="small file size (default 10 KiB)")
@@ -47,8 +67,10 @@ def _scenarios(names: Sequence[str]) -> list[str]:
     wanted = [n.strip() for name in names for n in name.split(",") if n.strip()]
     unknown = sorted(set(wanted) - set(ALL))
     if unknown:
-        raise SystemExit(f"lamin-nb bench: unknown scenario(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(ALL)}")
+        raise SystemExit(
+            f"lamin-nb bench: unknown scenario(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(ALL)}"
+        )
     return [n for n in ALL if n in wanted]
 
 
@@ -58,20 +80,35 @@ def _options(args: argparse.Namespace) -> Any:
     for name in ("runs", "single_n", "bulk_n", "file_kib"):
         if getattr(args, name) < 1:
             raise SystemExit(f"lamin-nb bench: --{name.replace('_', '-')} must be at least 1")
-    if args.size_gib <= 0 or args.anndata_mb <= 0 or (args.check_n is not None and args.check_n < 1):
+    if (
+        args.size_gib <= 0
+        or args.anndata_mb <= 0
+        or (args.check_n is not None and args.check_n < 1)
+    ):
         raise SystemExit("lamin-nb bench: sizes and counts must be positive")
-    return Options(runs=args.runs, single_n=args.single_n, bulk_n=args.bulk_n,
-                   file_kib=args.file_kib, size_gib=args.size_gib, anndata_mb=args.anndata_mb,
-                   check_n=args.check_n)
+    return Options(
+        runs=args.runs,
+        single_n=args.single_n,
+        bulk_n=args.bulk_n,
+        file_kib=args.file_kib,
+        size_gib=args.size_gib,
+        anndata_mb=args.anndata_mb,
+        check_n=args.check_n,
+    )
 
 
 def environment(target: Any, scratch: Any) -> dict[str, Any]:
     from .benchlib.results import load
 
-    return {"backend": target.label, "storage": scratch.root,
-            "db": mask_url(scratch.db_url) if scratch.db_url else "SQLite (private temp folder)",
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "load_avg_start": load()}
+    return {
+        "backend": target.label,
+        "storage": scratch.root,
+        "db": mask_url(scratch.db_url) if scratch.db_url else "SQLite (private temp folder)",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_avg_start": load(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         env = environment(target, scratch)
         print(f"lamin-nb bench on {target.label}: {scratch.describe()}", flush=True)
-        print(f"python {env['python']}, {env['cpus']} CPU(s), load average "
-              f"{env['load_avg_start']:.2f}, {options.runs} run(s) per scenario", flush=True)
+        print(
+            f"python {env['python']}, {env['cpus']} CPU(s), load average "
+            f"{env['load_avg_start']:.2f}, {options.runs} run(s) per scenario",
+            flush=True,
+        )
         ctx = Context(scratch, options)
         results = [_run(name, SCENARIOS[name], ctx) for name in names]
         ctx.bounds.drop()
@@ -103,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("scratch area removed" if not left else "WARNING: left behind: " + "; ".join(left))
     if args.json:
         print(json_lines(results, env))
-    return 0 if all(r.status == "ok" or r.status.startswith("n/a") for r in results) and not left else 1
+    return (
+        0
+        if all(r.status == "ok" or r.status.startswith("n/a") for r in results) and not left
+        else 1
+    )
 
 
 def _run(name: str, scenario: Any, ctx: Any) -> Any:

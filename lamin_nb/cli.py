@@ -40,8 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("demo", help="save a file, an AnnData and a DataFrame, show a rollback")
     p.add_argument("--storage", default=None, help="default: a new temporary folder")
-    for name, help_text in (("bench", "measure speed (see benchmarks)"),
-                            ("selftest", "prove the guarantee on this backend")):
+    for name, help_text in (
+        ("bench", "measure speed (see benchmarks)"),
+        ("selftest", "prove the guarantee on this backend"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -90,6 +92,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _save(args: argparse.Namespace) -> int:
     import lamin_nb as ln
+
     from .core.callbacks import TextProgress
 
     if len(args.paths) == 1:
@@ -98,8 +101,12 @@ def _save(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         prefix = args.key.rstrip("/") + "/" if args.key else None
-        artifacts = [ln.Artifact(p, key=(prefix + Path(p).name) if prefix else None,
-                                 description=args.description) for p in args.paths]
+        artifacts = [
+            ln.Artifact(
+                p, key=(prefix + Path(p).name) if prefix else None, description=args.description
+            )
+            for p in args.paths
+        ]
     try:
         ln.save(artifacts, atomic=args.atomic, callback=TextProgress(sys.stdout))
     except ln.SaveError:
@@ -112,9 +119,11 @@ def _ls(args: argparse.Namespace) -> int:
 
     query = ln.Artifact.filter(key__startswith=args.key) if args.key else ln.Artifact.filter()
     artifacts = query.all()
-    for a in artifacts[-args.limit:]:
-        print(f"{a.uid}  v{a.version}{'*' if a.is_latest else ' '} {a.size or 0:>12}  "
-              f"{a.otype or '-':<9} {a.key or '-'}  {a.description or ''}".rstrip())
+    for a in artifacts[-args.limit :]:
+        print(
+            f"{a.uid}  v{a.version}{'*' if a.is_latest else ' '} {a.size or 0:>12}  "
+            f"{a.otype or '-':<9} {a.key or '-'}  {a.description or ''}".rstrip()
+        )
     print(f"{len(artifacts)} artifact(s)")
     return 0
 
@@ -130,8 +139,9 @@ def _check(args: argparse.Namespace) -> int:
 def _repair(args: argparse.Namespace) -> int:
     import lamin_nb as ln
 
-    plan = ln.repair(dry_run=not args.apply, grace_seconds=args.grace, mark_lost=args.mark_lost,
-                     purge=args.purge)
+    plan = ln.repair(
+        dry_run=not args.apply, grace_seconds=args.grace, mark_lost=args.mark_lost, purge=args.purge
+    )
     print(json.dumps(plan.to_dict(), default=str) if args.json else repr(plan))
     if plan.after is not None:
         print(plan.after.summary())
@@ -154,9 +164,16 @@ def _delegate(module: str) -> Any:
 
 
 _COMMANDS = {
-    "init": _init, "connect": _connect, "info": _info, "save": _save, "ls": _ls,
-    "check": _check, "repair": _repair, "demo": _demo,
-    "bench": _delegate("lamin_nb.bench"), "selftest": _delegate("lamin_nb.selftest"),
+    "init": _init,
+    "connect": _connect,
+    "info": _info,
+    "save": _save,
+    "ls": _ls,
+    "check": _check,
+    "repair": _repair,
+    "demo": _demo,
+    "bench": _delegate("lamin_nb.bench"),
+    "selftest": _delegate("lamin_nb.selftest"),
 }
 
 

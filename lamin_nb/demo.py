@@ -20,12 +20,24 @@ def run_demo(storage: str | None = None) -> int:
 
     data_file = workdir / "measurements.csv"
     data_file.write_text("sample,value\n" + "".join(f"s{i},{i * 0.5}\n" for i in range(1000)))
-    _step("save a file", lambda: ln.Artifact(data_file, key="raw/measurements.csv",
-                                             description="plate reader export").save())
-    _step("save a synthetic AnnData", lambda: ln.Artifact.from_anndata(
-        _synthetic_anndata(), key="scrna/pbmc-synthetic.h5ad", description="synthetic").save())
-    _step("save a DataFrame", lambda: ln.Artifact.from_df(
-        _synthetic_df(), key="tables/qc.parquet", description="per-sample QC").save())
+    _step(
+        "save a file",
+        lambda: ln.Artifact(
+            data_file, key="raw/measurements.csv", description="plate reader export"
+        ).save(),
+    )
+    _step(
+        "save a synthetic AnnData",
+        lambda: ln.Artifact.from_anndata(
+            _synthetic_anndata(), key="scrna/pbmc-synthetic.h5ad", description="synthetic"
+        ).save(),
+    )
+    _step(
+        "save a DataFrame",
+        lambda: ln.Artifact.from_df(
+            _synthetic_df(), key="tables/qc.parquet", description="per-sample QC"
+        ).save(),
+    )
 
     print("\na save that fails is rolled back:")
     changing = workdir / "changing.txt"
@@ -43,8 +55,7 @@ def run_demo(storage: str | None = None) -> int:
     except ln.SaveError as exc:
         print(f"  SaveError: {exc}")
     left = ln.Artifact.filter(key="raw/changing.txt").count()
-    print(f"  rows for raw/changing.txt: {left}; objects left behind: "
-          f"{len(ln.check().orphans)}")
+    print(f"  rows for raw/changing.txt: {left}; objects left behind: {len(ln.check().orphans)}")
 
     print("\nstored artifacts:")
     for a in ln.Artifact.filter().all():
@@ -59,8 +70,9 @@ def run_demo(storage: str | None = None) -> int:
 def _step(title: str, action: object) -> None:
     start = time.perf_counter()
     artifact = action()  # type: ignore[operator]
-    print(f"{title}: {artifact.key} -> {artifact.uid} "
-          f"({(time.perf_counter() - start) * 1000:.0f} ms)")
+    print(
+        f"{title}: {artifact.key} -> {artifact.uid} ({(time.perf_counter() - start) * 1000:.0f} ms)"
+    )
 
 
 def _synthetic_anndata() -> object:
@@ -70,8 +82,9 @@ def _synthetic_anndata() -> object:
 
     rng = np.random.default_rng(0)
     counts = rng.poisson(1.0, size=(500, 200)).astype("float32")
-    obs = pd.DataFrame({"cell_type": rng.choice(["B", "T", "NK"], 500)},
-                       index=[f"cell{i}" for i in range(500)])
+    obs = pd.DataFrame(
+        {"cell_type": rng.choice(["B", "T", "NK"], 500)}, index=[f"cell{i}" for i in range(500)]
+    )
     var = pd.DataFrame(index=[f"gene{i}" for i in range(200)])
     return anndata.AnnData(counts, obs=obs, var=var)
 
@@ -81,6 +94,10 @@ def _synthetic_df() -> object:
     import pandas as pd
 
     rng = np.random.default_rng(1)
-    return pd.DataFrame({"sample": [f"s{i}" for i in range(100)],
-                         "reads": rng.integers(1_000, 100_000, 100),
-                         "pass_qc": rng.random(100) > 0.1})
+    return pd.DataFrame(
+        {
+            "sample": [f"s{i}" for i in range(100)],
+            "reads": rng.integers(1_000, 100_000, 100),
+            "pass_qc": rng.random(100) > 0.1,
+        }
+    )

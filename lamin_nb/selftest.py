@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lamin-nb selftest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="lamin-nb selftest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--storage", default=None, help="local folder or s3://bucket/prefix")
     p.add_argument("--db", default=None, help="postgresql://... or sqlite:///...")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
@@ -55,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         scratch.close()
     left = scratch.leftovers()
-    outcomes.append(Outcome("cleanup", not left, "scratch area removed" if not left
-                            else "left behind: " + "; ".join(left), left))
+    outcomes.append(
+        Outcome(
+            "cleanup",
+            not left,
+            "scratch area removed" if not left else "left behind: " + "; ".join(left),
+            left,
+        )
+    )
     for outcome in outcomes:
         _show(outcome)
     print(verdict(outcomes, target.label))
@@ -97,7 +106,9 @@ def verdict(outcomes: list[Outcome], label: str) -> str:
     failed = [o.name for o in outcomes if not o.held]
     untested = [o.name for o in outcomes if not o.testable]
     if failed:
-        return (f"selftest FAILED on {label}: {len(failed)} of {len(outcomes)} checks did not "
-                f"hold: {', '.join(failed)}")
+        return (
+            f"selftest FAILED on {label}: {len(failed)} of {len(outcomes)} checks did not "
+            f"hold: {', '.join(failed)}"
+        )
     note = f" ({', '.join(untested)}: not testable here)" if untested else ""
     return f"selftest PASSED on {label}: all {len(outcomes)} checks held (I1-I3){note}"

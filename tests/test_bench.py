@@ -24,8 +24,22 @@ def table_rows(stdout: str) -> list[list[str]]:
 
 
 def test_bench_embedded_default_prints_table_and_json(tmp_path):
-    done = lamin_nb_cli("bench", "--runs", "1", "--size-gib", "0.002", "--check-n", "300",
-                        "--single-n", "5", "--bulk-n", "20", "--anndata-mb", "1", "--json")
+    done = lamin_nb_cli(
+        "bench",
+        "--runs",
+        "1",
+        "--size-gib",
+        "0.002",
+        "--check-n",
+        "300",
+        "--single-n",
+        "5",
+        "--bulk-n",
+        "20",
+        "--anndata-mb",
+        "1",
+        "--json",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "lamin-nb bench on SQLite + local" in done.stdout
     header, *rows = table_rows(done.stdout)
@@ -37,7 +51,9 @@ def test_bench_embedded_default_prints_table_and_json(tmp_path):
     assert len(scenarios) == 7
     for record in scenarios:
         assert SCENARIO_KEYS <= set(record), record
-        if record["scenario"].endswith("with progress panel") and record["status"].startswith("n/a"):
+        if record["scenario"].endswith("with progress panel") and record["status"].startswith(
+            "n/a"
+        ):
             continue  # the notebook panel is optional for this command
         assert record["status"] == "ok", record
         assert MEASURED_KEYS <= set(record) and record["runs"] >= 1
@@ -52,26 +68,50 @@ def test_bench_embedded_default_prints_table_and_json(tmp_path):
 
 
 def test_bench_on_postgres_and_s3_uses_and_removes_scratch_areas(s3_server, s3_bucket, pg_url):
-    done = lamin_nb_cli("bench", "--storage", f"s3://{s3_bucket}/team", "--db", pg_url,
-                        "--scenarios", "single,bulk", "check", "--runs", "1", "--single-n", "3",
-                        "--bulk-n", "10", "--check-n", "40", "--json")
+    done = lamin_nb_cli(
+        "bench",
+        "--storage",
+        f"s3://{s3_bucket}/team",
+        "--db",
+        pg_url,
+        "--scenarios",
+        "single,bulk",
+        "check",
+        "--runs",
+        "1",
+        "--single-n",
+        "3",
+        "--bulk-n",
+        "10",
+        "--check-n",
+        "40",
+        "--json",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "lamin-nb bench on PostgreSQL + S3" in done.stdout
     scenarios = json_records(done.stdout)[1:]
     assert [r["scenario"] for r in scenarios] == [
-        "3 single saves of 10 KiB", "bulk save 10 x 10 KiB", "ln.check() on 40 artifacts"]
+        "3 single saves of 10 KiB",
+        "bulk save 10 x 10 KiB",
+        "ln.check() on 40 artifacts",
+    ]
     assert all(r["status"] == "ok" for r in scenarios)
     token = re.search(r"lamin-nb-bench-([0-9a-f]{8})", done.stdout).group(1)
     assert s3_server.keys(s3_bucket) == []
     with pg_admin() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                            (f"lamin_nb_bench_{token}",)).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_database WHERE datname = %s", (f"lamin_nb_bench_{token}",)
+            ).fetchone()[0]
+            == 0
+        )
     # the database named by --db only served to reach the server: no table was created in it
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        tables = conn.execute("SELECT count(*) FROM information_schema.tables "
-                              "WHERE table_schema = 'public'").fetchone()[0]
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
     assert tables == 0
 
 
@@ -88,16 +128,20 @@ def test_bench_without_createdb_uses_a_scratch_schema_and_drops_it(pg_url):
         conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
     role_url = pg_url.replace("://postgres@", f"://{role}@")
     try:
-        done = lamin_nb_cli("bench", "--db", role_url, "--scenarios", "single", "--runs", "1",
-                            "--single-n", "2")
+        done = lamin_nb_cli(
+            "bench", "--db", role_url, "--scenarios", "single", "--runs", "1", "--single-n", "2"
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "(scratch schema)" in done.stdout
         token = re.search(r"lamin-nb-bench-([0-9a-f]{8})", done.stdout).group(1)
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            schemas = conn.execute("SELECT schema_name FROM information_schema.schemata "
-                                   "WHERE schema_name LIKE 'lamin_nb_%'").fetchall()
-            tables = conn.execute("SELECT count(*) FROM information_schema.tables "
-                                  "WHERE table_schema = 'public'").fetchone()[0]
+            schemas = conn.execute(
+                "SELECT schema_name FROM information_schema.schemata "
+                "WHERE schema_name LIKE 'lamin_nb_%'"
+            ).fetchall()
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()[0]
         assert schemas == [] and tables == 0, f"left behind for {token}: {schemas}, {tables}"
     finally:
         with pg_admin() as conn:

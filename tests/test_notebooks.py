@@ -15,7 +15,13 @@ import nbformat
 import pytest
 
 from tests.support.notebooks import (
-    NOTEBOOKS, REPO, descendants, displayed_models, execute_file, kernel_env, with_class,
+    NOTEBOOKS,
+    REPO,
+    descendants,
+    displayed_models,
+    execute_file,
+    kernel_env,
+    with_class,
 )
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -23,8 +29,10 @@ OUT = REPO / "test-artifacts" / "notebooks"
 
 
 @pytest.fixture(scope="module")
-def run_notebook(s3_server: Any, tmp_path_factory: pytest.TempPathFactory,
-                 ) -> Callable[[str], Any]:
+def run_notebook(
+    s3_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], Any]:
     """Execute a notebook once per test session; later calls get the executed notebook."""
     done: dict[str, Any] = {}
 
@@ -93,8 +101,9 @@ def test_executed_notebook_renders_as_html_docs(run_notebook):
 
 
 def _panel(nb: Any, tag: str, css_class: str) -> dict[str, Any]:
-    (panel,) = [m for m in displayed_models(nb, tag)
-                if css_class in m["state"].get("_dom_classes", [])]
+    (panel,) = [
+        m for m in displayed_models(nb, tag) if css_class in m["state"].get("_dom_classes", [])
+    ]
     return panel
 
 
@@ -104,8 +113,11 @@ def _one(nb: Any, root: dict[str, Any], css_class: str) -> dict[str, Any]:
 
 
 def _rows(nb: Any, progress: dict[str, Any], final: str) -> list[dict[str, Any]]:
-    return [r for r in with_class(nb, "lamin-item-row", progress)
-            if f"lamin-item-{final}" in r["state"]["_dom_classes"]]
+    return [
+        r
+        for r in with_class(nb, "lamin-item-row", progress)
+        if f"lamin-item-{final}" in r["state"]["_dom_classes"]
+    ]
 
 
 def test_bulk_upload_progress_panel_shows_the_failed_item_in_red(run_notebook):
@@ -150,9 +162,12 @@ def test_consistency_snapshot_shows_the_orphan_and_the_missing_object(run_notebo
     counts = _one(nb, snapshot, "lamin-consistency-counts")["value"]
     for shown in ("ok: 24", "missing: 1", "orphans: 1", "pending: 0"):
         assert shown in counts
-    lists = " ".join(m["state"]["value"] for m in with_class(nb, "lamin-consistency-details",
-                                                                snapshot)
-                     for m in descendants(nb, m) if m["model_name"] == "HTMLModel")
+    lists = " ".join(
+        m["state"]["value"]
+        for m in with_class(nb, "lamin-consistency-details", snapshot)
+        for m in descendants(nb, m)
+        if m["model_name"] == "HTMLModel"
+    )
     assert "Zs9xQ2rT7uVw1yB30000.csv" in lists and "incoming/reading07.csv" in lists
 
 
@@ -167,7 +182,9 @@ def test_consistency_panel_after_repair_and_confirm_is_consistent(run_notebook):
     plan = _one(nb, live, "lamin-repair-plan")["value"]
     assert "quarantine orphan" in plan and "mark lost" in plan and "done" in plan
     confirm = _one(nb, live, "lamin-confirm-button")
-    assert confirm["layout"] and _layout(nb, confirm)["display"] == "none"  # nothing left to confirm
+    assert (
+        confirm["layout"] and _layout(nb, confirm)["display"] == "none"
+    )  # nothing left to confirm
 
 
 def _layout(nb: Any, state: dict[str, Any]) -> dict[str, Any]:

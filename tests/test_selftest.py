@@ -14,14 +14,33 @@ import lamin_nb as ln
 from tests.support.servers import pg_admin
 
 VERDICT = re.compile(
-    r"^selftest PASSED on (SQLite|PostgreSQL) \+ (local|S3): all \d+ checks held \(I1-I3\)$", re.M)
+    r"^selftest PASSED on (SQLite|PostgreSQL) \+ (local|S3): all \d+ checks held \(I1-I3\)$", re.M
+)
 TOKEN = re.compile(r"lamin-nb-selftest-([0-9a-f]{8})")
-EXPECTED_CHECKS = {"after_reserve", "mid_upload", "after_upload", "before_commit", "after_commit",
-                   "mid_delete", "after_object_delete", "denied write", "earlier artifacts",
-                   "cleanup"}
-USER_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Sid": "UserRule", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
-     "Resource": "arn:aws:s3:::BUCKET/locked/*"}]}
+EXPECTED_CHECKS = {
+    "after_reserve",
+    "mid_upload",
+    "after_upload",
+    "before_commit",
+    "after_commit",
+    "mid_delete",
+    "after_object_delete",
+    "denied write",
+    "earlier artifacts",
+    "cleanup",
+}
+USER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "UserRule",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": "arn:aws:s3:::BUCKET/locked/*",
+        }
+    ],
+}
 
 
 def lamin_nb_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -40,8 +59,12 @@ def storage_snapshot(backend) -> list[str]:
 
 def pg_names(pattern: str) -> list[str]:
     with pg_admin() as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                           (pattern,))]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+            )
+        ]
 
 
 def test_selftest_passes_and_leaves_everything_as_it_was(backend, make_file, lamin_home):
@@ -60,7 +83,9 @@ def test_selftest_passes_and_leaves_everything_as_it_was(backend, make_file, lam
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert VERDICT.search(done.stdout), output
-    label = ("PostgreSQL" if backend.db else "SQLite") + " + " + ("S3" if backend.is_s3 else "local")
+    label = (
+        ("PostgreSQL" if backend.db else "SQLite") + " + " + ("S3" if backend.is_s3 else "local")
+    )
     assert f"on {label}" in done.stdout
     checks = {c["check"]: c for c in json.loads(done.stdout.strip().splitlines()[-1])["checks"]}
     assert set(checks) == EXPECTED_CHECKS

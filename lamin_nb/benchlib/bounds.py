@@ -24,11 +24,18 @@ TABLE = "lamin_nb_bench_bound"
 def _table() -> Any:
     from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table
 
-    return Table(TABLE, MetaData(), Column("id", Integer, primary_key=True, autoincrement=True),
-                 Column("uid", String(20), unique=True), Column("key", String(1024)),
-                 Column("suffix", String(64)), Column("size", BigInteger),
-                 Column("hash", String(64)), Column("status", String(16)),
-                 Column("created_at", DateTime))
+    return Table(
+        TABLE,
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("uid", String(20), unique=True),
+        Column("key", String(1024)),
+        Column("suffix", String(64)),
+        Column("size", BigInteger),
+        Column("hash", String(64)),
+        Column("status", String(16)),
+        Column("created_at", DateTime),
+    )
 
 
 class Bounds:
@@ -106,8 +113,15 @@ class Bounds:
     def row(self, name: str, size: int) -> dict[str, Any]:
         from ..core.models import utcnow
 
-        return {"uid": name[:20], "key": None, "suffix": Path(name).suffix, "size": size,
-                "hash": "x" * 22, "status": "committed", "created_at": utcnow()}
+        return {
+            "uid": name[:20],
+            "key": None,
+            "suffix": Path(name).suffix,
+            "size": size,
+            "hash": "x" * 22,
+            "status": "committed",
+            "created_at": utcnow(),
+        }
 
     def insert(self, rows: list[dict[str, Any]]) -> None:
         """One transaction, committed (durably, with the instance's own settings)."""

@@ -25,8 +25,12 @@ ROWS_PER_INSERT = 5_000
 
 def check_scenario(ctx: Context) -> Result:
     n = ctx.options.check_n or (DEFAULT_S3_N if ctx.scratch.target.is_s3 else DEFAULT_LOCAL_N)
-    result = Result(f"ln.check() on {n:,} artifacts", "s", "listing + SELECT",
-                    target=ctx.target("< 5 s and < 300 MB"))
+    result = Result(
+        f"ln.check() on {n:,} artifacts",
+        "s",
+        "listing + SELECT",
+        target=ctx.target("< 5 s and < 300 MB"),
+    )
     populate(ctx, n)
     peaks: list[float] = []
     for run in range(ctx.options.runs):
@@ -39,15 +43,22 @@ def check_scenario(ctx: Context) -> Result:
         peaks.append(ours["rss_peak_mb"])
         result.extra["rss_base_mb"] = ours["rss_base_mb"]
     peak = statistics.median(peaks)
-    result.extra.update(rss_peak_mb=peak, bound_rss_peak_mb=measured["check-bound"]["rss_peak_mb"],
-                        note=f"peak RSS {peak:.0f} MB "
-                             f"(+{peak - result.extra['rss_base_mb']:.0f} MB over connect)")
+    result.extra.update(
+        rss_peak_mb=peak,
+        bound_rss_peak_mb=measured["check-bound"]["rss_peak_mb"],
+        note=f"peak RSS {peak:.0f} MB (+{peak - result.extra['rss_base_mb']:.0f} MB over connect)",
+    )
     return result
 
 
 def _child(ctx: Context, command: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "lamin_nb.benchlib.child", command],
-                          env=ctx.scratch.child_env(), capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-m", "lamin_nb.benchlib.child", command],
+        env=ctx.scratch.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{command} child failed: {done.stderr.strip()[-400:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -67,13 +78,12 @@ def populate(ctx: Context, n_total: int) -> None:
 
 
 def _add_batch(inst: Any, numbers: range) -> None:
+    import blake3
     from sqlalchemy import insert
 
     from ..core.hashing import HASH_TYPE, encode
     from ..core.instance import random_base62
     from ..core.models import COMMITTED, ArtifactRow, utcnow
-
-    import blake3
 
     now = utcnow()
     objects: dict[str, bytes] = {}
@@ -82,12 +92,28 @@ def _add_batch(inst: Any, numbers: range) -> None:
         uid = random_base62(16) + "0000"
         data = f"check benchmark object {i:09d}\n".encode()
         objects[f"{uid}.txt"] = data
-        rows.append({"uid": uid, "key": f"check/{i:09d}.txt", "description": None,
-                     "suffix": ".txt", "size": len(data), "hash": encode(blake3.blake3(data).digest()),
-                     "hash_type": HASH_TYPE, "otype": None, "version": 1, "is_latest": True,
-                     "storage": inst.storage.root, "created_at": now, "created_by": "bench",
-                     "status": COMMITTED, "is_trashed": False, "owner": None,
-                     "lease_expires_at": None, "updated_at": now})
+        rows.append(
+            {
+                "uid": uid,
+                "key": f"check/{i:09d}.txt",
+                "description": None,
+                "suffix": ".txt",
+                "size": len(data),
+                "hash": encode(blake3.blake3(data).digest()),
+                "hash_type": HASH_TYPE,
+                "otype": None,
+                "version": 1,
+                "is_latest": True,
+                "storage": inst.storage.root,
+                "created_at": now,
+                "created_by": "bench",
+                "status": COMMITTED,
+                "is_trashed": False,
+                "owner": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+        )
     _write_objects(inst, objects)
     with inst.db.engine.begin() as conn:
         conn.execute(insert(ArtifactRow), rows)

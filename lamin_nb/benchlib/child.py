@@ -40,8 +40,13 @@ def _check() -> dict[str, Any]:
     start = time.perf_counter()
     report = ln.check()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
-            "n_rows": report.n_rows, "consistent": report.is_consistent}
+    return {
+        "seconds": seconds,
+        "rss_base_mb": base,
+        "rss_peak_mb": _peak_mb(),
+        "n_rows": report.n_rows,
+        "consistent": report.is_consistent,
+    }
 
 
 def naive_check(inst: Any) -> tuple[int, bool]:
@@ -71,8 +76,13 @@ def _check_bound() -> dict[str, Any]:
     start = time.perf_counter()
     n_rows, consistent = naive_check(inst)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_base_mb": base, "rss_peak_mb": _peak_mb(),
-            "n_rows": n_rows, "consistent": consistent}
+    return {
+        "seconds": seconds,
+        "rss_base_mb": base,
+        "rss_peak_mb": _peak_mb(),
+        "n_rows": n_rows,
+        "consistent": consistent,
+    }
 
 
 def _save(path: str, key: str) -> dict[str, Any]:
@@ -97,8 +107,10 @@ COMMANDS = {"check": _check, "check-bound": _check_bound, "save": _save, "delete
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m lamin_nb.benchlib.child {{{'|'.join(COMMANDS)}}} ...",
-              file=sys.stderr)
+        print(
+            f"usage: python -m lamin_nb.benchlib.child {{{'|'.join(COMMANDS)}}} ...",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(COMMANDS[argv[0]](*argv[1:])), flush=True)
     return 0

@@ -93,8 +93,14 @@ def _bucket_policy(scratch: Scratch, problems: list[str]) -> Iterator[str]:
     policy = json.loads(original) if original else {"Version": "2012-10-17", "Statement": []}
     statements = policy.get("Statement", [])
     policy["Statement"] = ([statements] if isinstance(statements, dict) else list(statements)) + [
-        {"Sid": SID, "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-         "Resource": f"arn:aws:s3:::{bucket}/{prefix}/*"}]
+        {
+            "Sid": SID,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{bucket}/{prefix}/*",
+        }
+    ]
     try:
         fs.call_s3("put_bucket_policy", Bucket=bucket, Policy=json.dumps(policy))
     except OSError as exc:
@@ -165,6 +171,7 @@ def _root_cause(exc: BaseException) -> str:
 
 def _leftovers(scratch: Scratch, uids: list[str]) -> list[str]:
     import lamin_nb as ln
+
     from ..core import rows
 
     found = []

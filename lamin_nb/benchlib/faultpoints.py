@@ -35,8 +35,13 @@ class Outcome:
     testable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "held": self.held, "testable": self.testable,
-                "detail": self.detail, "problems": self.problems}
+        return {
+            "check": self.name,
+            "held": self.held,
+            "testable": self.testable,
+            "detail": self.detail,
+            "problems": self.problems,
+        }
 
 
 def invariant_problems(report: Any, when: str) -> list[str]:
@@ -74,7 +79,9 @@ def run_point(scratch: Scratch, point: str) -> Outcome:
     before = ln.check(deep=True)
     problems += invariant_problems(before, "after the crash")
     plan = ln.repair(dry_run=False, grace_seconds=0)
-    problems += [f"repair could not {a.kind} {a.target}: {a.error}" for a in plan.actions if a.error]
+    problems += [
+        f"repair could not {a.kind} {a.target}: {a.error}" for a in plan.actions if a.error
+    ]
     after = ln.check(deep=True)
     problems += invariant_problems(after, "after repair")
     if after.pending or after.deleting:
@@ -87,8 +94,13 @@ def run_point(scratch: Scratch, point: str) -> Outcome:
 def _crash_child(scratch: Scratch, point: str, args: list[str]) -> list[str]:
     env = scratch.child_env(LAMIN_NB_FAULT=f"{point}:kill")
     try:
-        done = subprocess.run([sys.executable, "-m", "lamin_nb.benchlib.child", *args], env=env,
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        done = subprocess.run(
+            [sys.executable, "-m", "lamin_nb.benchlib.child", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+        )
     except subprocess.TimeoutExpired:
         return [f"the child did not reach {point} within {CHILD_TIMEOUT} s"]
     if done.returncode == -signal.SIGKILL:
@@ -108,8 +120,11 @@ def _end_state(point: str, key: str, source: Path) -> list[str]:
             return [f"the committed artifact {found[0].uid} does not hold the saved bytes"]
         return []
     if found:
-        what = "interrupted delete was not finished" if point in DELETE_POINTS else \
-            "interrupted save is visible"
+        what = (
+            "interrupted delete was not finished"
+            if point in DELETE_POINTS
+            else "interrupted save is visible"
+        )
         return [f"the {what}: {found[0].uid} under {key}"]
     return []
 

@@ -12,8 +12,12 @@ INSUFFICIENT_PRIVILEGE = "42501"
 def _admin(url: str) -> Any:
     from sqlalchemy import create_engine
 
-    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=_null_pool(),
-                         connect_args={"connect_timeout": 10, "application_name": "lamin_nb"})
+    return create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        poolclass=_null_pool(),
+        connect_args={"connect_timeout": 10, "application_name": "lamin_nb"},
+    )
 
 
 def _null_pool() -> Any:
@@ -42,14 +46,19 @@ def create(url: str, name: str) -> tuple[str, str]:
     finally:
         engine.dispose()
     options = " ".join(filter(None, [str(base.query.get("options", "")), f"-csearch_path={name}"]))
-    return base.update_query_dict({"options": options}).render_as_string(hide_password=False), SCHEMA
+    return base.update_query_dict({"options": options}).render_as_string(
+        hide_password=False
+    ), SCHEMA
 
 
 def drop(url: str, name: str, kind: str) -> None:
     from sqlalchemy import text
 
-    statement = (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if kind == DATABASE
-                 else f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    statement = (
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        if kind == DATABASE
+        else f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
+    )
     engine = _admin(url)
     try:
         with engine.connect() as conn:
@@ -61,8 +70,11 @@ def drop(url: str, name: str, kind: str) -> None:
 def exists(url: str, name: str, kind: str) -> bool:
     from sqlalchemy import text
 
-    query = ("SELECT 1 FROM pg_database WHERE datname = :n" if kind == DATABASE
-             else "SELECT 1 FROM information_schema.schemata WHERE schema_name = :n")
+    query = (
+        "SELECT 1 FROM pg_database WHERE datname = :n"
+        if kind == DATABASE
+        else "SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"
+    )
     engine = _admin(url)
     try:
         with engine.connect() as conn:

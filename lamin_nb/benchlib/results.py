@@ -42,21 +42,33 @@ class Result:
 
     @property
     def ratios(self) -> list[float]:
-        return [v / b for v, b in zip(self.values, self.bound) if b > 0]
+        return [v / b for v, b in zip(self.values, self.bound, strict=True) if b > 0]
 
     @property
     def ratio(self) -> float | None:
         return statistics.median(self.ratios) if self.ratios else None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"scenario": self.scenario, "status": self.status,
-                                "unit": self.unit, "runs": len(self.values)}
+        data: dict[str, Any] = {
+            "scenario": self.scenario,
+            "status": self.status,
+            "unit": self.unit,
+            "runs": len(self.values),
+        }
         if self.values:
-            data.update(median=statistics.median(self.values), min=min(self.values),
-                        max=max(self.values), values=self.values)
+            data.update(
+                median=statistics.median(self.values),
+                min=min(self.values),
+                max=max(self.values),
+                values=self.values,
+            )
         if self.bound:
-            data.update(bound=self.bound_label, bound_median=statistics.median(self.bound),
-                        bound_values=self.bound, ratio=self.ratio)
+            data.update(
+                bound=self.bound_label,
+                bound_median=statistics.median(self.bound),
+                bound_values=self.bound,
+                ratio=self.ratio,
+            )
         data.update(self.extra)
         data.update(target=self.target, load_avg=self.loads)
         return data
@@ -77,9 +89,14 @@ def row(result: Result) -> tuple[str, ...]:
     if not result.ok:
         return (result.scenario, result.status, "", "", result.target)
     values = result.values
-    spread = f"{fmt(statistics.median(values), result.unit)} ({fmt(min(values))}-{fmt(max(values))})"
-    bound = (f"{result.bound_label}: {fmt(statistics.median(result.bound), result.unit)}"
-             if result.bound else result.bound_label)
+    spread = (
+        f"{fmt(statistics.median(values), result.unit)} ({fmt(min(values))}-{fmt(max(values))})"
+    )
+    bound = (
+        f"{result.bound_label}: {fmt(statistics.median(result.bound), result.unit)}"
+        if result.bound
+        else result.bound_label
+    )
     ratio = f"{result.ratio:.2f}x" if result.ratio is not None else "-"
     notes = [str(v) for k, v in result.extra.items() if k.startswith("note")]
     if result.target:
@@ -91,7 +108,9 @@ def table(results: list[Result]) -> str:
     """A Markdown table, so the output can go into the README as it is."""
     rows = [HEADER] + [row(r) for r in results]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

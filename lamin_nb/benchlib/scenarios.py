@@ -78,13 +78,14 @@ def _spawn_seconds(args: list[str]) -> float:
 
 
 def import_time(ctx: Context) -> Result:
-    result = Result("import lamin_nb (fresh process)", "ms", "python -c pass",
-                    target="import < 150 ms")
+    result = Result(
+        "import lamin_nb (fresh process)", "ms", "python -c pass", target="import < 150 ms"
+    )
     for _ in range(max(5, ctx.options.runs)):
         with_import = _spawn_seconds([sys.executable, "-c", "import lamin_nb"])
         bare = _spawn_seconds([sys.executable, "-c", "pass"])
         result.add(with_import * 1000, bare * 1000)
-    delta = statistics.median(v - b for v, b in zip(result.values, result.bound))
+    delta = statistics.median(v - b for v, b in zip(result.values, result.bound, strict=True))
     result.extra.update(import_ms=delta, note=f"import itself {delta:.0f} ms")
     return result
 
@@ -94,8 +95,12 @@ def single_saves(ctx: Context) -> Result:
 
     n, size = ctx.options.single_n, ctx.options.file_kib * 1024
     copy = "upload" if ctx.scratch.target.is_s3 else "copy+fsync"
-    result = Result(f"{n} single saves of {ctx.options.file_kib} KiB", "ms/save",
-                    f"{copy}+insert+commit each", target=ctx.target("< 3 ms/save"))
+    result = Result(
+        f"{n} single saves of {ctx.options.file_kib} KiB",
+        "ms/save",
+        f"{copy}+insert+commit each",
+        target=ctx.target("< 3 ms/save"),
+    )
     b = ctx.bounds
     for run in range(ctx.options.runs):
         ours, theirs = ctx.files(n, size), ctx.files(n, size)
@@ -124,10 +129,17 @@ def _bulk(ctx: Context, paths: list[Path], callback: Any = None) -> None:
 def bulk_save(ctx: Context) -> Result:
     n, size = ctx.options.bulk_n, ctx.options.file_kib * 1024
     b = ctx.bounds
-    durable = "upload each + 1 INSERT txn" if ctx.scratch.target.is_s3 else \
-        "copy+fsync each + 1 INSERT txn"
-    result = Result(f"bulk save {n} x {ctx.options.file_kib} KiB", "s", durable,
-                    target=ctx.target("ratio <= 2x"))
+    durable = (
+        "upload each + 1 INSERT txn"
+        if ctx.scratch.target.is_s3
+        else "copy+fsync each + 1 INSERT txn"
+    )
+    result = Result(
+        f"bulk save {n} x {ctx.options.file_kib} KiB",
+        "s",
+        durable,
+        target=ctx.target("ratio <= 2x"),
+    )
     no_fsync: list[float] = []
     for run in range(ctx.options.runs):
         ours, theirs, plain = ctx.files(n, size), ctx.files(n, size), ctx.files(n, size)
@@ -168,8 +180,9 @@ def large_file(ctx: Context) -> Result:
 
     size = max(1, int(ctx.options.size_gib * (1 << 30)))
     label = "s3fs put_file" if ctx.scratch.target.is_s3 else "cp + fsync"
-    result = Result(f"one {_size_label(size)} file, hashed in full", "s", label,
-                    target=ctx.target("<= 1.5x cp"))
+    result = Result(
+        f"one {_size_label(size)} file, hashed in full", "s", label, target=ctx.target("<= 1.5x cp")
+    )
     source = ctx.scratch.work / "large.bin"
     _random_file(source, size)
     b = ctx.bounds
@@ -177,8 +190,9 @@ def large_file(ctx: Context) -> Result:
         for run in range(ctx.options.runs):
             _mutate(source, run)
             saved: list[Any] = []
-            t_ours, t_bound = paired(run, lambda: saved.append(ln.Artifact(source).save()),
-                                     lambda: b.copy_large(source))
+            t_ours, t_bound = paired(
+                run, lambda: saved.append(ln.Artifact(source).save()), lambda: b.copy_large(source)
+            )
             result.add(t_ours, t_bound)
             for artifact in saved:
                 artifact.delete(permanent=True)
@@ -199,8 +213,11 @@ def anndata_save(ctx: Context) -> Result:
     adata = _synthetic_anndata(ctx.options.anndata_mb)
     b = ctx.bounds
     staged = ctx.scratch.work / "bound.h5ad"
-    result = Result(f"AnnData ~{ctx.options.anndata_mb:g} MB (write + save)", "s",
-                    "write_h5ad + " + ("upload" if ctx.scratch.target.is_s3 else "copy+fsync"))
+    result = Result(
+        f"AnnData ~{ctx.options.anndata_mb:g} MB (write + save)",
+        "s",
+        "write_h5ad + " + ("upload" if ctx.scratch.target.is_s3 else "copy+fsync"),
+    )
 
     def bound() -> None:
         adata.write_h5ad(staged)
@@ -210,8 +227,10 @@ def anndata_save(ctx: Context) -> Result:
         adata.X[0, 0] = float(run) + 0.5
         saved: list[Any] = []
         t_ours, t_bound = paired(
-            run, lambda: saved.append(ln.Artifact.from_anndata(adata, description="bench").save()),
-            bound)
+            run,
+            lambda: saved.append(ln.Artifact.from_anndata(adata, description="bench").save()),
+            bound,
+        )
         result.add(t_ours, t_bound)
         result.extra["note"] = f"h5ad {staged.stat().st_size / 1e6:.0f} MB"
         for artifact in saved:
@@ -233,8 +252,9 @@ def _synthetic_anndata(megabytes: float) -> Any:
 
 def progress_panel(ctx: Context) -> Result:
     n, size = ctx.options.bulk_n, ctx.options.file_kib * 1024
-    result = Result(f"bulk save {n} x {ctx.options.file_kib} KiB with progress panel", "s",
-                    "same without panel")
+    result = Result(
+        f"bulk save {n} x {ctx.options.file_kib} KiB with progress panel", "s", "same without panel"
+    )
     try:
         make_panel = _panel_factory()
     except Exception as exc:  # noqa: BLE001 - the panel is optional for the benchmark
@@ -244,8 +264,9 @@ def progress_panel(ctx: Context) -> Result:
         ours, theirs = ctx.files(n, size), ctx.files(n, size)
         sink = io.StringIO()  # outside a kernel, display() would print into our table
         with contextlib.redirect_stdout(sink):
-            t_panel, t_plain = paired(run, lambda: _bulk(ctx, ours, make_panel()),
-                                      lambda: _bulk(ctx, theirs))
+            t_panel, t_plain = paired(
+                run, lambda: _bulk(ctx, ours, make_panel()), lambda: _bulk(ctx, theirs)
+            )
         result.add(t_panel, t_plain)
         ctx.drop_files(ours + theirs)
     if "ipykernel.zmqshell" not in sys.modules:

@@ -47,7 +47,9 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{'PostgreSQL' if self.is_postgres else 'SQLite'} + {'S3' if self.is_s3 else 'local'}"
+        return (
+            f"{'PostgreSQL' if self.is_postgres else 'SQLite'} + {'S3' if self.is_s3 else 'local'}"
+        )
 
 
 def resolve_target(storage: str | None, db: str | None, use_current: bool) -> Target:
@@ -55,11 +57,22 @@ def resolve_target(storage: str | None, db: str | None, use_current: bool) -> Ta
     if storage is None and db is None and use_current:
         current = _current_settings()
         if current is not None:
-            return Target(current.storage_root, current.db_url, dict(current.storage_options),
-                          f"current instance {current.name!r}")
-    root = normalize_storage_root(storage) if storage else normalize_storage_root(tempfile.gettempdir())
-    return Target(root, normalize_db_url(db) if db else None,
-                  origin="arguments" if storage or db else "temporary SQLite + local folder")
+            return Target(
+                current.storage_root,
+                current.db_url,
+                dict(current.storage_options),
+                f"current instance {current.name!r}",
+            )
+    root = (
+        normalize_storage_root(storage)
+        if storage
+        else normalize_storage_root(tempfile.gettempdir())
+    )
+    return Target(
+        root,
+        normalize_db_url(db) if db else None,
+        origin="arguments" if storage or db else "temporary SQLite + local folder",
+    )
 
 
 def _current_settings() -> Any:
@@ -127,8 +140,11 @@ class Scratch:
             self.__enter__()
         except Exception as exc:  # noqa: BLE001 - any set-up failure ends the command cleanly
             cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
-            print(f"lamin-nb {command}: cannot set up a scratch instance on {self.target.label}: "
-                  f"{mask_url(describe(cause))}", file=sys.stderr)
+            print(
+                f"lamin-nb {command}: cannot set up a scratch instance on {self.target.label}: "
+                f"{mask_url(describe(cause))}",
+                file=sys.stderr,
+            )
             return False
         return True
 
@@ -146,8 +162,12 @@ class Scratch:
             Path(self.root).mkdir(parents=True, exist_ok=False)
         import lamin_nb as ln
 
-        self.instance = ln.init(storage=self.root, db=self.db_url, name=self.name,
-                                storage_options=self.target.storage_options or None)
+        self.instance = ln.init(
+            storage=self.root,
+            db=self.db_url,
+            name=self.name,
+            storage_options=self.target.storage_options or None,
+        )
 
     def close(self) -> None:
         """Remove the scratch storage, database and settings; record anything that stayed."""
@@ -182,7 +202,7 @@ class Scratch:
         if url is None:
             return None
         if url.startswith("sqlite:///"):
-            folder = Path(url[len("sqlite:///"):]).expanduser().parent
+            folder = Path(url[len("sqlite:///") :]).expanduser().parent
             self.db_kind = "sqlite file beside the given one"
             return f"sqlite:///{folder / (self.name + '.db')}"
         from . import pgscratch
@@ -194,7 +214,7 @@ class Scratch:
         if self.db_url is None:
             return
         if self.db_url.startswith("sqlite:///"):
-            path = Path(self.db_url[len("sqlite:///"):])
+            path = Path(self.db_url[len("sqlite:///") :])
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             return
@@ -239,10 +259,12 @@ class Scratch:
         if self.db_url and self.target.is_postgres:
             from . import pgscratch
 
-            if pgscratch.exists(self.target.db_url or "", self.name.replace("-", "_"), self.db_kind):
+            if pgscratch.exists(
+                self.target.db_url or "", self.name.replace("-", "_"), self.db_kind
+            ):
                 found.append(f"{self.db_kind} {self.name.replace('-', '_')}")
-        elif self.db_url and Path(self.db_url[len("sqlite:///"):]).exists():
-            found.append(f"database file {self.db_url[len('sqlite:///'):]}")
+        elif self.db_url and Path(self.db_url[len("sqlite:///") :]).exists():
+            found.append(f"database file {self.db_url[len('sqlite:///') :]}")
         if self.home.exists():
             found.append(f"settings folder {self.home}")
         return found
@@ -256,8 +278,11 @@ def _objects_under(fs: Any, root: str) -> list[str]:
         found = fs.find(root, detail=True)
     except FileNotFoundError:
         return []
-    return [path for path, info in found.items()
-            if info.get("type") != "directory" and path.startswith(prefix)]
+    return [
+        path
+        for path, info in found.items()
+        if info.get("type") != "directory" and path.startswith(prefix)
+    ]
 
 
 def _unfreeze(path: Path) -> None:

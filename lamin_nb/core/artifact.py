@@ -128,9 +128,12 @@ class Artifact:
         prefix = check_key(key) if key is not None else folder.resolve().name
         files = _visible_files(folder)
         artifacts = [cls.__new__(cls) for _ in files]
-        for artifact, file in zip(artifacts, files):
-            artifact._init_fields(check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
-                                  check_description(description), suffix_of(file))
+        for artifact, file in zip(artifacts, files, strict=True):
+            artifact._init_fields(
+                check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
+                check_description(description),
+                suffix_of(file),
+            )
             artifact._source = check_source(file)
             artifact.size = artifact._source.stat().st_size
         predict_uids(artifacts)
@@ -158,16 +161,43 @@ class Artifact:
 
     def _adopt(self, row: ArtifactRow) -> None:
         """Take the stored state of ``row`` (after a save, or when deduplicated onto it)."""
-        for name in ("uid", "key", "description", "suffix", "size", "hash_type", "otype",
-                     "version", "is_latest", "storage", "created_at", "created_by", "status",
-                     "is_trashed"):
+        for name in (
+            "uid",
+            "key",
+            "description",
+            "suffix",
+            "size",
+            "hash_type",
+            "otype",
+            "version",
+            "is_latest",
+            "storage",
+            "created_at",
+            "created_by",
+            "status",
+            "is_trashed",
+        ):
             setattr(self, name, getattr(row, name))
         self._hash = row.hash
 
     def _adopt_from(self, other: Artifact) -> None:
-        for name in ("uid", "key", "description", "suffix", "size", "hash_type", "otype",
-                     "version", "is_latest", "storage", "created_at", "created_by", "status",
-                     "is_trashed", "_hash"):
+        for name in (
+            "uid",
+            "key",
+            "description",
+            "suffix",
+            "size",
+            "hash_type",
+            "otype",
+            "version",
+            "is_latest",
+            "storage",
+            "created_at",
+            "created_by",
+            "status",
+            "is_trashed",
+            "_hash",
+        ):
             setattr(self, name, getattr(other, name))
 
     def _discard_staging(self) -> None:

@@ -18,7 +18,8 @@ from sqlalchemy import Row
 
 from . import rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
-from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback, item_label as label
+from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
+from .callbacks import item_label as label
 from .errors import LaminNbError, StorageError, ValidationError, describe
 from .faults import fault
 from .instance import Instance, owner_id, random_base62
@@ -48,8 +49,14 @@ class Item:
 
 
 class SaveRun:
-    def __init__(self, inst: Instance, artifacts: list[Artifact], atomic: bool,
-                 callback: SaveCallback, workers: int) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        artifacts: list[Artifact],
+        atomic: bool,
+        callback: SaveCallback,
+        workers: int,
+    ) -> None:
         self.inst = inst
         self.items = [Item(i, a) for i, a in enumerate(artifacts)]
         self.atomic = atomic
@@ -58,14 +65,17 @@ class SaveRun:
         self.owner = owner_id()
         self.user = _user()
         self.cancel = threading.Event()
-        self.stopped_by: BaseException | None = None  # raised by a progress hook off the main thread
+        self.stopped_by: BaseException | None = (
+            None  # raised by a progress hook off the main thread
+        )
 
     # -- driver ----------------------------------------------------------------------
 
     def execute(self) -> None:
         """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
-        self.progress.call("start", [ItemInfo(i.index, label(i.artifact), i.artifact.size)
-                                     for i in self.items])
+        self.progress.call(
+            "start", [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+        )
         for item in self.items:
             self._set(item, S.QUEUED)
         try:
@@ -112,8 +122,9 @@ class SaveRun:
         except _Cancelled:
             return
         except OSError as exc:
-            self._fail(item, ValidationError(f"cannot read {label(item.artifact)}: {describe(exc)}"),
-                       exc)
+            self._fail(
+                item, ValidationError(f"cannot read {label(item.artifact)}: {describe(exc)}"), exc
+            )
 
     def _reserve(self, items: list[Item]) -> list[Item]:
         try:
@@ -124,13 +135,15 @@ class SaveRun:
         except Exception as exc:
             for item in items:
                 if not item.done:
-                    self._fail(item, StorageError(f"cannot reserve a database row: {describe(exc)}"),
-                               exc)
+                    self._fail(
+                        item, StorageError(f"cannot reserve a database row: {describe(exc)}"), exc
+                    )
             return []
 
     def _reserve_in(self, session: Any, items: list[Item]) -> list[Item]:
         known, by_hash = rows.by_uids_and_hashes(
-            session, [i.artifact.uid for i in items], [i.artifact._hash or "" for i in items])
+            session, [i.artifact.uid for i in items], [i.artifact._hash or "" for i in items]
+        )
         leaders: dict[str, Item] = {}
         to_reserve: list[Item] = []
         for item in items:
@@ -150,8 +163,9 @@ class SaveRun:
                     item.waiting = True
                     continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
-            committed = sorted((r for r in others if r.status == COMMITTED),
-                               key=lambda r: (r.is_trashed, r.id))
+            committed = sorted(
+                (r for r in others if r.status == COMMITTED), key=lambda r: (r.is_trashed, r.id)
+            )
             if committed:
                 self._dedup(item, committed[0])
             elif any(rows.in_flight(r) for r in others):
@@ -161,16 +175,20 @@ class SaveRun:
             else:
                 leaders[digest] = item
                 to_reserve.append(item)
-        stale = [i.artifact.uid for i in to_reserve
-                 if i.artifact.uid in known and known[i.artifact.uid].hash == i.artifact._hash]
+        stale = [
+            i.artifact.uid
+            for i in to_reserve
+            if i.artifact.uid in known and known[i.artifact.uid].hash == i.artifact._hash
+        ]
         rows.delete_rows(session, stale, PENDING)  # this artifact's own earlier, failed attempt
         rows.insert_pending(session, self._pending_rows(session, to_reserve, known))
         for item in to_reserve:
             item.reserved = True
         return to_reserve
 
-    def _pending_rows(self, session: Any, items: list[Item],
-                      known: dict[str, Row[Any]]) -> list[dict[str, Any]]:
+    def _pending_rows(
+        self, session: Any, items: list[Item], known: dict[str, Row[Any]]
+    ) -> list[dict[str, Any]]:
         latest = rows.latest_by_key(session, [i.artifact.key for i in items if i.artifact.key])
         next_version = {k: r.version + 1 for k, r in latest.items()}
         now, until = utcnow(), rows.lease_until()
@@ -187,8 +205,9 @@ class SaveRun:
                 stem = stems.setdefault(a.key, a.uid[:16])
                 a.uid = stem + version_suffix(a.version)
         # only uids that changed above need a look-up: ``known`` holds the rest
-        taken = rows.existing_uids(session, [i.artifact.uid for i in items
-                                             if i.artifact.uid != uid_before[id(i)]])
+        taken = rows.existing_uids(
+            session, [i.artifact.uid for i in items if i.artifact.uid != uid_before[id(i)]]
+        )
         for item in items:
             a = item.artifact
             if a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
@@ -197,11 +216,23 @@ class SaveRun:
 
     def _row_values(self, a: Artifact, now: Any, until: Any) -> dict[str, Any]:
         return {
-            "uid": a.uid, "key": a.key, "description": a.description, "suffix": a.suffix,
-            "size": a.size, "hash": a._hash, "hash_type": a.hash_type, "otype": a.otype,
-            "version": a.version, "is_latest": False, "storage": self.inst.storage.root,
-            "created_at": now, "created_by": self.user, "status": PENDING,
-            "is_trashed": False, "owner": self.owner, "lease_expires_at": until,
+            "uid": a.uid,
+            "key": a.key,
+            "description": a.description,
+            "suffix": a.suffix,
+            "size": a.size,
+            "hash": a._hash,
+            "hash_type": a.hash_type,
+            "otype": a.otype,
+            "version": a.version,
+            "is_latest": False,
+            "storage": self.inst.storage.root,
+            "created_at": now,
+            "created_by": self.user,
+            "status": PENDING,
+            "is_trashed": False,
+            "owner": self.owner,
+            "lease_expires_at": until,
             "updated_at": now,
         }
 
@@ -229,8 +260,9 @@ class SaveRun:
         a = item.artifact
         assert a._source is not None
         try:
-            self.inst.storage.put_file(a._source, a._object_name, a._hash,
-                                       lambda n: self._advance(item, n))
+            self.inst.storage.put_file(
+                a._source, a._object_name, a._hash, lambda n: self._advance(item, n)
+            )
             item.uploaded = True
         except _Cancelled:
             return
@@ -269,8 +301,13 @@ class SaveRun:
 
     # -- undo ------------------------------------------------------------------------
 
-    def _undo(self, items: list[Item], final: ItemState, reason: str = "",
-              cause: BaseException | None = None) -> None:
+    def _undo(
+        self,
+        items: list[Item],
+        final: ItemState,
+        reason: str = "",
+        cause: BaseException | None = None,
+    ) -> None:
         """End every unfinished item: saved if its row is committed after all, else ``final``;
         then remove uploads and pending rows, or leave both to recovery if the row cannot be
         checked."""
@@ -280,10 +317,14 @@ class SaveRun:
         try:
             with self.inst.db.read_rows() as session:
                 status = rows.statuses(session, [i.artifact.uid for i in reserved])
-                committed = [i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED]
+                committed = [
+                    i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED
+                ]
                 self._adopt_committed(reserved, rows.by_uids(session, committed))
         except Exception as exc:  # noqa: BLE001 - recovery finishes; the user gets the first error
-            logger.warning("left %d pending row(s) for ln.repair(): %s", len(reserved), describe(exc))
+            logger.warning(
+                "left %d pending row(s) for ln.repair(): %s", len(reserved), describe(exc)
+            )
             status = None
         for item in items:
             if not item.done:
@@ -302,14 +343,17 @@ class SaveRun:
             if self._delete_object(item.artifact._object_name):
                 removed.append(item)  # list.append is atomic
 
-        run_parallel([i for i in items if i.upload_started], remove, self.workers,
-                     threading.Event())
+        run_parallel(
+            [i for i in items if i.upload_started], remove, self.workers, threading.Event()
+        )
         try:
             with self.inst.db.write_rows() as session:
                 mine = rows.claim_pending(session, [i.artifact.uid for i in removed], self.owner)
                 rows.delete_rows(session, mine, PENDING)
         except Exception as exc:  # noqa: BLE001 - the pending rows stay for recovery
-            logger.warning("left %d pending row(s) for ln.repair(): %s", len(removed), describe(exc))
+            logger.warning(
+                "left %d pending row(s) for ln.repair(): %s", len(removed), describe(exc)
+            )
             return
         for item in removed:
             item.reserved = False
@@ -327,8 +371,11 @@ class SaveRun:
 
     def _abort(self, exc: BaseException) -> None:
         self.cancel.set()
-        reason = (f"save interrupted: {describe(exc)}" if isinstance(exc, Exception)
-                  else f"save interrupted ({type(exc).__name__})")
+        reason = (
+            f"save interrupted: {describe(exc)}"
+            if isinstance(exc, Exception)
+            else f"save interrupted ({type(exc).__name__})"
+        )
         # items whose rows a commit already flipped end as saved, so say what stopped the run
         logger.warning("%s; unfinished items are undone", reason)
         # reserved includes items that already failed but whose cleanup had not run yet
@@ -355,19 +402,25 @@ class SaveRun:
             elif leader.state == S.ROLLED_BACK:
                 self._set(item, S.ROLLED_BACK)
             else:
-                self._fail(item, StorageError(f"same content as item {leader.index}, which failed"),
-                           leader.error)
+                self._fail(
+                    item,
+                    StorageError(f"same content as item {leader.index}, which failed"),
+                    leader.error,
+                )
 
     def _wait_for_others(self, waiting: list[Item]) -> list[Item]:
         """Same content is in flight elsewhere: wait until it is committed or rolled back."""
         if not waiting:
             return []
-        if wait_for_writers(self.inst, {i.artifact._hash or "" for i in waiting},
-                            WAIT_FOR_OTHERS_SECONDS):
+        if wait_for_writers(
+            self.inst, {i.artifact._hash or "" for i in waiting}, WAIT_FOR_OTHERS_SECONDS
+        ):
             return waiting
         for item in waiting:
             item.waiting = False
-            self._fail(item, StorageError("the same content is still being saved by another process"))
+            self._fail(
+                item, StorageError("the same content is still being saved by another process")
+            )
         return []
 
     # -- progress --------------------------------------------------------------------
@@ -408,4 +461,3 @@ def _user() -> str:
         return getpass.getuser()[:128]
     except Exception:  # noqa: BLE001 - no login name in some containers
         return str(os.getuid())
-

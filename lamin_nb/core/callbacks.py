@@ -50,8 +50,13 @@ class ItemState(str, Enum):
 
 
 FINAL_STATES = frozenset(
-    {ItemState.SAVED, ItemState.DEDUPLICATED, ItemState.ALREADY_SAVED, ItemState.FAILED,
-     ItemState.ROLLED_BACK}
+    {
+        ItemState.SAVED,
+        ItemState.DEDUPLICATED,
+        ItemState.ALREADY_SAVED,
+        ItemState.FAILED,
+        ItemState.ROLLED_BACK,
+    }
 )
 
 
@@ -106,8 +111,9 @@ class Guarded:
                 self.broken = True
                 from .errors import describe
 
-                logging.getLogger("lamin_nb").warning("progress callback %s failed: %s",
-                                                      method, describe(exc))
+                logging.getLogger("lamin_nb").warning(
+                    "progress callback %s failed: %s", method, describe(exc)
+                )
 
 
 class RecordingCallback(SaveCallback):

@@ -87,18 +87,27 @@ class ConsistencyReport:
 
     def summary(self) -> str:
         verdict = "consistent" if self.is_consistent else "NOT consistent"
-        parts = [f"{self.n_ok} ok", f"{len(self.missing)} missing", f"{len(self.orphans)} orphans",
-                 f"{len(self.mismatched)} mismatched", f"{len(self.pending)} pending",
-                 f"{len(self.deleting)} deleting"]
+        parts = [
+            f"{self.n_ok} ok",
+            f"{len(self.missing)} missing",
+            f"{len(self.orphans)} orphans",
+            f"{len(self.mismatched)} mismatched",
+            f"{len(self.pending)} pending",
+            f"{len(self.deleting)} deleting",
+        ]
         if self.lost:
             parts.append(f"{len(self.lost)} lost")
         return f"storage and database are {verdict}: " + ", ".join(parts)
 
     def __repr__(self) -> str:
         lines = [self.summary()]
-        for title, entries in (("missing objects", self.missing), ("orphans", self.orphans),
-                               ("mismatched", self.mismatched), ("pending", self.pending),
-                               ("deleting", self.deleting)):
+        for title, entries in (
+            ("missing objects", self.missing),
+            ("orphans", self.orphans),
+            ("mismatched", self.mismatched),
+            ("pending", self.pending),
+            ("deleting", self.deleting),
+        ):
             for entry in entries[:20]:
                 lines.append(f"  {title}: {_describe(entry)}")
             if len(entries) > 20:
@@ -136,9 +145,17 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
         owner = owner_of_temp(name) if name.endswith(".tmp") else None
         if owner is not None:
             temps.setdefault(owner, []).append(name)
-    stmt = select(ArtifactRow.uid, ArtifactRow.key, ArtifactRow.suffix, ArtifactRow.size,
-                  ArtifactRow.hash, ArtifactRow.status, ArtifactRow.owner,
-                  ArtifactRow.lease_expires_at, ArtifactRow.updated_at)
+    stmt = select(
+        ArtifactRow.uid,
+        ArtifactRow.key,
+        ArtifactRow.suffix,
+        ArtifactRow.size,
+        ArtifactRow.hash,
+        ArtifactRow.status,
+        ArtifactRow.owner,
+        ArtifactRow.lease_expires_at,
+        ArtifactRow.updated_at,
+    )
     missing: list[tuple[Any, str]] = []
     with inst.db.read() as session:
         # Core rows, streamed: the ORM layer would double the time for plain columns
@@ -147,8 +164,12 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
             report.n_rows += 1
             name = row.uid + row.suffix
             info = listing.pop(name, None)
-            if row.status == COMMITTED and info is not None and not deep and (
-                    row.size is None or row.size == info.size):
+            if (
+                row.status == COMMITTED
+                and info is not None
+                and not deep
+                and (row.size is None or row.size == info.size)
+            ):
                 report.n_ok += 1  # the common case, kept cheap
                 continue
             if row.status == PENDING:  # an upload in progress (or interrupted) owns its temps
@@ -163,8 +184,9 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     return report
 
 
-def _recheck_missing(inst: Instance, report: ConsistencyReport, candidates: list[tuple[Any, str]],
-                     now: datetime) -> None:
+def _recheck_missing(
+    inst: Instance, report: ConsistencyReport, candidates: list[tuple[Any, str]], now: datetime
+) -> None:
     found = _present(inst, [name for _, name in candidates])
     absent = [row.uid for row, name in candidates if name not in found]
     still_committed: set[str] = set()
@@ -177,8 +199,9 @@ def _recheck_missing(inst: Instance, report: ConsistencyReport, candidates: list
             _classify(inst, report, row, name, found.get(name), now)
 
 
-def _recheck_orphans(inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo],
-                     now: datetime) -> None:
+def _recheck_orphans(
+    inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo], now: datetime
+) -> None:
     still = _present(inst, [info.name for info in candidates])
     for info in candidates:
         if info.name in still:
@@ -196,12 +219,25 @@ def _present(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
     return {info.name: info for info in inst.storage.list_objects() if info.name in wanted}
 
 
-def _classify(inst: Instance, report: ConsistencyReport, row: Any, name: str,
-              info: ObjectInfo | None, now: datetime) -> None:
+def _classify(
+    inst: Instance,
+    report: ConsistencyReport,
+    row: Any,
+    name: str,
+    info: ObjectInfo | None,
+    now: datetime,
+) -> None:
     if row.status in (PENDING, DELETING):
         expired = row.lease_expires_at is None or row.lease_expires_at < now
-        entry = InFlight(row.uid, row.key, name, row.owner,
-                         (now - row.updated_at).total_seconds(), expired, info is not None)
+        entry = InFlight(
+            row.uid,
+            row.key,
+            name,
+            row.owner,
+            (now - row.updated_at).total_seconds(),
+            expired,
+            info is not None,
+        )
         (report.pending if row.status == PENDING else report.deleting).append(entry)
     elif row.status == LOST:
         report.lost.append(RowIssue(row.uid, row.key, name, "marked lost by repair"))
@@ -209,8 +245,9 @@ def _classify(inst: Instance, report: ConsistencyReport, row: Any, name: str,
         _check_committed(inst, report, row, name, info)
 
 
-def _check_committed(inst: Instance, report: ConsistencyReport, row: Any, name: str,
-                     info: ObjectInfo | None) -> None:
+def _check_committed(
+    inst: Instance, report: ConsistencyReport, row: Any, name: str, info: ObjectInfo | None
+) -> None:
     if info is None:
         report.missing.append(RowIssue(row.uid, row.key, name, "object not found"))
     elif row.size is not None and info.size != row.size:

@@ -36,7 +36,7 @@ def create_db_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    path = url[len("sqlite:///"):]
+    path = url[len("sqlite:///") :]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -71,8 +71,7 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(lamin_write=True)
-        self._write = sessionmaker(self._write_engine, expire_on_commit=False
-        )
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Database({mask_url(self.url)!r})"
@@ -111,8 +110,7 @@ class Database:
             try:
                 with conn.begin():
                     if self.is_postgres:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                                     {"k": WRITE_LOCK_ID})
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
                     yield conn
             finally:
                 if relaxed:

@@ -20,8 +20,9 @@ logger = logging.getLogger("lamin_nb")
 
 
 def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
-    stmt = select(ArtifactRow).where(ArtifactRow.uid == artifact.uid,
-                                     ArtifactRow.status == COMMITTED)
+    stmt = select(ArtifactRow).where(
+        ArtifactRow.uid == artifact.uid, ArtifactRow.status == COMMITTED
+    )
     row = session.scalars(stmt).first()  # type: ignore[attr-defined]
     if row is None:
         raise NotFoundError(f"{artifact!r} is not a saved artifact (anymore)")
@@ -111,8 +112,11 @@ def _revert(artifact: Artifact) -> None:
         with inst.db.write() as session:
             session.execute(
                 update(ArtifactRow)
-                .where(ArtifactRow.uid == artifact.uid, ArtifactRow.status == DELETING,
-                       ArtifactRow.owner == owner_id())
+                .where(
+                    ArtifactRow.uid == artifact.uid,
+                    ArtifactRow.status == DELETING,
+                    ArtifactRow.owner == owner_id(),
+                )
                 .values(status=COMMITTED, owner=None, lease_expires_at=None)
             )
             rows.refresh_latest(session, [artifact.key])

@@ -9,8 +9,13 @@ import os
 import signal
 
 POINTS = (
-    "after_reserve", "mid_upload", "after_upload", "before_commit", "after_commit",
-    "mid_delete", "after_object_delete",
+    "after_reserve",
+    "mid_upload",
+    "after_upload",
+    "before_commit",
+    "after_commit",
+    "mid_delete",
+    "after_object_delete",
 )
 
 

@@ -24,8 +24,9 @@ def encode(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest[:DIGEST_BYTES]).decode().rstrip("=")
 
 
-def hash_stream(fh: BinaryIO, on_bytes: Callable[[int], None] | None = None,
-                size_hint: int | None = None) -> tuple[str, int]:
+def hash_stream(
+    fh: BinaryIO, on_bytes: Callable[[int], None] | None = None, size_hint: int | None = None
+) -> tuple[str, int]:
     """Hash ``fh`` from its current position to the end; returns (digest, bytes read)."""
     hasher = new_hasher()
     size = 0

@@ -154,8 +154,9 @@ def _claim_database(instance: Instance) -> str:
     with instance.db.write() as session:
         row = session.scalars(select(InstanceRow)).first()
         if row is None:
-            row = InstanceRow(uid=random_base62(12), name=instance.name, storage_root=root,
-                              created_at=utcnow())
+            row = InstanceRow(
+                uid=random_base62(12), name=instance.name, storage_root=root, created_at=utcnow()
+            )
             session.add(row)
         elif row.storage_root != root:
             raise ValidationError(

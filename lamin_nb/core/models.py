@@ -64,6 +64,18 @@ class InstanceRow(Base):
 
 
 ARTIFACT_FIELDS = (
-    "uid", "key", "description", "suffix", "size", "hash", "hash_type", "otype",
-    "version", "is_latest", "storage", "created_at", "created_by", "status",
+    "uid",
+    "key",
+    "description",
+    "suffix",
+    "size",
+    "hash",
+    "hash_type",
+    "otype",
+    "version",
+    "is_latest",
+    "storage",
+    "created_at",
+    "created_by",
+    "status",
 )

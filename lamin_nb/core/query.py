@@ -25,7 +25,8 @@ def _condition(name: str, value: Any) -> Any:
     column = getattr(ArtifactRow, field)
     if lookup and lookup not in _LOOKUPS:
         raise ValidationError(
-            f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}")
+            f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}"
+        )
     value = check_query_value(name, lookup, value, column.type.python_type)
     if not lookup:
         return column.is_(None) if value is None else column == value
@@ -35,8 +36,12 @@ def _condition(name: str, value: Any) -> Any:
         return column.contains(value, autoescape=True)
     if lookup == "in":
         return column.in_(value)
-    return {"gt": column > value, "gte": column >= value, "lt": column < value,
-            "lte": column <= value}[lookup]
+    return {
+        "gt": column > value,
+        "gte": column >= value,
+        "lt": column < value,
+        "lte": column <= value,
+    }[lookup]
 
 
 class QuerySet:
@@ -89,8 +94,11 @@ def get(uid_or_key: str) -> Artifact:
     visible = (ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(False))
     candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *visible)]
     if len(uid_or_key) == 16:
-        candidates.append(select(ArtifactRow).where(
-            ArtifactRow.uid.startswith(uid_or_key, autoescape=True), *visible))
+        candidates.append(
+            select(ArtifactRow).where(
+                ArtifactRow.uid.startswith(uid_or_key, autoescape=True), *visible
+            )
+        )
     candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *visible))
     with _instance.current().db.read() as session:
         for stmt in candidates:

@@ -27,8 +27,11 @@ def recovery_owner() -> str:
     return f"recovery:{secrets.token_hex(4)}:{owner_id()}"[:128]
 
 
-def expired_rows(inst: Instance, now: datetime | None = None, all_leases: bool = False,
-                 ) -> list[ArtifactRow]:
+def expired_rows(
+    inst: Instance,
+    now: datetime | None = None,
+    all_leases: bool = False,
+) -> list[ArtifactRow]:
     """Pending and deleting rows whose lease has run out (every one with ``all_leases``)."""
     stmt = select(ArtifactRow).where(ArtifactRow.status.in_((PENDING, DELETING)))
     if not all_leases:
@@ -43,11 +46,12 @@ def _lease_over(now: datetime) -> object:
 
 def claim(inst: Instance, row: ArtifactRow, new_owner: str, all_leases: bool = False) -> bool:
     """Take ``row`` over if it is still in the state we saw (and still expired)."""
-    owned = (ArtifactRow.owner.is_(None) if row.owner is None
-             else ArtifactRow.owner == row.owner)
-    stmt = (update(ArtifactRow)
-            .where(ArtifactRow.uid == row.uid, ArtifactRow.status == row.status, owned)
-            .values(owner=new_owner, lease_expires_at=rows.lease_until()))
+    owned = ArtifactRow.owner.is_(None) if row.owner is None else ArtifactRow.owner == row.owner
+    stmt = (
+        update(ArtifactRow)
+        .where(ArtifactRow.uid == row.uid, ArtifactRow.status == row.status, owned)
+        .values(owner=new_owner, lease_expires_at=rows.lease_until())
+    )
     if not all_leases:
         stmt = stmt.where(_lease_over(utcnow()))
     with inst.db.write() as session:
@@ -68,16 +72,22 @@ def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
     inst.storage.delete_temps(name)
     with inst.db.write() as session:
         session.execute(
-            delete(ArtifactRow).where(ArtifactRow.uid == row.uid,
-                                      ArtifactRow.status == row.status, ArtifactRow.owner == me)
+            delete(ArtifactRow).where(
+                ArtifactRow.uid == row.uid,
+                ArtifactRow.status == row.status,
+                ArtifactRow.owner == me,
+            )
         )
         if row.status == DELETING:
             rows.refresh_latest(session, [row.key])
     return True
 
 
-def finish_all(inst: Instance, targets: Sequence[ArtifactRow], all_leases: bool = False,
-               ) -> list[tuple[str, str | None]]:
+def finish_all(
+    inst: Instance,
+    targets: Sequence[ArtifactRow],
+    all_leases: bool = False,
+) -> list[tuple[str, str | None]]:
     """Finish each row; returns ``(uid, error or None)`` per row that was ours to finish."""
     results: list[tuple[str, str | None]] = []
     for row in targets:

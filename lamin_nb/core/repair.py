@@ -55,7 +55,9 @@ class RepairPlan:
     def summary(self) -> str:
         mode = "applied" if self.applied else "plan (dry run)"
         if not self.actions:
-            return "nothing to repair" + (f" ({len(self.skipped)} left alone)" if self.skipped else "")
+            return "nothing to repair" + (
+                f" ({len(self.skipped)} left alone)" if self.skipped else ""
+            )
         counts: dict[str, int] = {}
         for action in self.actions:
             counts[action.kind] = counts.get(action.kind, 0) + 1
@@ -71,13 +73,21 @@ class RepairPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "summary": self.summary(), "dry_run": self.dry_run, "applied": self.applied,
-            "actions": [vars(a) for a in self.actions], "skipped": [vars(a) for a in self.skipped],
+            "summary": self.summary(),
+            "dry_run": self.dry_run,
+            "applied": self.applied,
+            "actions": [vars(a) for a in self.actions],
+            "skipped": [vars(a) for a in self.skipped],
         }
 
 
-def repair(dry_run: bool = True, grace_seconds: float = 3600, mark_lost: bool = False,
-           purge: bool = False, retention_seconds: float = DEFAULT_RETENTION) -> RepairPlan:
+def repair(
+    dry_run: bool = True,
+    grace_seconds: float = 3600,
+    mark_lost: bool = False,
+    purge: bool = False,
+    retention_seconds: float = DEFAULT_RETENTION,
+) -> RepairPlan:
     """Plan (and with ``dry_run=False`` apply) what makes the instance consistent again.
 
     ``grace_seconds=0`` also treats every lease as expired: use it only when no writer runs.
@@ -100,8 +110,14 @@ def repair(dry_run: bool = True, grace_seconds: float = 3600, mark_lost: bool = 
     return plan
 
 
-def _plan(inst: Instance, report: ConsistencyReport, grace: float, mark_lost: bool,
-          purge: bool, retention: float) -> RepairPlan:
+def _plan(
+    inst: Instance,
+    report: ConsistencyReport,
+    grace: float,
+    mark_lost: bool,
+    purge: bool,
+    retention: float,
+) -> RepairPlan:
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []
     for row in report.pending:
@@ -112,16 +128,30 @@ def _plan(inst: Instance, report: ConsistencyReport, grace: float, mark_lost: bo
         target.append(RepairAction("roll forward deleting", row.uid, f"({row.name})"))
     for orphan in report.orphans:
         target = actions if orphan.age_seconds >= grace else skipped
-        target.append(RepairAction("quarantine orphan", orphan.name,
-                                   f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)"))
+        target.append(
+            RepairAction(
+                "quarantine orphan",
+                orphan.name,
+                f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)",
+            )
+        )
     for missing in report.missing:
         if mark_lost:
-            actions.append(RepairAction("mark lost", missing.uid, f"(object {missing.name} missing)"))
+            actions.append(
+                RepairAction("mark lost", missing.uid, f"(object {missing.name} missing)")
+            )
         else:
-            skipped.append(RepairAction("missing object", missing.uid,
-                                        f"({missing.name}; pass mark_lost=True to mark it lost)"))
+            skipped.append(
+                RepairAction(
+                    "missing object",
+                    missing.uid,
+                    f"({missing.name}; pass mark_lost=True to mark it lost)",
+                )
+            )
     for mismatch in report.mismatched:
-        skipped.append(RepairAction(f"{mismatch.kind} mismatch", mismatch.uid, f"({mismatch.name})"))
+        skipped.append(
+            RepairAction(f"{mismatch.kind} mismatch", mismatch.uid, f"({mismatch.name})")
+        )
     uploads, young_uploads = _incomplete_uploads(inst, report, grace)
     actions += uploads
     skipped += young_uploads
@@ -145,8 +175,13 @@ def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
             plan.skipped.append(action)
 
 
-def _apply_one(inst: Instance, action: RepairAction, stuck: dict[str, ArtifactRow],
-               stamp: str, all_leases: bool) -> bool:
+def _apply_one(
+    inst: Instance,
+    action: RepairAction,
+    stuck: dict[str, ArtifactRow],
+    stamp: str,
+    all_leases: bool,
+) -> bool:
     if action.kind in ("roll back pending", "roll forward deleting"):
         row = stuck.get(action.target)
         if row is None or not recovery.finish(inst, row, all_leases):
@@ -179,8 +214,9 @@ def _has_row(inst: Instance, name: str) -> bool:
 def _mark_lost(inst: Instance, uid: str) -> None:
     """Missing objects cannot come back: hide the row, keep it for the record."""
     with inst.db.write() as session:
-        row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid,
-                                                        ArtifactRow.status == COMMITTED)).first()
+        row = session.scalars(
+            select(ArtifactRow).where(ArtifactRow.uid == uid, ArtifactRow.status == COMMITTED)
+        ).first()
         if row is None:
             return
         row.status, row.is_latest, row.updated_at = LOST, False, utcnow()
@@ -188,8 +224,11 @@ def _mark_lost(inst: Instance, uid: str) -> None:
         rows.refresh_latest(session, [row.key])
 
 
-def _incomplete_uploads(inst: Instance, report: ConsistencyReport, grace: float,
-                        ) -> tuple[list[RepairAction], list[RepairAction]]:
+def _incomplete_uploads(
+    inst: Instance,
+    report: ConsistencyReport,
+    grace: float,
+) -> tuple[list[RepairAction], list[RepairAction]]:
     """S3 multipart uploads that a killed writer never completed: invisible, but billed."""
     if inst.storage.is_local:
         return [], []
@@ -224,7 +263,7 @@ def _list_uploads(storage: Any) -> Iterator[tuple[str, str, datetime]]:
                 started = upload["Initiated"]
                 if started.tzinfo is not None:
                     started = started.astimezone(timezone.utc).replace(tzinfo=None)
-                yield upload["Key"][len(prefix):], upload["UploadId"], started
+                yield upload["Key"][len(prefix) :], upload["UploadId"], started
         if not page.get("IsTruncated"):
             return
         params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
@@ -233,8 +272,9 @@ def _list_uploads(storage: Any) -> Iterator[tuple[str, str, datetime]]:
 def _abort_upload(storage: Any, name: str, upload_id: str) -> None:
     bucket, prefix = _s3_prefix(storage)
     try:
-        storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=prefix + name,
-                           UploadId=upload_id)
+        storage.fs.call_s3(
+            "abort_multipart_upload", Bucket=bucket, Key=prefix + name, UploadId=upload_id
+        )
     except FileNotFoundError:  # completed or aborted meanwhile
         pass
 

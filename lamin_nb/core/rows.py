@@ -25,27 +25,35 @@ def _many(name: str) -> Any:
 
 # Built once: a save runs these for every artifact, and building a statement costs more
 # than SQLite takes to run it.
-_BY_UID_OR_HASH = select(TABLE).where(TABLE.c.uid.in_(_many("uids")) |
-                                      TABLE.c.hash.in_(_many("hashes")))
+_BY_UID_OR_HASH = select(TABLE).where(
+    TABLE.c.uid.in_(_many("uids")) | TABLE.c.hash.in_(_many("hashes"))
+)
 _BY_KEY = select(TABLE).where(TABLE.c.key.in_(_many("keys"))).order_by(TABLE.c.version)
 _BY_UID = select(TABLE).where(TABLE.c.uid.in_(_many("uids")))
 _INSERT = insert(TABLE)
-_LATEST_INPUTS = select(TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest,
-                        TABLE.c.status, TABLE.c.is_trashed).where(TABLE.c.key.in_(_many("keys")))
-_SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(
-    is_latest=bindparam("value"))
+_LATEST_INPUTS = select(
+    TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest, TABLE.c.status, TABLE.c.is_trashed
+).where(TABLE.c.key.in_(_many("keys")))
+_SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(is_latest=bindparam("value"))
 
 
 _COMMIT = (
     update(TABLE)
-    .where(TABLE.c.uid.in_(_many("uids")), TABLE.c.status == PENDING,
-           TABLE.c.owner == bindparam("p_owner"))
+    .where(
+        TABLE.c.uid.in_(_many("uids")),
+        TABLE.c.status == PENDING,
+        TABLE.c.owner == bindparam("p_owner"),
+    )
     # an artifact without a key is its own family, hence its own latest version; keyed rows
     # get their flag from refresh_latest in the same transaction. Ordered: the statement
     # reads "SET status=..." first (a test hooks on it)
-    .ordered_values((TABLE.c.status, COMMITTED), (TABLE.c.owner, None),
-                    (TABLE.c.lease_expires_at, None), (TABLE.c.updated_at, bindparam("p_now")),
-                    (TABLE.c.is_latest, TABLE.c.key.is_(None)))
+    .ordered_values(
+        (TABLE.c.status, COMMITTED),
+        (TABLE.c.owner, None),
+        (TABLE.c.lease_expires_at, None),
+        (TABLE.c.updated_at, bindparam("p_now")),
+        (TABLE.c.is_latest, TABLE.c.key.is_(None)),
+    )
     .returning(TABLE.c.uid)
 )
 
@@ -60,7 +68,7 @@ def lease_until() -> datetime:
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def by_uids(session: Executor, uids: Sequence[str]) -> dict[str, Row[Any]]:
@@ -83,13 +91,18 @@ def existing_uids(session: Executor, uids: Sequence[str]) -> set[str]:
 def by_hashes(session: Executor, hashes: Iterable[str]) -> dict[str, list[Row[Any]]]:
     found: dict[str, list[Row[Any]]] = defaultdict(list)
     for part in chunks(sorted(set(hashes))):
-        for row in session.execute(select(TABLE).where(TABLE.c.hash.in_(part)).order_by(TABLE.c.id)):
+        for row in session.execute(
+            select(TABLE).where(TABLE.c.hash.in_(part)).order_by(TABLE.c.id)
+        ):
             found[row.hash or ""].append(row)
     return found
 
 
-def by_uids_and_hashes(session: Executor, uids: Sequence[str], hashes: Sequence[str],
-                       ) -> tuple[dict[str, Row[Any]], dict[str, list[Row[Any]]]]:
+def by_uids_and_hashes(
+    session: Executor,
+    uids: Sequence[str],
+    hashes: Sequence[str],
+) -> tuple[dict[str, Row[Any]], dict[str, list[Row[Any]]]]:
     """``by_uids`` and ``by_hashes`` in one query per chunk (the reserve step's look-up)."""
     wanted_uids, wanted_hashes = set(uids), set(hashes)
     found: dict[str, Row[Any]] = {}
@@ -97,7 +110,7 @@ def by_uids_and_hashes(session: Executor, uids: Sequence[str], hashes: Sequence[
     seen: set[int] = set()  # a row can match in two chunks
     half = CHUNK // 2
     for start in range(0, max(len(uids), len(hashes)), half):
-        part_u, part_h = uids[start:start + half], hashes[start:start + half]
+        part_u, part_h = uids[start : start + half], hashes[start : start + half]
         for row in session.execute(_BY_UID_OR_HASH, {"uids": list(part_u), "hashes": list(part_h)}):
             if row.uid in wanted_uids:
                 found[row.uid] = row
@@ -120,8 +133,11 @@ def latest_by_key(session: Executor, keys: Iterable[str]) -> dict[str, Row[Any]]
 
 def in_flight(row: Any) -> bool:
     """A pending row whose writer may still be alive; an expired one is left to recovery."""
-    return (row.status == PENDING and row.lease_expires_at is not None
-            and row.lease_expires_at >= utcnow())
+    return (
+        row.status == PENDING
+        and row.lease_expires_at is not None
+        and row.lease_expires_at >= utcnow()
+    )
 
 
 def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:
@@ -154,8 +170,11 @@ def renew_leases(session: Executor, uids: Sequence[str], owner: str) -> None:
     for part in chunks(list(uids)):
         session.execute(
             update(ArtifactRow)
-            .where(ArtifactRow.uid.in_(part), ArtifactRow.owner == owner,
-                   ArtifactRow.status != COMMITTED)
+            .where(
+                ArtifactRow.uid.in_(part),
+                ArtifactRow.owner == owner,
+                ArtifactRow.status != COMMITTED,
+            )
             .values(lease_expires_at=until)
         )
 
@@ -182,7 +201,8 @@ def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
         best: dict[str, tuple[int, int]] = {}
         flags: dict[int, bool] = {}
         for row_id, key, version, is_latest, status, trashed in session.execute(
-                _LATEST_INPUTS, {"keys": list(part)}):
+            _LATEST_INPUTS, {"keys": list(part)}
+        ):
             flags[row_id] = bool(is_latest)
             if status == COMMITTED and not trashed and (version, row_id) > best.get(key, (-1, -1)):
                 best[key] = (version, row_id)

@@ -20,7 +20,12 @@ from .callbacks import item_label as label
 from .errors import SaveError, StorageError, ValidationError, describe
 from .instance import Instance, current
 from .validate import (
-    MAX_WORKERS, check_callback, check_description, check_flag, check_key, check_workers,
+    MAX_WORKERS,
+    check_callback,
+    check_description,
+    check_flag,
+    check_key,
+    check_workers,
 )
 
 WORKERS_ENV = "LAMIN_NB_MAX_WORKERS"
@@ -44,9 +49,12 @@ class SaveReport:
 
     def summary(self) -> str:
         parts = [f"saved {len(self.saved)}"]
-        for name, items in (("deduplicated", self.deduplicated),
-                            ("already saved", self.already_saved),
-                            ("failed", self.failed), ("rolled back", self.rolled_back)):
+        for name, items in (
+            ("deduplicated", self.deduplicated),
+            ("already saved", self.already_saved),
+            ("failed", self.failed),
+            ("rolled back", self.rolled_back),
+        ):
             if items:
                 parts.append(f"{name} {len(items)}")
         return ", ".join(parts)
@@ -71,7 +79,9 @@ class SaveReport:
 def _listed(entries: list[str], attribute: str) -> list[str]:
     shown = [f"  - {e}" for e in entries[:LISTED_IN_MESSAGE]]
     if len(entries) > LISTED_IN_MESSAGE:
-        shown.append(f"  ... and {len(entries) - LISTED_IN_MESSAGE} more (error.report.{attribute})")
+        shown.append(
+            f"  ... and {len(entries) - LISTED_IN_MESSAGE} more (error.report.{attribute})"
+        )
     return shown
 
 
@@ -93,8 +103,9 @@ def save(
     callback, max_workers = check_callback(callback), check_workers(max_workers)
     artifacts = check_records(records)
     inst = current()
-    run = SaveRun(inst, artifacts, atomic, callback or NO_PROGRESS, max_workers or
-                  _default_workers(inst))
+    run = SaveRun(
+        inst, artifacts, atomic, callback or NO_PROGRESS, max_workers or _default_workers(inst)
+    )
     report = SaveReport(atomic=atomic)
     try:
         run.execute()
@@ -133,8 +144,9 @@ def check_records(records: Any) -> list[Artifact]:
             try:
                 _check_unsaved(artifact)
             except ValidationError as exc:
-                raise ValidationError(f"item {index} ({label(artifact)}): {exc}; "
-                                      "nothing was saved") from exc
+                raise ValidationError(
+                    f"item {index} ({label(artifact)}): {exc}; nothing was saved"
+                ) from exc
     return artifacts
 
 
@@ -154,16 +166,20 @@ def _check_unsaved(artifact: Artifact) -> None:
     except FileNotFoundError as exc:
         raise ValidationError(f"file {str(artifact._source)!r} does not exist") from exc
     except OSError as exc:
-        raise ValidationError(f"file {str(artifact._source)!r} cannot be read: "
-                              f"{exc.strerror}") from exc
+        raise ValidationError(
+            f"file {str(artifact._source)!r} cannot be read: {exc.strerror}"
+        ) from exc
     if not stat.S_ISREG(mode):
         raise ValidationError(f"{str(artifact._source)!r} is no longer a regular file")
 
 
 def _fill(report: SaveReport, run: SaveRun) -> None:
-    buckets = {ItemState.SAVED: report.saved, ItemState.DEDUPLICATED: report.deduplicated,
-               ItemState.ALREADY_SAVED: report.already_saved,
-               ItemState.ROLLED_BACK: report.rolled_back}
+    buckets = {
+        ItemState.SAVED: report.saved,
+        ItemState.DEDUPLICATED: report.deduplicated,
+        ItemState.ALREADY_SAVED: report.already_saved,
+        ItemState.ROLLED_BACK: report.rolled_back,
+    }
     for item in run.items:
         if item.state in buckets:
             buckets[item.state].append(item.artifact)
@@ -187,6 +203,8 @@ def _default_workers(inst: Instance) -> int:
         try:
             return check_workers(int(configured)) or 1
         except ValueError as exc:
-            raise ValidationError(f"{WORKERS_ENV} must be a whole number between 1 and "
-                                  f"{MAX_WORKERS}, not {configured!r}") from exc
+            raise ValidationError(
+                f"{WORKERS_ENV} must be a whole number between 1 and "
+                f"{MAX_WORKERS}, not {configured!r}"
+            ) from exc
     return 8 if inst.storage.is_local else 16

@@ -20,7 +20,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # The password runs to the LAST '@' on the line: an unencoded '@' or space inside a password
 # must not leave its tail visible (masking too much is the safe side).
 _URL_PASSWORD_RE = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^\n]*)(?P<at>@)")
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^\n]*)(?P<at>@)"
+)
 _QUERY_SECRET_RE = re.compile(r"(?i)(?P<k>(?:password|secret|token|key)[A-Za-z_]*=)[^&\s]+")
 SECRET_OPTION_KEYS = ("secret", "pass", "token", "session", "credential", "auth", "private")
 
@@ -39,9 +40,15 @@ def mask_url(url: str) -> str:
 def mask_options(options: dict[str, Any]) -> dict[str, Any]:
     """Secret-looking values masked, also inside nested options (client_kwargs, config_kwargs)."""
     return {
-        k: ("***" if any(s in str(k).lower() for s in SECRET_OPTION_KEYS)
-            else mask_options(v) if isinstance(v, dict)
-            else mask_url(v) if isinstance(v, str) else v)
+        k: (
+            "***"
+            if any(s in str(k).lower() for s in SECRET_OPTION_KEYS)
+            else mask_options(v)
+            if isinstance(v, dict)
+            else mask_url(v)
+            if isinstance(v, str)
+            else v
+        )
         for k, v in options.items()
     }
 
@@ -52,7 +59,7 @@ def normalize_db_url(db: str) -> str:
         raise TypeError(f"db must be a URL string, not {type(db).__name__}")
     for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
         if db.startswith(prefix):
-            return _parsable("postgresql+psycopg://" + db[len(prefix):])
+            return _parsable("postgresql+psycopg://" + db[len(prefix) :])
     if db.startswith(("postgresql+psycopg://", "sqlite:///")):
         return _parsable(db)
     raise ValidationError(
@@ -69,10 +76,12 @@ def _parsable(url: str) -> str:
         parsed = make_url(url)
     except Exception as exc:  # noqa: BLE001 - ValueError, ArgumentError: one clear message
         raise ValidationError(
-            f"cannot parse database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
+            f"cannot parse database URL {mask_url(url)!r}: {mask_url(str(exc))}"
+        ) from None
     if parsed.host is not None and "@" in parsed.host:
         raise ValidationError(
-            f"database URL {mask_url(url)!r}: a password containing '@' must be written as %40")
+            f"database URL {mask_url(url)!r}: a password containing '@' must be written as %40"
+        )
     return url
 
 
@@ -87,7 +96,7 @@ def normalize_storage_root(storage: Any) -> str:
     if not storage or "\x00" in storage:
         raise ValidationError("storage must be a non-empty path or URL without NUL characters")
     if storage.startswith("s3://"):
-        bucket_and_prefix = storage[len("s3://"):].strip("/")
+        bucket_and_prefix = storage[len("s3://") :].strip("/")
         if not bucket_and_prefix:
             raise ValidationError(f"storage {storage!r} names no bucket")
         if "@" in bucket_and_prefix.split("/", 1)[0]:
@@ -95,13 +104,15 @@ def normalize_storage_root(storage: Any) -> str:
             raise ValidationError(
                 f"storage 's3://***@{bucket_and_prefix.rsplit('@', 1)[1]}' has credentials in "
                 "the URL; pass them in "
-                "storage_options or the AWS environment variables instead")
+                "storage_options or the AWS environment variables instead"
+            )
         return "s3://" + bucket_and_prefix
     if "://" in storage and not storage.startswith("file://"):
         raise ValidationError(
-            f"unsupported storage {mask_url(storage)!r}: use a local folder or s3://bucket/prefix")
+            f"unsupported storage {mask_url(storage)!r}: use a local folder or s3://bucket/prefix"
+        )
     if storage.startswith("file://"):
-        storage = storage[len("file://"):]
+        storage = storage[len("file://") :]
     return str(Path(storage).expanduser().resolve())
 
 

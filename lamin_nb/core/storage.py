@@ -220,7 +220,7 @@ class Storage:
                 continue
             for entry in entries:
                 # entries of a walk below ``managed``: slicing is ~10x cheaper than relpath
-                rel = entry.path[len(managed) + 1:].replace(os.sep, "/")
+                rel = entry.path[len(managed) + 1 :].replace(os.sep, "/")
                 if not folder and rel in RESERVED:
                     continue
                 if entry.is_dir(follow_symlinks=False):
@@ -271,7 +271,7 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     data = src.read(CHUNK)
     view = memoryview(data)
     while view:
-        view = view[dst.write(view):]
+        view = view[dst.write(view) :]
     return len(data)
 
 

@@ -67,10 +67,12 @@ def check_description(description: Any) -> str | None:
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise ValidationError(f"description is longer than {MAX_DESCRIPTION_LENGTH} characters")
     _check_unicode("description", description)
-    if any(unicodedata.category(ch) == "Cc" and ch not in _DESCRIPTION_WHITESPACE
-           for ch in description):
+    if any(
+        unicodedata.category(ch) == "Cc" and ch not in _DESCRIPTION_WHITESPACE for ch in description
+    ):
         raise ValidationError(
-            f"description {shorten(description)} contains a NUL or control character")
+            f"description {shorten(description)} contains a NUL or control character"
+        )
     return description
 
 
@@ -111,8 +113,11 @@ def suffix_of(path: Path) -> str:
     suffixes = path.suffixes
     if not suffixes or not _SUFFIX_PART.fullmatch(suffixes[-1]):
         return ""
-    if (len(suffixes) > 1 and suffixes[-1].lower() in _COMPRESSION
-            and _SUFFIX_PART.fullmatch(suffixes[-2])):
+    if (
+        len(suffixes) > 1
+        and suffixes[-1].lower() in _COMPRESSION
+        and _SUFFIX_PART.fullmatch(suffixes[-2])
+    ):
         return suffixes[-2] + suffixes[-1]
     return suffixes[-1]
 
@@ -120,11 +125,15 @@ def suffix_of(path: Path) -> str:
 def is_safe_suffix(suffix: str) -> bool:
     """A suffix may become part of an object name: at most two short ASCII parts."""
     parts = suffix.split(".")[1:]
-    return suffix == "" or (suffix.startswith(".") and 1 <= len(parts) <= 2
-                            and all(_SUFFIX_PART.fullmatch("." + p) for p in parts))
+    return suffix == "" or (
+        suffix.startswith(".")
+        and 1 <= len(parts) <= 2
+        and all(_SUFFIX_PART.fullmatch("." + p) for p in parts)
+    )
 
 
 # -- flags, numbers and callbacks of the public API ---------------------------------------
+
 
 def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
@@ -137,7 +146,9 @@ def check_seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
-        raise ValidationError(f"{name} must be a number >= 0 (at most {MAX_SECONDS}), not {value!r}")
+        raise ValidationError(
+            f"{name} must be a number >= 0 (at most {MAX_SECONDS}), not {value!r}"
+        )
     return float(value)
 
 
@@ -155,16 +166,21 @@ def check_callback(callback: Any) -> Any:
     """None or an object with the progress protocol's four methods (see callbacks.py)."""
     if callback is None:
         return None
-    missing = [m for m in ("start", "state", "advance", "finish")
-               if not callable(getattr(callback, m, None))]
+    missing = [
+        m
+        for m in ("start", "state", "advance", "finish")
+        if not callable(getattr(callback, m, None))
+    ]
     if missing:
         raise TypeError(
             f"callback must be a lamin_nb.SaveCallback (or have start/state/advance/finish), "
-            f"not {type(callback).__name__}")
+            f"not {type(callback).__name__}"
+        )
     return callback
 
 
 # -- query values ------------------------------------------------------------------------
+
 
 def check_query_value(name: str, lookup: str, value: Any, python_type: type) -> Any:
     """The value of one ``filter(name=value)`` argument, checked against its column's type.
@@ -188,8 +204,12 @@ def check_query_value(name: str, lookup: str, value: Any, python_type: type) -> 
 
 
 def _check_scalar(name: str, value: Any, python_type: type) -> Any:
-    expected = {str: "a string", int: "a whole number", bool: "True or False",
-                datetime: "a datetime"}.get(python_type, python_type.__name__)
+    expected = {
+        str: "a string",
+        int: "a whole number",
+        bool: "True or False",
+        datetime: "a datetime",
+    }.get(python_type, python_type.__name__)
     if python_type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and not -(2**63) <= value < 2**63:
@@ -209,13 +229,15 @@ def _check_scalar(name: str, value: Any, python_type: type) -> Any:
 
 # -- helpers -----------------------------------------------------------------------------
 
+
 def _check_unicode(name: str, text: str) -> None:
     """Lone surrogates cannot be stored or encoded: refuse them up front."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(
-            f"{name} {shorten(text)} is not valid text (lone surrogate at {exc.start})") from exc
+            f"{name} {shorten(text)} is not valid text (lone surrogate at {exc.start})"
+        ) from exc
 
 
 def _is_hidden(ch: str) -> bool:

@@ -22,8 +22,9 @@ T = TypeVar("T")
 logger = logging.getLogger("lamin_nb")
 
 
-def run_parallel(items: Sequence[T], fn: Callable[[T], None], workers: int,
-                 stop: threading.Event) -> None:
+def run_parallel(
+    items: Sequence[T], fn: Callable[[T], None], workers: int, stop: threading.Event
+) -> None:
     """Call ``fn`` on each item, at most ``workers`` at a time; nothing new starts once ``stop``
     is set. If ``fn`` raises, or the caller is interrupted, ``stop`` is set, the calls in flight
     are waited for (they are expected to watch ``stop``) and the exception is re-raised."""
@@ -103,7 +104,7 @@ class _Batch(Generic[T]):
                         self.cond.wait()
                 return
             except KeyboardInterrupt:  # a second Ctrl-C: the calls in flight end at their
-                continue               # next progress tick, so waiting stays short
+                continue  # next progress tick, so waiting stays short
 
 
 def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:
@@ -138,8 +139,9 @@ class LeaseKeeper:
         with cls._lock:
             cls._active[id(self)] = self
             if cls._thread is None or not cls._thread.is_alive():
-                cls._thread = threading.Thread(target=cls._serve, name="lamin-nb-lease",
-                                               daemon=True)
+                cls._thread = threading.Thread(
+                    target=cls._serve, name="lamin-nb-lease", daemon=True
+                )
                 cls._thread.start()
         return self
 

@@ -56,8 +56,10 @@ def bound_instance() -> Any:
 
     name = current_name()
     if name is None:
-        raise InstanceError("no lamin_nb instance: run ln.init(storage=...) in this environment "
-                            "(LAMIN_NB_HOME of the Jupyter server)")
+        raise InstanceError(
+            "no lamin_nb instance: run ln.init(storage=...) in this environment "
+            "(LAMIN_NB_HOME of the Jupyter server)"
+        )
     inst = current()
     return inst if inst.name == name else connect(name)
 
@@ -76,8 +78,14 @@ def list_artifacts(limit: int, offset: int, key_prefix: str | None) -> dict[str,
         total = session.scalar(select(func.count()).select_from(ArtifactRow).where(*where))
         rows = session.scalars(page).all()
         artifacts = [{f: getattr(row, f) for f in ARTIFACT_FIELDS} for row in rows]
-    return {"instance": inst.name, "total": int(total or 0), "limit": limit, "offset": offset,
-            "key_prefix": key_prefix, "artifacts": artifacts}
+    return {
+        "instance": inst.name,
+        "total": int(total or 0),
+        "limit": limit,
+        "offset": offset,
+        "key_prefix": key_prefix,
+        "artifacts": artifacts,
+    }
 
 
 def consistency(deep: bool) -> dict[str, Any]:
@@ -237,8 +245,9 @@ class RepairHandler(LaminHandler):
             raise BadRequest("the request body must be a JSON object")
         unknown = sorted(set(body) - self.allowed)
         if unknown:
-            raise BadRequest(f"unknown field(s) {', '.join(unknown)}; "
-                             f"allowed: {', '.join(sorted(self.allowed))}")
+            raise BadRequest(
+                f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(self.allowed))}"
+            )
         return body
 
 

@@ -47,8 +47,17 @@ def _shown(text: str, limit: int = 300) -> str:
 
 
 USER_ERRORS = (LaminNbError, TypeError, ValueError, OSError, ImportError)
-LS_COLUMNS = ["uid", "key", "description", "version", "is_latest", "size", "otype",
-              "created_at", "created_by"]
+LS_COLUMNS = [
+    "uid",
+    "key",
+    "description",
+    "version",
+    "is_latest",
+    "size",
+    "otype",
+    "created_at",
+    "created_by",
+]
 
 
 def _friendly(magic: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,10 +122,17 @@ class LaminMagics(Magics):
     @line_magic
     @_friendly
     @magic_arguments()
-    @argument("items", nargs="+", metavar="NAME_OR_PATH",
-              help="a variable (AnnData, DataFrame, path, Artifact), a file path or a glob")
-    @argument("--key", default=None,
-              help="the key of one item; with several items (or ending in '/') a key prefix")
+    @argument(
+        "items",
+        nargs="+",
+        metavar="NAME_OR_PATH",
+        help="a variable (AnnData, DataFrame, path, Artifact), a file path or a glob",
+    )
+    @argument(
+        "--key",
+        default=None,
+        help="the key of one item; with several items (or ending in '/') a key prefix",
+    )
     @argument("--description", default=None, help="description of every saved artifact")
     @argument("--atomic", action="store_true", help="several items: all or nothing")
     @argument("--no-progress", action="store_true", help="do not show progress")
@@ -170,8 +186,13 @@ class LaminMagics(Magics):
     @_friendly
     @magic_arguments()
     @argument("--deep", action="store_true", help="re-hash every object (reads all data)")
-    @argument("--auto", type=float, default=None, metavar="SECONDS",
-              help="refresh automatically every SECONDS")
+    @argument(
+        "--auto",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="refresh automatically every SECONDS",
+    )
     def lamin_check(self, line: str) -> Any:
         """Compare database and storage; returns the live consistency panel (text outside a
         notebook), with refresh, auto-refresh and a two-step Repair button."""
@@ -180,23 +201,27 @@ class LaminMagics(Magics):
         args = parse_argstring(self.lamin_check, line)
         if args.auto is not None and args.auto <= 0:
             raise UsageError(f"--auto must be a number of seconds > 0, not {args.auto}")
-        return ConsistencyPanel(deep=args.deep, auto_refresh=args.auto is not None,
-                                interval=args.auto or 5.0)
+        return ConsistencyPanel(
+            deep=args.deep, auto_refresh=args.auto is not None, interval=args.auto or 5.0
+        )
 
     @line_magic
     @_friendly
     @magic_arguments()
     @argument("--apply", action="store_true", help="apply the plan (default: only show it)")
-    @argument("--grace", type=float, default=3600.0,
-              help="leave alone what is younger than this many seconds (0: no writer runs)")
+    @argument(
+        "--grace",
+        type=float,
+        default=3600.0,
+        help="leave alone what is younger than this many seconds (0: no writer runs)",
+    )
     @argument("--mark-lost", action="store_true", help="mark rows whose object is missing as lost")
     def lamin_repair(self, line: str) -> Any:
         """Show the repair plan (a dry run); with --apply, apply it. Returns the plan."""
         import lamin_nb as ln
 
         args = parse_argstring(self.lamin_repair, line)
-        plan = ln.repair(dry_run=not args.apply, grace_seconds=args.grace,
-                         mark_lost=args.mark_lost)
+        plan = ln.repair(dry_run=not args.apply, grace_seconds=args.grace, mark_lost=args.mark_lost)
         if plan.after is not None:
             print(plan.after.summary())
         return plan
@@ -241,18 +266,19 @@ class LaminMagics(Magics):
             raise UsageError(f"{token!r} is neither a variable of this notebook nor a file")
         raise UsageError(f"no such file: {token!r}")
 
-    def _artifacts(self, sources: list[_Source], many: bool, key: str | None,
-                   description: str | None) -> list[Artifact]:
+    def _artifacts(
+        self, sources: list[_Source], many: bool, key: str | None, description: str | None
+    ) -> list[Artifact]:
         """Validate every key and file first, so a mistake writes nothing (not even staging)."""
         from lamin_nb.core.validate import check_key, check_source
 
         prefix = key if key and (many or key.endswith("/")) else None
         keys = [_key_for(s, key if prefix is None else None, prefix) for s in sources]
-        for source, item_key in zip(sources, keys):
+        for source, item_key in zip(sources, keys, strict=True):
             check_key(item_key)
             if source.path is not None:
                 check_source(source.path)
-        return [_artifact(s, k, description) for s, k in zip(sources, keys)]
+        return [_artifact(s, k, description) for s, k in zip(sources, keys, strict=True)]
 
 
 def _kind(value: Any) -> str | None:
@@ -274,8 +300,10 @@ def _from_value(name: str, value: Any) -> _Source:
         return _Source(path.name, path=path)
     if isinstance(value, Artifact) or _kind(value) is not None:
         return _Source(name, value=value)
-    raise UsageError(f"{name} is a {type(value).__name__}; %lamin_save saves an AnnData, a "
-                     "DataFrame, an Artifact, a file path, or files matching a glob")
+    raise UsageError(
+        f"{name} is a {type(value).__name__}; %lamin_save saves an AnnData, a "
+        "DataFrame, an Artifact, a file path, or files matching a glob"
+    )
 
 
 def _key_for(source: _Source, key: str | None, prefix: str | None) -> str | None:
@@ -299,8 +327,10 @@ def _artifact(source: _Source, key: str | None, description: str | None) -> Arti
         return Artifact.from_df(source.value, key=key, description=description)
     if isinstance(source.value, Artifact):
         if key is not None or description is not None:
-            raise UsageError(f"{source.name} is an Artifact already: set its key and "
-                             "description when you create it")
+            raise UsageError(
+                f"{source.name} is an Artifact already: set its key and "
+                "description when you create it"
+            )
         return source.value
     assert source.path is not None
     return Artifact(source.path, key=key, description=description)

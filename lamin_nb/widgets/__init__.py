@@ -81,8 +81,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def show_progress(enabled: bool = True, title: str = "saving",
-                  stream: TextIO | None = None) -> SaveCallback:
+def show_progress(
+    enabled: bool = True, title: str = "saving", stream: TextIO | None = None
+) -> SaveCallback:
     """A progress callback already shown: the widget in a kernel, text lines elsewhere."""
     if not enabled:
         return NO_PROGRESS

@@ -29,8 +29,9 @@ class Ticker:
         with self._wake:
             self._panels[panel] = time.monotonic()
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lamin-nb-progress",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="lamin-nb-progress", daemon=True
+                )
                 self._thread.start()
             self._wake.notify()
 
@@ -54,8 +55,9 @@ class Ticker:
                 panel._tick()
             with self._wake:  # sleep until the next panel is due, or a new one arrives
                 now = time.monotonic()
-                wait = min((last + p.interval - now for p, last in self._panels.items()),
-                           default=0.0)
+                wait = min(
+                    (last + p.interval - now for p, last in self._panels.items()), default=0.0
+                )
                 if wait > 0:
                     self._wake.wait(wait)
 

@@ -25,11 +25,18 @@ if TYPE_CHECKING:
     from ..core.repair import RepairPlan
 
 MAX_LISTED = 100
-LEFT_ALONE_HINT = ("(left alone: anything younger than 'grace (s)', since a writer may still be "
-                   "active, and missing objects unless 'mark missing as lost' is ticked)")
-CATEGORIES = (("missing", "missing objects"), ("orphans", "orphans"),
-              ("mismatched", "size/hash mismatches"), ("pending", "pending rows"),
-              ("deleting", "deleting rows"), ("lost", "lost (marked by repair)"))
+LEFT_ALONE_HINT = (
+    "(left alone: anything younger than 'grace (s)', since a writer may still be "
+    "active, and missing objects unless 'mark missing as lost' is ticked)"
+)
+CATEGORIES = (
+    ("missing", "missing objects"),
+    ("orphans", "orphans"),
+    ("mismatched", "size/hash mismatches"),
+    ("pending", "pending rows"),
+    ("deleting", "deleting rows"),
+    ("lost", "lost (marked by repair)"),
+)
 
 
 class ConsistencyPanel(TextRepr, w.VBox):
@@ -37,9 +44,16 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     _running: ClassVar[weakref.WeakSet[ConsistencyPanel]] = weakref.WeakSet()
 
-    def __init__(self, deep: bool = False, report: ConsistencyReport | None = None,
-                 auto_refresh: bool = False, interval: float = 5.0,
-                 grace_seconds: int = 3600, mark_lost: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        deep: bool = False,
+        report: ConsistencyReport | None = None,
+        auto_refresh: bool = False,
+        interval: float = 5.0,
+        grace_seconds: int = 3600,
+        mark_lost: bool = False,
+        **kwargs: Any,
+    ) -> None:
         import lamin_nb as ln
 
         first = report if report is not None else ln.check(deep=deep)
@@ -107,7 +121,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
                 if _targets(fresh) != _targets(self.plan):
                     self.plan, self.report = fresh, fresh.report
                     self._render_report()
-                    self._render_plan("the plan changed since it was shown: review and confirm again")
+                    self._render_plan(
+                        "the plan changed since it was shown: review and confirm again"
+                    )
                     return None
                 self.plan = ln.repair(dry_run=False, **options)
                 self.error = None
@@ -132,8 +148,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, args=(self._stop,), daemon=True,
-                                        name="lamin-nb-consistency-refresh")
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._stop,), daemon=True, name="lamin-nb-consistency-refresh"
+        )
         self._thread.start()
         ConsistencyPanel._running.add(self)
         self.parts.auto_toggle.value = True
@@ -187,17 +204,21 @@ class ConsistencyPanel(TextRepr, w.VBox):
         verdict = "consistent" if report.is_consistent else "NOT consistent"
         checked = report.checked_at.strftime("%H:%M:%S")
         mode = "deep" if report.deep else "sizes"
-        parts.status.value = (f"<b>{'&#10004;' if report.is_consistent else '&#10008;'} "
-                              f"storage and database are {verdict}</b> &middot; "
-                              f"{esc(report.storage)} &middot; checked {checked} UTC ({mode})")
+        parts.status.value = (
+            f"<b>{'&#10004;' if report.is_consistent else '&#10008;'} "
+            f"storage and database are {verdict}</b> &middot; "
+            f"{esc(report.storage)} &middot; checked {checked} UTC ({mode})"
+        )
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
         counts = [("ok", report.n_ok)] + [(n, len(getattr(report, n))) for n, _ in CATEGORIES]
         parts.counts.value = " &middot; ".join(
-            f'<span class="lamin-count lamin-count-{n}">{n}: {c}</span>' for n, c in counts)
-        parts.details.titles = tuple(f"{title} ({len(getattr(report, n))})"
-                                     for n, title in CATEGORIES)
-        for (name, _), html_widget in zip(CATEGORIES, parts.lists):
+            f'<span class="lamin-count lamin-count-{n}">{n}: {c}</span>' for n, c in counts
+        )
+        parts.details.titles = tuple(
+            f"{title} ({len(getattr(report, n))})" for n, title in CATEGORIES
+        )
+        for (name, _), html_widget in zip(CATEGORIES, parts.lists, strict=True):
             html_widget.value = _entries_html(getattr(report, name))
         parts.error.value = esc(self.error or "")
         set_visible(parts.error, self.error is not None)
@@ -207,9 +228,11 @@ class ConsistencyPanel(TextRepr, w.VBox):
         if plan is None:
             parts.plan.value = ""
         else:
-            parts.plan.value = (f"<b>{esc(plan.summary())}</b>"
-                                + (f"<br><i>{esc(note)}</i>" if note else "")
-                                + f"<pre>{esc(_plan_lines(plan))}</pre>")
+            parts.plan.value = (
+                f"<b>{esc(plan.summary())}</b>"
+                + (f"<br><i>{esc(note)}</i>" if note else "")
+                + f"<pre>{esc(_plan_lines(plan))}</pre>"
+            )
         set_visible(parts.plan, plan is not None)
         set_visible(parts.confirm_button, self._pending())
         set_visible(parts.cancel_button, self._pending())
@@ -234,37 +257,55 @@ class _Parts:
         self.details = w.Accordion(self.lists, selected_index=None)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.auto_toggle = w.ToggleButton(value=False, description="auto-refresh", icon="clock-o")
-        self.interval = w.BoundedFloatText(value=interval, min=0.2, max=3600, step=1,
-                                           description="every (s)", layout=w.Layout(width="150px"))
-        self.repair_button = w.Button(description="Repair...", icon="wrench", button_style="warning")
-        self.grace = w.BoundedIntText(value=grace, min=0, max=10**9, description="grace (s)",
-                                      layout=w.Layout(width="170px"))
-        self.mark_lost = w.Checkbox(value=mark_lost, description="mark missing as lost",
-                                    indent=False)
+        self.interval = w.BoundedFloatText(
+            value=interval,
+            min=0.2,
+            max=3600,
+            step=1,
+            description="every (s)",
+            layout=w.Layout(width="150px"),
+        )
+        self.repair_button = w.Button(
+            description="Repair...", icon="wrench", button_style="warning"
+        )
+        self.grace = w.BoundedIntText(
+            value=grace, min=0, max=10**9, description="grace (s)", layout=w.Layout(width="170px")
+        )
+        self.mark_lost = w.Checkbox(
+            value=mark_lost, description="mark missing as lost", indent=False
+        )
         self.confirm_button = w.Button(description="Confirm repair", button_style="danger")
         self.cancel_button = w.Button(description="Cancel")
-        for widget, name in ((self.status, "lamin-consistency-status"),
-                             (self.counts, "lamin-consistency-counts"),
-                             (self.details, "lamin-consistency-details"),
-                             (self.refresh_button, "lamin-refresh-button"),
-                             (self.auto_toggle, "lamin-autorefresh-toggle"),
-                             (self.interval, "lamin-refresh-interval"),
-                             (self.repair_button, "lamin-repair-button"),
-                             (self.grace, "lamin-repair-grace"),
-                             (self.mark_lost, "lamin-repair-mark-lost"),
-                             (self.plan, "lamin-repair-plan"),
-                             (self.confirm_button, "lamin-confirm-button"),
-                             (self.cancel_button, "lamin-cancel-button"),
-                             (self.error, "lamin-consistency-error")):
+        for widget, name in (
+            (self.status, "lamin-consistency-status"),
+            (self.counts, "lamin-consistency-counts"),
+            (self.details, "lamin-consistency-details"),
+            (self.refresh_button, "lamin-refresh-button"),
+            (self.auto_toggle, "lamin-autorefresh-toggle"),
+            (self.interval, "lamin-refresh-interval"),
+            (self.repair_button, "lamin-repair-button"),
+            (self.grace, "lamin-repair-grace"),
+            (self.mark_lost, "lamin-repair-mark-lost"),
+            (self.plan, "lamin-repair-plan"),
+            (self.confirm_button, "lamin-confirm-button"),
+            (self.cancel_button, "lamin-cancel-button"),
+            (self.error, "lamin-consistency-error"),
+        ):
             widget.add_class(name)
         for widget in (self.plan, self.confirm_button, self.cancel_button, self.error):
             set_visible(widget, False)
 
     def children(self) -> list[Any]:
-        return [self.status, self.counts, self.details,
-                w.HBox([self.refresh_button, self.auto_toggle, self.interval]),
-                w.HBox([self.repair_button, self.grace, self.mark_lost]),
-                self.plan, w.HBox([self.confirm_button, self.cancel_button]), self.error]
+        return [
+            self.status,
+            self.counts,
+            self.details,
+            w.HBox([self.refresh_button, self.auto_toggle, self.interval]),
+            w.HBox([self.repair_button, self.grace, self.mark_lost]),
+            self.plan,
+            w.HBox([self.confirm_button, self.cancel_button]),
+            self.error,
+        ]
 
 
 def _entries_html(entries: list[Any]) -> str:
@@ -282,21 +323,31 @@ def _entry_cells(entry: Any) -> str:
     if kind == "Orphan":
         cells = [entry.name, human_size(entry.size), f"{age(entry.age_seconds)} old", ""]
     elif kind == "Mismatch":
-        cells = [entry.key or entry.uid, entry.name, f"{entry.kind} mismatch",
-                 f"expected {entry.expected}, found {entry.actual}"]
+        cells = [
+            entry.key or entry.uid,
+            entry.name,
+            f"{entry.kind} mismatch",
+            f"expected {entry.expected}, found {entry.actual}",
+        ]
     elif kind == "InFlight":
         state = "lease expired: repair finishes it" if entry.expired else "in flight"
-        cells = [entry.key or entry.uid, entry.name, f"age {age(entry.age_seconds)}, {state}",
-                 f"owner {entry.owner}"]
+        cells = [
+            entry.key or entry.uid,
+            entry.name,
+            f"age {age(entry.age_seconds)}, {state}",
+            f"owner {entry.owner}",
+        ]
     else:
         cells = [entry.key or entry.uid, entry.name, entry.detail, ""]
     return "".join(f"<td>{esc(c)}</td>" for c in cells)
 
 
 def _plan_lines(plan: RepairPlan) -> str:
-    lines = [f"{a.kind}: {a.target} {a.detail}" + (f" -> error: {a.error}" if a.error else
-                                                   " -> done" if a.done else "")
-             for a in plan.actions[:MAX_LISTED]]
+    lines = [
+        f"{a.kind}: {a.target} {a.detail}"
+        + (f" -> error: {a.error}" if a.error else " -> done" if a.done else "")
+        for a in plan.actions[:MAX_LISTED]
+    ]
     lines += [f"left alone: {a.kind}: {a.target} {a.detail}" for a in plan.skipped[:MAX_LISTED]]
     if plan.skipped and not plan.applied:
         lines.append(LEFT_ALONE_HINT)
@@ -305,4 +356,3 @@ def _plan_lines(plan: RepairPlan) -> str:
 
 def _targets(plan: RepairPlan) -> set[tuple[str, str]]:
     return {(a.kind, a.target) for a in plan.actions}
-

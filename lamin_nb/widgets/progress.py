@@ -31,11 +31,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lamin_nb")
 S = ItemState
-BAR_STYLE = {S.SAVED: "success", S.DEDUPLICATED: "info", S.ALREADY_SAVED: "info",
-             S.FAILED: "danger", S.ROLLED_BACK: "warning"}
+BAR_STYLE = {
+    S.SAVED: "success",
+    S.DEDUPLICATED: "info",
+    S.ALREADY_SAVED: "info",
+    S.FAILED: "danger",
+    S.ROLLED_BACK: "warning",
+}
 # a failed or rolled-back row shows a full bar too: red / orange must be visible at any progress
-FULL_BAR = frozenset({S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED,
-                      S.ROLLED_BACK})
+FULL_BAR = frozenset(
+    {S.COMMITTING, S.SAVED, S.DEDUPLICATED, S.ALREADY_SAVED, S.FAILED, S.ROLLED_BACK}
+)
 ACTIVE = frozenset({S.HASHING, S.UPLOADING, S.COMMITTING})
 RANK = {S.UPLOADING.value: 0, S.HASHING.value: 1, S.COMMITTING.value: 2}
 FAILED = S.FAILED.value
@@ -98,14 +104,16 @@ class ItemStatus:
 
 
 def _html_bar(fraction: float) -> str:
-    return ('<div class="lamin-html-bar" style="width:8em;height:0.8em;background:#eee">'
-            f'<div style="width:{fraction:.0%};height:100%;background:#2196f3"></div></div>')
+    return (
+        '<div class="lamin-html-bar" style="width:8em;height:0.8em;background:#eee">'
+        f'<div style="width:{fraction:.0%};height:100%;background:#2196f3"></div></div>'
+    )
 
 
 def _most_active(items: list[ItemStatus], values: list[str], limit: int) -> list[ItemStatus]:
     """Which active items deserve a row: uploads first, hashed-and-waiting last."""
     ranks: tuple[list[ItemStatus], ...] = ([], [], [], [])
-    for item, value in zip(items, values):
+    for item, value in zip(items, values, strict=True):
         rank = RANK.get(value)
         if rank is None:
             continue
@@ -134,8 +142,9 @@ class _RowView:
 
     def show(self, item: ItemStatus) -> None:
         self.index = item.index
-        self.name.value = (f'{esc(item.label)} <span class="lamin-item-size">'
-                           f"{esc(_size(item.size))}</span>")
+        self.name.value = (
+            f'{esc(item.label)} <span class="lamin-item-size">{esc(_size(item.size))}</span>'
+        )
         self.bar.value = round(item.fraction * PERMILLE)
         self.bar.bar_style = item.bar_style
         self.state.value = esc(item.text)
@@ -150,18 +159,30 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
     gives the data behind the rows, ``row_view(i)`` the widgets of item ``i`` (when shown).
     """
 
-    def __init__(self, title: str = "saving", max_rows: int = 20, active_rows: int = 10,
-                 interval: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        title: str = "saving",
+        max_rows: int = 20,
+        active_rows: int = 10,
+        interval: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         header, overall = w.HTML(), w.IntProgress(min=0, max=1, layout=w.Layout(width="auto"))
         rows_box, active, failed_box, finished_list = w.VBox(), w.HTML(), w.VBox(), w.HTML()
         finished = w.Accordion([finished_list], selected_index=None)
         super().__init__([header, overall, rows_box, active, failed_box, finished], **kwargs)
         self.header, self.overall, self.rows_box, self.active = header, overall, rows_box, active
         self.failed_box, self.finished, self.finished_list = failed_box, finished, finished_list
-        for widget, name in ((self, "lamin-save-progress"), (header, "lamin-save-header"),
-                             (overall, "lamin-save-overall"), (rows_box, "lamin-item-rows"),
-                             (active, "lamin-active-rows"), (failed_box, "lamin-failed-rows"),
-                             (finished, "lamin-finished"), (finished_list, "lamin-finished-list")):
+        for widget, name in (
+            (self, "lamin-save-progress"),
+            (header, "lamin-save-header"),
+            (overall, "lamin-save-overall"),
+            (rows_box, "lamin-item-rows"),
+            (active, "lamin-active-rows"),
+            (failed_box, "lamin-failed-rows"),
+            (finished, "lamin-finished"),
+            (finished_list, "lamin-finished-list"),
+        ):
             widget.add_class(name)
         self.title, self.max_rows, self.active_rows = title, max_rows, active_rows
         self.interval = interval
@@ -281,8 +302,11 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         if self._large:
             self._render_active(_most_active(items, values, self.active_rows))
             seen = set(self._failed_order)
-            new_failed = [replace(item) for item, value in zip(items, values)
-                          if value == FAILED and item.index not in seen]
+            new_failed = [
+                replace(item)
+                for item, value in zip(items, values, strict=True)
+                if value == FAILED and item.index not in seen
+            ]
             self._failed_order += [item.index for item in new_failed]
             self._render_failed(new_failed)
             self._render_finished(counts)
@@ -292,9 +316,12 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._render_totals(counts)
 
     def _render_active(self, shown: list[ItemStatus]) -> None:
-        rows = [f'<tr class="lamin-item-row {css_class(i.state)}"><td>{esc(i.label)}</td>'
-                f"<td>{esc(_size(i.size))}</td><td>{_html_bar(i.fraction)}</td>"
-                f"<td>{esc(i.text)}</td></tr>" for i in shown]
+        rows = [
+            f'<tr class="lamin-item-row {css_class(i.state)}"><td>{esc(i.label)}</td>'
+            f"<td>{esc(_size(i.size))}</td><td>{_html_bar(i.fraction)}</td>"
+            f"<td>{esc(i.text)}</td></tr>"
+            for i in shown
+        ]
         self.active.value = "<table>" + "".join(rows) + "</table>" if rows else ""
 
     def _render_failed(self, failed: list[ItemStatus]) -> None:
@@ -313,12 +340,19 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         if not (self._done or self.finished.selected_index == 0):
             return
         failed = [replace(self._items[i]) for i in self._failed_order[:MAX_LISTED]]  # first
-        rest = itertools.islice((replace(i) for i in list(self._items.values())
-                                 if i.state in FINAL_STATES and i.state is not S.FAILED),
-                                MAX_LISTED - len(failed))
-        lines = [f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}'
-                 f"</td><td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>"
-                 for i in itertools.chain(failed, rest)]
+        rest = itertools.islice(
+            (
+                replace(i)
+                for i in list(self._items.values())
+                if i.state in FINAL_STATES and i.state is not S.FAILED
+            ),
+            MAX_LISTED - len(failed),
+        )
+        lines = [
+            f'<tr class="lamin-finished-item {css_class(i.state)}"><td>{esc(i.label)}'
+            f"</td><td>{esc(_size(i.size))}</td><td>{esc(i.text)}</td></tr>"
+            for i in itertools.chain(failed, rest)
+        ]
         if finished > len(lines):
             lines.append(f"<tr><td colspan=3>... and {finished - len(lines)} more</td></tr>")
         self.finished_list.value = "<table>" + "".join(lines) + "</table>"
@@ -345,8 +379,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         if counts[S.QUEUED]:
             parts.append(f"queued {counts[S.QUEUED]}")
         status = "done" if self._done else "running"
-        return (f"{finished}/{n} items, {human_size(self._total)} ({status}): "
-                + ", ".join(parts))
+        return f"{finished}/{n} items, {human_size(self._total)} ({status}): " + ", ".join(parts)
 
     def __repr__(self) -> str:
         items = self.rows

@@ -29,26 +29,47 @@ USER_ERRORS = (LaminNbError, TypeError, ValueError, OSError, ImportError)
 class UploadWidget(TextRepr, w.VBox):
     """File picker, key prefix, description and a Save button; progress appears below."""
 
-    def __init__(self, key_prefix: str = "", description: str = "", atomic: bool = False,
-                 accept: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        key_prefix: str = "",
+        description: str = "",
+        atomic: bool = False,
+        accept: str = "",
+        **kwargs: Any,
+    ) -> None:
         picker = w.FileUpload(multiple=True, accept=accept, description="Pick files")
-        key_field = w.Text(value=key_prefix, description="key prefix",
-                           placeholder="e.g. uploads/run1 (optional)")
-        description_field = w.Text(value=description, description="description",
-                                   placeholder="optional")
+        key_field = w.Text(
+            value=key_prefix, description="key prefix", placeholder="e.g. uploads/run1 (optional)"
+        )
+        description_field = w.Text(
+            value=description, description="description", placeholder="optional"
+        )
         atomic_box = w.Checkbox(value=atomic, description="all or nothing", indent=False)
         save_button = w.Button(description="Save", icon="upload", button_style="primary")
         status, progress_box = w.HTML(), w.VBox()
-        super().__init__([w.HBox([picker, save_button, atomic_box]), key_field,
-                          description_field, status, progress_box], **kwargs)
+        super().__init__(
+            [
+                w.HBox([picker, save_button, atomic_box]),
+                key_field,
+                description_field,
+                status,
+                progress_box,
+            ],
+            **kwargs,
+        )
         self.picker, self.key_field, self.description_field = picker, key_field, description_field
         self.atomic_box, self.save_button = atomic_box, save_button
         self.status, self.progress_box = status, progress_box
-        for widget, name in ((self, "lamin-upload-widget"), (picker, "lamin-upload-picker"),
-                             (key_field, "lamin-upload-key"),
-                             (description_field, "lamin-upload-description"),
-                             (atomic_box, "lamin-upload-atomic"), (save_button, "lamin-save-button"),
-                             (status, "lamin-upload-status"), (progress_box, "lamin-upload-progress")):
+        for widget, name in (
+            (self, "lamin-upload-widget"),
+            (picker, "lamin-upload-picker"),
+            (key_field, "lamin-upload-key"),
+            (description_field, "lamin-upload-description"),
+            (atomic_box, "lamin-upload-atomic"),
+            (save_button, "lamin-save-button"),
+            (status, "lamin-upload-status"),
+            (progress_box, "lamin-upload-progress"),
+        ):
             widget.add_class(name)
         set_visible(status, False)
         self.progress: SaveProgress | None = None
@@ -86,8 +107,11 @@ class UploadWidget(TextRepr, w.VBox):
             self.report = exc.report
             failed = ", ".join(_name(a) for a, _ in (exc.report.failed if exc.report else []))
             kept = len(exc.report.saved) if exc.report else 0
-            self._show(f"could not save {failed or 'the files'}; {kept} other file(s) saved "
-                       "(details per file below)", ok=False)
+            self._show(
+                f"could not save {failed or 'the files'}; {kept} other file(s) saved "
+                "(details per file below)",
+                ok=False,
+            )
         except USER_ERRORS as exc:
             self._show(f"nothing was saved: {describe(exc)}", ok=False)
             return []

@@ -20,9 +20,17 @@ from tests.support.jupyter import JupyterProcess, isolated_env
 from tests.support.notebooks import NOTEBOOKS, REPO, pg_url
 
 CHROMIUM = os.environ.get("LAMIN_NB_CHROMIUM", "/usr/bin/chromium")
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage"]
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 SHOTS = REPO / "test-artifacts" / "browser"
 
 
@@ -34,12 +42,17 @@ def lab(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ju
         shutil.copy(notebook, root / notebook.name)
     home = tmp_path_factory.mktemp("lab-home")
     # the server extension's instance; each notebook sets its own LAMIN_NB_HOME in its kernel
-    env = isolated_env(home, LAMIN_NB_HOME=str(home / "lamin-home"),
-                       LAMIN_NB_TEST_PG_URL=pg_url())  # AWS_* come from s3_server
+    env = isolated_env(
+        home, LAMIN_NB_HOME=str(home / "lamin-home"), LAMIN_NB_TEST_PG_URL=pg_url()
+    )  # AWS_* come from s3_server
     env.pop("LAMIN_NB_FAULT", None)
     # an instance for the server extension's REST API, made the way a user would
-    subprocess.run([sys.executable, "-m", "lamin_nb.cli", "init", "--storage",
-                    str(home / "storage")], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lamin_nb.cli", "init", "--storage", str(home / "storage")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     server = JupyterProcess(root, home, env, lab=True)
     server.start()
     yield server

@@ -73,8 +73,7 @@ class NotebookPage:
             if tag in cell["tags"]:
                 self._select(index)
                 self.page.evaluate("window.jupyterapp.commands.execute('notebook:run-cell')")
-                self.page.wait_for_function(CELL_DONE, arg=[index, cell["count"]],
-                                            timeout=120_000)
+                self.page.wait_for_function(CELL_DONE, arg=[index, cell["count"]], timeout=120_000)
         self.assert_no_errors()
 
     def assert_no_errors(self) -> None:
@@ -82,10 +81,13 @@ class NotebookPage:
             "() => window.jupyterapp.shell.currentWidget.content.widgets"
             ".filter(c => c.model.type === 'code')"
             ".flatMap(c => c.model.outputs.toJSON().filter(o => o.output_type === 'error'))"
-            ".map(o => o.ename + ': ' + o.evalue)")
+            ".map(o => o.ename + ': ' + o.evalue)"
+        )
         assert failed == [], f"cells failed in {self.name}: {failed}"
 
     def _select(self, index: int) -> None:
         self.page.evaluate(
             "(i) => { const nb = window.jupyterapp.shell.currentWidget.content;"
-            " nb.mode = 'command'; nb.activeCellIndex = i; }", index)
+            " nb.mode = 'command'; nb.activeCellIndex = i; }",
+            index,
+        )

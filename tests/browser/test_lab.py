@@ -34,7 +34,10 @@ def test_bulk_upload_progress_and_upload_widget(page, lab):
     nb = NotebookPage(page, lab, "bulk-upload.ipynb").open()
     nb.run_until("simulated-user")
 
-    first, second = page.locator(".lamin-save-progress").nth(0), page.locator(".lamin-save-progress").nth(1)
+    first, second = (
+        page.locator(".lamin-save-progress").nth(0),
+        page.locator(".lamin-save-progress").nth(1),
+    )
     overall = bar_of(first.locator(".lamin-save-overall"))
     overall.wait_for()
     page.wait_for_function(BAR_IS_FULL, arg=overall.element_handle())
@@ -64,8 +67,15 @@ def test_bulk_upload_progress_and_upload_widget(page, lab):
     upload.scroll_into_view_if_needed()
     with page.expect_file_chooser() as chooser:
         upload.locator(".lamin-upload-picker").click()
-    chooser.value.set_files(files=[{"name": "from-the-browser.csv", "mimeType": "text/csv",
-                                    "buffer": b"well,od600\nB7,0.61\nB8,0.58\n"}])
+    chooser.value.set_files(
+        files=[
+            {
+                "name": "from-the-browser.csv",
+                "mimeType": "text/csv",
+                "buffer": b"well,od600\nB7,0.61\nB8,0.58\n",
+            }
+        ]
+    )
     upload.locator(".lamin-upload-picker:has-text('(1)')").wait_for()
     upload.locator(".lamin-save-button").click()
     status = upload.locator(".lamin-upload-status.lamin-status-ok")
@@ -74,8 +84,9 @@ def test_bulk_upload_progress_and_upload_widget(page, lab):
     row = upload.locator(".lamin-item-row.lamin-item-saved")
     row.wait_for()
     assert "uploads/manual/from-the-browser.csv" in row.inner_text()
-    page.wait_for_function(BAR_IS_FULL, arg=bar_of(upload.locator(".lamin-save-overall"))
-                           .element_handle())
+    page.wait_for_function(
+        BAR_IS_FULL, arg=bar_of(upload.locator(".lamin-save-overall")).element_handle()
+    )
     upload.screenshot(path=str(SHOTS / "bulk-upload-upload-widget.png"))
 
     nb.run_tagged("cleanup")

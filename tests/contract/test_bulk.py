@@ -78,9 +78,13 @@ class EventLog(SaveCallback):
             state[index] = new
         assert all(s in FINAL for s in state.values()), state
         report = self.calls[-1][1]
-        expected = {S.SAVED: report.saved, S.DEDUPLICATED: report.deduplicated,
-                    S.ALREADY_SAVED: report.already_saved, S.ROLLED_BACK: report.rolled_back,
-                    S.FAILED: [a for a, _ in report.failed]}
+        expected = {
+            S.SAVED: report.saved,
+            S.DEDUPLICATED: report.deduplicated,
+            S.ALREADY_SAVED: report.already_saved,
+            S.ROLLED_BACK: report.rolled_back,
+            S.FAILED: [a for a, _ in report.failed],
+        }
         for index, final in state.items():
             assert any(a is artifacts[index] for a in expected[final]), (index, final)
         for (index, phase), n in phase_bytes.items():
@@ -101,8 +105,10 @@ def all_rows() -> dict[str, tuple[Any, ...]]:
 
     with current().db.read() as session:
         found = session.scalars(select(ArtifactRow)).all()
-        return {r.uid: (r.status, r.key, r.size, r.hash, r.version, r.is_latest, r.updated_at,
-                        r.owner) for r in found}
+        return {
+            r.uid: (r.status, r.key, r.size, r.hash, r.version, r.is_latest, r.updated_at, r.owner)
+            for r in found
+        }
 
 
 def statuses() -> dict[str, int]:
@@ -272,7 +278,9 @@ def test_dedup_in_batch_and_against_stored(backend, make_file):
     assert S.UPLOADING not in log.states_of(1) + log.states_of(2)  # never uploaded twice
     assert len(backend.object_names()) == 3 and ln.Artifact.filter().count() == 3
     assert statuses() == {"committed": 3}
-    again = ln.save([ln.Artifact(make_file(b"new")), ln.Artifact(make_file(b"twice in this batch"))])
+    again = ln.save(
+        [ln.Artifact(make_file(b"new")), ln.Artifact(make_file(b"twice in this batch"))]
+    )
     assert len(again.deduplicated) == 2 and not again.saved
     assert len(backend.object_names()) == 3
     assert_consistent()
@@ -371,7 +379,9 @@ def test_from_dir(backend, tmp_path):
     artifacts = ln.Artifact.from_dir(folder)
     assert [a.key for a in artifacts] == ["run7/plots/deep/a.png", "run7/table.csv"]
     assert [a.key for a in ln.Artifact.from_dir(folder, key="results/x")] == [
-        "results/x/plots/deep/a.png", "results/x/table.csv"]
+        "results/x/plots/deep/a.png",
+        "results/x/table.csv",
+    ]
     report = ln.save(artifacts)
     assert len(report.saved) == 2
     assert ln.Artifact.get("run7/table.csv").load().read_bytes() == b"x,y\n1,2\n"

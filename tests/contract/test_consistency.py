@@ -53,7 +53,8 @@ def test_orphans_inside_the_managed_prefix_only(backend, make_file):
     report = ln.check()
     assert not report.is_consistent
     assert sorted(o.name for o in report.orphans) == sorted(
-        ["stray.bin", f"{STRAY_UID}.bin.0badf00d.tmp", "sub/deeper.txt"])
+        ["stray.bin", f"{STRAY_UID}.bin.0badf00d.tmp", "sub/deeper.txt"]
+    )
     assert all(o.age_seconds >= 0 and o.size > 0 for o in report.orphans)
     assert report.n_ok == 1
 
@@ -63,7 +64,8 @@ def test_size_mismatch(backend, make_file):
     raw_put(backend, obj(artifact), b"123456")
     report = ln.check()
     assert [(m.uid, m.kind, m.expected, m.actual) for m in report.mismatched] == [
-        (artifact.uid, "size", 5, 6)]
+        (artifact.uid, "size", 5, 6)
+    ]
     assert not report.is_consistent
 
 
@@ -83,7 +85,8 @@ def test_pending_in_flight_is_not_an_inconsistency(backend, make_file):
     with paused_save([artifact]) as outcome:
         report = ln.check()
         assert [(p.uid, p.expired, p.object_present) for p in report.pending] == [
-            (artifact.uid, False, True)]
+            (artifact.uid, False, True)
+        ]
         assert report.is_consistent and report.orphans == []
     assert "error" not in outcome
     assert ln.check().is_consistent and ln.check().n_ok == 1
@@ -91,18 +94,24 @@ def test_pending_in_flight_is_not_an_inconsistency(backend, make_file):
 
 def test_expired_pending_and_deleting_rows(backend, make_file):
     victim = ln.Artifact(make_file(), key="c/victim.bin").save()
-    live_delete = run_child({"op": "delete", "uid": victim.uid}, fault="mid_delete:kill",
-                            lease_seconds=600)
+    live_delete = run_child(
+        {"op": "delete", "uid": victim.uid}, fault="mid_delete:kill", lease_seconds=600
+    )
     assert live_delete.killed
     # (in this order: a process that connects finishes the expired leftovers of earlier ones)
-    killed = run_child({"op": "save", "items": [[str(make_file()), "c/new.bin"]]},
-                       fault="after_upload:kill", lease_seconds=0)
+    killed = run_child(
+        {"op": "save", "items": [[str(make_file()), "c/new.bin"]]},
+        fault="after_upload:kill",
+        lease_seconds=0,
+    )
     assert killed.killed
     report = ln.check()
     assert [(p.key, p.expired, p.object_present) for p in report.pending] == [
-        ("c/new.bin", True, True)]
+        ("c/new.bin", True, True)
+    ]
     assert [(d.uid, d.expired, d.object_present) for d in report.deleting] == [
-        (victim.uid, False, True)]
+        (victim.uid, False, True)
+    ]
     assert not report.is_consistent and not report.missing and not report.orphans
     assert "1 pending" in report.summary() and "1 deleting" in report.summary()
 

@@ -12,7 +12,12 @@ import lamin_nb as ln
 from lamin_nb import cli
 from tests.support.crashes import assert_i1_i2_i3, rows_by_status
 from tests.support.storage_ops import (
-    paused_save, raw_delete, raw_exists_bucket_root, raw_put, raw_put_bucket_root, raw_read,
+    paused_save,
+    raw_delete,
+    raw_exists_bucket_root,
+    raw_put,
+    raw_put_bucket_root,
+    raw_read,
 )
 
 ORPHAN = ".lamindb/orphan.bin"
@@ -89,8 +94,12 @@ def test_missing_objects_are_marked_lost_only_on_request(backend, make_file):
 
 def test_repair_never_deletes_outside_the_managed_prefix(backend, make_file):
     ln.Artifact(make_file()).save()
-    outside = {"beside.txt": b"user file", ".lamindb-old/x.bin": b"similar name",
-               ".lamindbx": b"similar name", "nested/.lamindb/y.bin": b"not our prefix"}
+    outside = {
+        "beside.txt": b"user file",
+        ".lamindb-old/x.bin": b"similar name",
+        ".lamindbx": b"similar name",
+        "nested/.lamindb/y.bin": b"not our prefix",
+    }
     for rel, data in outside.items():
         raw_put(backend, rel, data)
     raw_put_bucket_root(backend, "at-the-root.txt", b"root")
@@ -153,11 +162,13 @@ def test_incomplete_s3_uploads_are_aborted(backend):
     inside, outside = "team/.lamindb/ABCDEFGHIJKLMNOP0000.bin", "elsewhere/big.bin"
     for key in (inside, outside):
         upload = client.create_multipart_upload(Bucket=bucket, Key=key)
-        client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1,
-                           Body=b"x" * 1024)
+        client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024
+        )
     plan = ln.repair(grace_seconds=0)
     assert [(a.kind, a.target) for a in plan.actions] == [
-        ("abort incomplete upload", "ABCDEFGHIJKLMNOP0000.bin")]
+        ("abort incomplete upload", "ABCDEFGHIJKLMNOP0000.bin")
+    ]
     ln.repair(dry_run=False, grace_seconds=0)
     left = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
     assert left == [outside]  # outside the managed prefix: never touched

@@ -29,7 +29,10 @@ def test_text_progress_lines(local_instance, make_file):
     lines = out.getvalue().splitlines()
     assert lines[0] == "saving 3 item(s), 11 B" and lines[-1] == "saved 2, deduplicated 1"
     assert sorted(line.split("] ", 1)[1] for line in lines[1:4]) == [
-        "run/a.txt saved", f"run/b.txt deduplicated: same content as {a.uid}", "run/c.txt saved"]
+        "run/a.txt saved",
+        f"run/b.txt deduplicated: same content as {a.uid}",
+        "run/c.txt saved",
+    ]
     assert sorted(line.split("]")[0] for line in lines[1:4]) == ["[1/3", "[2/3", "[3/3"]
 
 
@@ -52,8 +55,9 @@ def test_broken_display_does_not_fail_the_save(local_instance, make_file, caplog
     with caplog.at_level(logging.WARNING, logger="lamin_nb"):
         report = ln.save([ln.Artifact(make_file()), ln.Artifact(make_file())], callback=callback)
     assert len(report.saved) == 2 and callback.report is report
-    assert [r.message for r in caplog.records].count("progress callback state failed: widget bug "
-                                                     "(ValueError)") == 1
+    assert [r.message for r in caplog.records].count(
+        "progress callback state failed: widget bug (ValueError)"
+    ) == 1
     assert ln.check().is_consistent
 
 
@@ -127,7 +131,10 @@ def test_cli_save_renders_progress(tmp_path):
     lines = ok.stdout.splitlines()
     assert lines[0] == "saving 3 item(s), 3 B"
     assert sorted(line.split("] ", 1)[1].split(":")[0] for line in lines[1:4]) == [
-        "run1/a.csv saved", "run1/b.csv saved", "run1/same.csv deduplicated"]
+        "run1/a.csv saved",
+        "run1/b.csv saved",
+        "run1/same.csv deduplicated",
+    ]
     assert lines[-1] == "saved 2, deduplicated 1"
     (tmp_path / "c.csv").write_bytes(b"3")
     set_immutable(storage / ".lamindb", True)  # a real EPERM on the upload
@@ -136,8 +143,10 @@ def test_cli_save_renders_progress(tmp_path):
     finally:
         set_immutable(storage / ".lamindb", False)
     assert denied.returncode == 1
-    assert any(line.endswith("a.csv deduplicated: same content as " + line.split()[-1])
-               for line in denied.stdout.splitlines())
+    assert any(
+        line.endswith("a.csv deduplicated: same content as " + line.split()[-1])
+        for line in denied.stdout.splitlines()
+    )
     [failed] = [line for line in denied.stdout.splitlines() if "c.csv failed" in line]
     assert "Access Denied" in failed
     assert denied.stdout.splitlines()[-1] == "saved 0, deduplicated 1, failed 1"

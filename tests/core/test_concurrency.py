@@ -19,7 +19,10 @@ import lamin_nb as ln
 from lamin_nb.core.artifact import version_suffix
 from lamin_nb.core.hashing import hash_file
 from tests.support.crashes import (
-    assert_i1_i2_i3, finish_child, rows_by_status, start_child,
+    assert_i1_i2_i3,
+    finish_child,
+    rows_by_status,
+    start_child,
 )
 
 N_FILES = 150
@@ -38,8 +41,10 @@ def _pool(tmp_path: Path) -> list[str]:
 
 
 def _writers(files: list[str], writers: int, saves: int) -> list[dict[str, Any]]:
-    return [{"op": "writer", "files": files, "keys": KEYS, "n": saves, "seed": w}
-            for w in range(writers)]
+    return [
+        {"op": "writer", "files": files, "keys": KEYS, "n": saves, "seed": w}
+        for w in range(writers)
+    ]
 
 
 def _run(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +58,7 @@ def _run(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             bad_reports.append(repr(report))
         time.sleep(0.1)  # leave the CPU to the writers
     results = [finish_child(p) for p in procs]
-    for spec, result in zip(specs, results):
+    for spec, result in zip(specs, results, strict=True):
         assert result.returncode == 0, result.output or result.stderr
         assert result.output["errors"] == []  # e.g. no "database is locked" reaches a user
         assert len(result.output.get("saved", result.output.get("deleted"))) == spec["n"]

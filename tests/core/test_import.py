@@ -8,15 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["IPython", "ipywidgets", "jupyter_server", "ipykernel", "anndata", "pandas", "s3fs",
-         "sqlalchemy", "alembic"]
+HEAVY = [
+    "IPython",
+    "ipywidgets",
+    "jupyter_server",
+    "ipykernel",
+    "anndata",
+    "pandas",
+    "s3fs",
+    "sqlalchemy",
+    "alembic",
+]
 JUPYTER = ("IPython", "ipywidgets", "jupyter_server", "ipykernel", "traitlets")
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
-                          "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code + "\nimport sys, json\n"
+            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -32,8 +49,12 @@ def test_using_the_core_loads_no_jupyter(tmp_path):
         "ln.init(storage=%r)\n"
         "open(%r, 'w').write('x')\n"
         "ln.Artifact(%r, key='a.txt').save(); ln.check(); ln.repair()\n"
-    ) % (str(tmp_path / "home"), str(tmp_path / "s"), str(tmp_path / "a.txt"),
-         str(tmp_path / "a.txt"))
+    ) % (
+        str(tmp_path / "home"),
+        str(tmp_path / "s"),
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "a.txt"),
+    )
     loaded = _modules_after(code)
     assert not loaded & set(JUPYTER)
 

@@ -35,8 +35,12 @@ def test_init_is_idempotent_and_connect_works_in_a_new_process(tmp_path, lamin_h
     assert ln.init(storage=storage).name == "shared"  # same instance again
     assert ln.Artifact.get("a.txt").uid == artifact.uid
     code = "import lamin_nb as ln; ln.connect(); print(ln.Artifact.get('a.txt').uid)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "LAMIN_NB_HOME": str(lamin_home)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LAMIN_NB_HOME": str(lamin_home)},
+    )
     assert out.stdout.strip() == artifact.uid, out.stderr
 
 
@@ -96,13 +100,23 @@ def test_passwords_are_masked_everywhere(tmp_path, pg_url, capsys):
     secret = "s3cr3t-pw-123"
     url_with_pw = pg_url.replace("postgres@", f"postgres:{secret}@")
     inst = ln.init(storage=str(tmp_path / "s"), db=url_with_pw)  # trust auth ignores it
-    shown = [repr(inst), repr(inst.settings), repr(inst.db), repr(ln.settings), ln.settings.db,
-             mask_url(url_with_pw)]
+    shown = [
+        repr(inst),
+        repr(inst.settings),
+        repr(inst.db),
+        repr(ln.settings),
+        ln.settings.db,
+        mask_url(url_with_pw),
+    ]
     with pytest.raises(ln.ValidationError) as error:
         ln.init(storage=str(tmp_path / "s"), db=url_with_pw.replace("/lamin", "/other"))
     shown.append(str(error.value))
-    cli = subprocess.run([sys.executable, "-m", "lamin_nb.cli", "info"], capture_output=True,
-                         text=True, env={**os.environ})
+    cli = subprocess.run(
+        [sys.executable, "-m", "lamin_nb.cli", "info"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
     shown += [cli.stdout, cli.stderr]
     assert "***" in repr(inst)
     assert all(secret not in text_ for text_ in shown), shown

@@ -20,32 +20,38 @@ def stored(local_instance, tmp_path):
     assert ln.Artifact.filter().count() == 0
 
 
-@pytest.mark.parametrize("key, cause", [
-    ("../escape.txt", "'..'"),
-    ("a/../../b", "'..'"),
-    ("/etc/passwd", "relative"),
-    ("C:/windows/x", "relative"),
-    ("s3://other/x", "relative"),
-    ("a\\..\\b", "backslash"),
-    ("a\x00b", "NUL"),
-    ("a\nb", "control"),
-    ("a//b", "empty"),
-    ("./a", "'.'"),
-    ("x" * 1025, "longer than 1024"),
-    (" padded", "whitespace"),
-    ("\uff0e\uff0e/x", "'..'"),  # fullwidth dots normalise to '..'
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "key, cause",
+    [
+        ("../escape.txt", "'..'"),
+        ("a/../../b", "'..'"),
+        ("/etc/passwd", "relative"),
+        ("C:/windows/x", "relative"),
+        ("s3://other/x", "relative"),
+        ("a\\..\\b", "backslash"),
+        ("a\x00b", "NUL"),
+        ("a\nb", "control"),
+        ("a//b", "empty"),
+        ("./a", "'.'"),
+        ("x" * 1025, "longer than 1024"),
+        (" padded", "whitespace"),
+        ("\uff0e\uff0e/x", "'..'"),  # fullwidth dots normalise to '..'
+        ("", "empty"),
+    ],
+)
 def test_unsafe_keys_are_refused(stored, make_file, key, cause):
     with pytest.raises(ln.ValidationError, match=cause):
         ln.Artifact(make_file(), key=key)
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"key": 3}, TypeError, "key must be a string"),
-    ({"description": ["x"]}, TypeError, "description must be a string"),
-    ({"description": "x" * 10_001}, ln.ValidationError, "longer than"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"key": 3}, TypeError, "key must be a string"),
+        ({"description": ["x"]}, TypeError, "description must be a string"),
+        ({"description": "x" * 10_001}, ln.ValidationError, "longer than"),
+    ],
+)
 def test_wrong_argument_types(stored, make_file, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         ln.Artifact(make_file(), **kwargs)
@@ -143,6 +149,7 @@ def test_unreadable_file(tmp_path):
         "import lamin_nb as ln\n"
         "try:\n    ln.Artifact(%r)\nexcept ln.ValidationError as e:\n    print('refused:', e)\n"
     ) % str(path)
-    out = subprocess.run(without_dac_override([sys.executable, "-c", code]),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        without_dac_override([sys.executable, "-c", code]), capture_output=True, text=True
+    )
     assert "refused:" in out.stdout and "cannot be read" in out.stdout, out.stderr

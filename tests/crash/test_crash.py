@@ -14,7 +14,11 @@ import pytest
 import lamin_nb as ln
 from tests.conftest import BACKENDS
 from tests.support.crashes import (
-    assert_damage_contained, assert_i1_i2_i3, object_names, rows_by_status, run_child,
+    assert_damage_contained,
+    assert_i1_i2_i3,
+    object_names,
+    rows_by_status,
+    run_child,
 )
 
 SAVE_POINTS = ["after_reserve", "mid_upload", "after_upload", "before_commit", "after_commit"]
@@ -34,8 +38,9 @@ def _ids(case: tuple[str, str, str]) -> str:
     return "-".join(case)
 
 
-@pytest.mark.parametrize(("backend", "point", "mode"), _cases(), ids=map(_ids, _cases()),
-                         indirect=["backend"])
+@pytest.mark.parametrize(
+    ("backend", "point", "mode"), _cases(), ids=map(_ids, _cases()), indirect=["backend"]
+)
 def test_killed_process_leaves_repairable_state(backend, make_file, point, mode):
     v1 = ln.Artifact(make_file(b"version one"), key=KEY).save()
     if mode == "delete":
@@ -50,8 +55,10 @@ def test_killed_process_leaves_repairable_state(backend, make_file, point, mode)
 def _kill_save(backend, make_file, point: str, mode: str, v1: ln.Artifact) -> None:
     items = [[str(make_file(size=64 * 1024)), KEY]]
     if mode == "bulk":
-        items += [[str(make_file(size=64 * 1024)), "runs/other.bin"],
-                  [str(make_file(size=1024)), None]]
+        items += [
+            [str(make_file(size=64 * 1024)), "runs/other.bin"],
+            [str(make_file(size=1024)), None],
+        ]
     result = run_child({"op": "save", "items": items}, fault=f"{point}:kill", lease_seconds=0)
     assert result.killed, (result.returncode, result.stderr)
     report = ln.check()
@@ -67,7 +74,8 @@ def _kill_save(backend, make_file, point: str, mode: str, v1: ln.Artifact) -> No
         assert Path(latest.cache()).read_bytes() == b"version one"
         assert ln.Artifact.filter().count() == 1
         assert {p.uid for p in report.pending} == {
-            r.uid for r in rows_by_status().get("pending", [])}
+            r.uid for r in rows_by_status().get("pending", [])
+        }
         assert report.pending and all(p.expired for p in report.pending)
         assert not report.is_consistent  # expired leftovers wait for repair
         leftovers = _leftovers_belong_to_pending_rows(report)
@@ -108,8 +116,7 @@ def test_live_lease_is_never_touched(backend, make_file):
     """A killed writer whose lease still runs looks like a live upload: repair leaves it."""
     v1 = ln.Artifact(make_file(b"version one"), key=KEY).save()
     items = [[str(make_file(size=4096)), KEY]]
-    result = run_child({"op": "save", "items": items}, fault="after_upload:kill",
-                       lease_seconds=600)
+    result = run_child({"op": "save", "items": items}, fault="after_upload:kill", lease_seconds=600)
     assert result.killed
     report = ln.check()
     assert [p.expired for p in report.pending] == [False]
@@ -131,8 +138,7 @@ def test_expired_lease_is_recovered_on_connect(backend, make_file):
     import time
 
     items = [[str(make_file(size=4096)), "a.bin"], [str(make_file(size=4096)), "b.bin"]]
-    result = run_child({"op": "save", "items": items}, fault="after_upload:kill",
-                       lease_seconds=1)
+    result = run_child({"op": "save", "items": items}, fault="after_upload:kill", lease_seconds=1)
     assert result.killed
     deadline = time.monotonic() + 30
     while not all(p.expired for p in ln.check().pending) and time.monotonic() < deadline:

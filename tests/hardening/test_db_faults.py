@@ -29,8 +29,10 @@ from tests.support.faults_env import (
 )
 from tests.support.seaweed import SeaweedServer
 
-CONNECTION_LOST = ("terminating connection due to administrator command",
-                   "server closed the connection unexpectedly")
+CONNECTION_LOST = (
+    "terminating connection due to administrator command",
+    "server closed the connection unexpectedly",
+)
 
 
 def make_files(folder: Path, n: int, tag: str) -> list[Path]:
@@ -74,12 +76,15 @@ def committed_first(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("moment", ["reserve", "commit"])
-def test_backend_terminated_inside_a_transaction(tmp_path: Path, pg_local: str,
-                                                 moment: str) -> None:
+def test_backend_terminated_inside_a_transaction(
+    tmp_path: Path, pg_local: str, moment: str
+) -> None:
     """The connection dies while the save's own transaction is open on it."""
     before = committed_first(tmp_path)
-    statement = {"reserve": "INSERT INTO lamin_artifact",
-                 "commit": "UPDATE lamin_artifact SET status"}[moment]
+    statement = {
+        "reserve": "INSERT INTO lamin_artifact",
+        "commit": "UPDATE lamin_artifact SET status",
+    }[moment]
     armed = {"on": True}
 
     def kill_own_backend(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
@@ -107,12 +112,15 @@ def test_backend_terminated_inside_a_transaction(tmp_path: Path, pg_local: str,
     assert_clean(before + [a.uid for a in batch])
 
 
-def test_backends_terminated_between_steps_are_reconnected(tmp_path: Path,
-                                                           pg_local: str) -> None:
+def test_backends_terminated_between_steps_are_reconnected(tmp_path: Path, pg_local: str) -> None:
     """Killed while idle in the pool (mid-upload): the next step reconnects, nothing fails."""
     before = committed_first(tmp_path)
-    callback = OnState(ItemState.UPLOADING, lambda: count(
-        "faults injected: pg_terminate_backend", terminate_lamin_backends(pg_local) or 1))
+    callback = OnState(
+        ItemState.UPLOADING,
+        lambda: count(
+            "faults injected: pg_terminate_backend", terminate_lamin_backends(pg_local) or 1
+        ),
+    )
     batch = artifacts(make_files(tmp_path / "during", 5, "during"), "during")
     ln.save(batch, callback=callback)
     assert callback.fired.is_set()
@@ -149,6 +157,7 @@ def test_database_outage_during_commit(tmp_path: Path, pg_local: str) -> None:
 
 # -- the storage endpoint goes away ---------------------------------------------------------
 
+
 @pytest.fixture
 def seaweed(tmp_path: Path) -> Iterator[SeaweedServer]:
     server = SeaweedServer(tmp_path / "seaweed")
@@ -157,8 +166,9 @@ def seaweed(tmp_path: Path) -> Iterator[SeaweedServer]:
     server.stop()
 
 
-def test_s3_endpoint_goes_away_mid_upload(tmp_path: Path, pg_url: str,
-                                          seaweed: SeaweedServer) -> None:
+def test_s3_endpoint_goes_away_mid_upload(
+    tmp_path: Path, pg_url: str, seaweed: SeaweedServer
+) -> None:
     """The S3 server is killed while a bulk save uploads (from its progress callback), then
     restarted with its data. Items uploaded before the cut are committed and stay; the rest
     fail with the cause named; repair and a re-run leave everything saved and consistent."""
@@ -186,8 +196,11 @@ def test_s3_endpoint_goes_away_mid_upload(tmp_path: Path, pg_url: str,
     ln.save(batch)  # the same call again saves only what failed
     assert_clean(before + [a.uid for a in batch])
     assert ln.check(deep=True).is_consistent
-    managed = {k.rsplit("/", 1)[1] for k in seaweed.keys(bucket) if "/.lamindb/" in k
-               and "/_meta/" not in k}
+    managed = {
+        k.rsplit("/", 1)[1]
+        for k in seaweed.keys(bucket)
+        if "/.lamindb/" in k and "/_meta/" not in k
+    }
     assert managed == {f"{a.uid}{a.suffix}" for a in ln.Artifact.filter().all()}
 
 

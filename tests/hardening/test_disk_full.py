@@ -46,8 +46,9 @@ def leftovers(managed: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("db", ["sqlite", "pg"])
-def test_storage_fills_up_mid_save(tmp_path: Path, tiny: Path, db: str,
-                                   request: pytest.FixtureRequest) -> None:
+def test_storage_fills_up_mid_save(
+    tmp_path: Path, tiny: Path, db: str, request: pytest.FixtureRequest
+) -> None:
     url = request.getfixturevalue("pg_url") if db == "pg" else None
     ln.init(storage=str(tiny / "data"), db=url)
     managed = tiny / "data" / ".lamindb"
@@ -65,22 +66,26 @@ def test_storage_fills_up_mid_save(tmp_path: Path, tiny: Path, db: str,
     assert leftovers(managed) == [] and free_bytes(managed) == room
 
     # a bulk save that fills the disk part-way: what fits is saved, the rest fails cleanly
-    batch = [ln.Artifact(blob(src, f"part-{i}.bin", 500 * KIB), key=f"parts/{i}.bin")
-             for i in range(4)]
+    batch = [
+        ln.Artifact(blob(src, f"part-{i}.bin", 500 * KIB), key=f"parts/{i}.bin") for i in range(4)
+    ]
     with pytest.raises(ln.SaveError, match=NO_SPACE) as bulk:
         ln.save(batch, max_workers=1)
     count("faults injected: disk full")
     report = bulk.value.report
     assert report.saved and report.failed, report
-    assert all(NO_SPACE in str(exc.__cause__ or exc) or NO_SPACE in str(exc)
-               for _, exc in report.failed)
+    assert all(
+        NO_SPACE in str(exc.__cause__ or exc) or NO_SPACE in str(exc) for _, exc in report.failed
+    )
     assert leftovers(managed) == []
     assert_clean([first.uid] + [a.uid for a in report.saved])
 
     # all or nothing: every byte of the batch is given back
     room = free_bytes(managed)
-    atomic = [ln.Artifact(blob(src, f"atomic-{i}.bin", 300 * KIB), key=f"atomic/{i}.bin")
-              for i in range(3)]
+    atomic = [
+        ln.Artifact(blob(src, f"atomic-{i}.bin", 300 * KIB), key=f"atomic/{i}.bin")
+        for i in range(3)
+    ]
     with pytest.raises(ln.SaveError, match=NO_SPACE):
         ln.save(atomic, atomic=True, max_workers=1)
     count("faults injected: disk full")
@@ -130,8 +135,9 @@ def test_database_and_storage_on_a_full_disk(tmp_path: Path, tiny: Path) -> None
             if state == ItemState.COMMITTING and self.filler is None:
                 self.filler = fill(tiny)
 
-    artifacts = [ln.Artifact(blob(src, f"fits-{i}.bin", 128 * KIB), key=f"fits/{i}.bin")
-                 for i in range(3)]
+    artifacts = [
+        ln.Artifact(blob(src, f"fits-{i}.bin", 128 * KIB), key=f"fits/{i}.bin") for i in range(3)
+    ]
     callback = FillAtCommit()
     with pytest.raises(ln.SaveError) as failed:
         ln.save(artifacts, callback=callback)

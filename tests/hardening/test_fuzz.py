@@ -23,33 +23,113 @@ import lamin_nb as ln
 from lamin_nb.core.instance import current
 from lamin_nb.core.models import COMMITTED
 from lamin_nb.core.rows import count_by_status
-from lamin_nb.core.validate import MAX_KEY_LENGTH, MAX_SECONDS, MAX_WORKERS, is_safe_suffix
 from lamin_nb.core.storage import owner_of_temp
+from lamin_nb.core.validate import MAX_KEY_LENGTH, MAX_SECONDS, MAX_WORKERS, is_safe_suffix
 from tests.support.faults_env import count, snapshot, tree_diff
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LAMIN_NB_FUZZ_EXAMPLES", "100")),
-    derandomize=True, database=None, deadline=None, print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 REFUSALS = (TypeError, ln.ValidationError)
 
 NASTY = [
-    "..", "../x", "x/..", "a/../../b", "./a", "a/./b", "a//b", "/", "/etc/passwd", "//srv/x",
-    "C:/windows", "c:x", "\\\\server\\share", "a\\..\\b", "s3://bucket/x", "file:///etc/passwd",
-    "~", "~/.ssh/id_rsa", "\x00", "a\x00b", "a\nb", "\r", "\t", "\x1b[31mred", "\x7f", "\x85",
-    "\u2028", "\u202e", "evil\u202etxt.exe", "\u2066x\u2069", "\u200b", "\ufeffkey", "\u061c",
-    "\uff0e\uff0e/x", "a\uff0f\uff0e\uff0e\uff0fb", "\u2025/x", "\u2024\u2024/x", "\uff3cx",
-    ".\u0338./x", "e\u0301", "\u0041\u030a", "\u212b", "\ufb01le", "\ud800", "a\udfffb",
-    "'; DROP TABLE lamin_artifact; --", "\" OR 1=1 --", "%", "_", "%_%", "a%", "[x]", "$1",
-    "x" * 10_000, "é" * 600, "/" * 3000, "a/" * 600, " ", " x", "x ", "", "😀/🙂.txt",
+    "..",
+    "../x",
+    "x/..",
+    "a/../../b",
+    "./a",
+    "a/./b",
+    "a//b",
+    "/",
+    "/etc/passwd",
+    "//srv/x",
+    "C:/windows",
+    "c:x",
+    "\\\\server\\share",
+    "a\\..\\b",
+    "s3://bucket/x",
+    "file:///etc/passwd",
+    "~",
+    "~/.ssh/id_rsa",
+    "\x00",
+    "a\x00b",
+    "a\nb",
+    "\r",
+    "\t",
+    "\x1b[31mred",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u202e",
+    "evil\u202etxt.exe",
+    "\u2066x\u2069",
+    "\u200b",
+    "\ufeffkey",
+    "\u061c",
+    "\uff0e\uff0e/x",
+    "a\uff0f\uff0e\uff0e\uff0fb",
+    "\u2025/x",
+    "\u2024\u2024/x",
+    "\uff3cx",
+    ".\u0338./x",
+    "e\u0301",
+    "\u0041\u030a",
+    "\u212b",
+    "\ufb01le",
+    "\ud800",
+    "a\udfffb",
+    "'; DROP TABLE lamin_artifact; --",
+    '" OR 1=1 --',
+    "%",
+    "_",
+    "%_%",
+    "a%",
+    "[x]",
+    "$1",
+    "x" * 10_000,
+    "é" * 600,
+    "/" * 3000,
+    "a/" * 600,
+    " ",
+    " x",
+    "x ",
+    "",
+    "😀/🙂.txt",
 ]
 
 
 def hostile_text() -> st.SearchStrategy[str]:
-    segment = st.sampled_from(["..", ".", "", "a", "\uff0e\uff0e", "\u2025", "%", "_", "'",
-                               "x\u0301", "\u202e", "\x00", "\\", "~", "C:", "s3:", "😀"])
+    segment = st.sampled_from(
+        [
+            "..",
+            ".",
+            "",
+            "a",
+            "\uff0e\uff0e",
+            "\u2025",
+            "%",
+            "_",
+            "'",
+            "x\u0301",
+            "\u202e",
+            "\x00",
+            "\\",
+            "~",
+            "C:",
+            "s3:",
+            "😀",
+        ]
+    )
     joined = st.lists(segment, min_size=1, max_size=6).map("/".join)
     return st.one_of(
         st.sampled_from(NASTY),
@@ -63,6 +143,7 @@ def hostile_text() -> st.SearchStrategy[str]:
 
 def junk() -> st.SearchStrategy[Any]:
     """Values of the wrong type for nearly any argument."""
+
     class Explodes:
         """str(), bool() and len() fail; repr() works so hypothesis can show the case."""
 
@@ -83,16 +164,27 @@ def junk() -> st.SearchStrategy[Any]:
             return 42
 
     return st.one_of(
-        st.integers(), st.floats(allow_nan=True), st.binary(max_size=20), st.booleans(),
-        st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(),
-                                                             max_size=2),
-        st.sets(st.integers(), max_size=2), st.tuples(st.text(max_size=3)), st.complex_numbers(),
-        st.just(object()), st.just(Explodes()), st.just(BadPath()), st.just(math.inf),
-        st.just(NotImplemented), st.just(Ellipsis), st.just(type),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.binary(max_size=20),
+        st.booleans(),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.sets(st.integers(), max_size=2),
+        st.tuples(st.text(max_size=3)),
+        st.complex_numbers(),
+        st.just(object()),
+        st.just(Explodes()),
+        st.just(BadPath()),
+        st.just(math.inf),
+        st.just(NotImplemented),
+        st.just(Ellipsis),
+        st.just(type),
     )
 
 
 # -- fixtures ------------------------------------------------------------------------------
+
 
 class Sandbox:
     """An instance deep inside tmp_path, so escapes by a few '..' still land in the snapshot."""
@@ -155,8 +247,9 @@ def assert_clear(exc: BaseException) -> None:
     assert all(ch.isprintable() or ch == "\n" for ch in message), repr(message)
 
 
-def attempt(fn: Any, *args: Any, refusals: tuple[type[BaseException], ...] = REFUSALS,
-            **kwargs: Any) -> tuple[bool, Any]:
+def attempt(
+    fn: Any, *args: Any, refusals: tuple[type[BaseException], ...] = REFUSALS, **kwargs: Any
+) -> tuple[bool, Any]:
     """(True, result) or (False, the refusal); anything else fails the test."""
     count("fuzz cases run")
     try:
@@ -178,6 +271,7 @@ def assert_safe_key(key: str) -> None:
 
 # -- keys, descriptions, file names and paths -----------------------------------------------
 
+
 @FUZZ
 @given(key=hostile_text())
 def test_hostile_keys(sandbox: Sandbox, key: str) -> None:
@@ -190,8 +284,9 @@ def test_hostile_keys(sandbox: Sandbox, key: str) -> None:
         count("fuzz saves that succeeded")
         got = ln.Artifact.get(artifact.uid)
         assert got.key == key and ln.Artifact.get(key).uid == artifact.uid
-        assert (sandbox.managed / f"{artifact.uid}{artifact.suffix}").read_bytes() == \
-            source.read_bytes()
+        assert (
+            sandbox.managed / f"{artifact.uid}{artifact.suffix}"
+        ).read_bytes() == source.read_bytes()
     sandbox.assert_untouched(before)
     sandbox.assert_consistent()
 
@@ -212,12 +307,37 @@ def test_hostile_descriptions(sandbox: Sandbox, description: str) -> None:
 
 
 file_names = st.one_of(
-    st.sampled_from(["..x", "x..", "...", "a.tar.gz", ".hidden.txt", "x.TXT", "x.txt\n",
-                     "x.\u202etxt", "x.t\u0301xt", "x.\uff54xt", "x.ab-c_d", "x." + "a" * 17,
-                     "evil\u202egpj.exe", "'; DROP TABLE x; --.csv", "x\\..\\y.bin", "%_%.h5ad",
-                     "\x1b[2J.txt", "x.\x7f", "noext", "x.", "e\u0301.txt", "😀.parquet"]),
-    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="/\x00"),
-            min_size=1, max_size=60),
+    st.sampled_from(
+        [
+            "..x",
+            "x..",
+            "...",
+            "a.tar.gz",
+            ".hidden.txt",
+            "x.TXT",
+            "x.txt\n",
+            "x.\u202etxt",
+            "x.t\u0301xt",
+            "x.\uff54xt",
+            "x.ab-c_d",
+            "x." + "a" * 17,
+            "evil\u202egpj.exe",
+            "'; DROP TABLE x; --.csv",
+            "x\\..\\y.bin",
+            "%_%.h5ad",
+            "\x1b[2J.txt",
+            "x.\x7f",
+            "noext",
+            "x.",
+            "e\u0301.txt",
+            "😀.parquet",
+        ]
+    ),
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="/\x00"),
+        min_size=1,
+        max_size=60,
+    ),
 ).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 255)
 
 
@@ -226,8 +346,9 @@ file_names = st.one_of(
 def test_hostile_file_names(sandbox: Sandbox, name: str) -> None:
     folder = sandbox.files / f"n{sandbox.n}"
     folder.mkdir()
-    source = sandbox.file(b"named " + name.encode("utf-8", "surrogatepass"),
-                          name=f"{folder.name}/{name}")
+    source = sandbox.file(
+        b"named " + name.encode("utf-8", "surrogatepass"), name=f"{folder.name}/{name}"
+    )
     before = sandbox.snap()
     ok, artifact = attempt(ln.Artifact, source)
     if ok:
@@ -241,8 +362,13 @@ def test_hostile_file_names(sandbox: Sandbox, name: str) -> None:
 
 
 @FUZZ
-@given(path=st.one_of(hostile_text(), st.sampled_from(["../files/f1.bin", "./../files/f1.bin"]),
-                      st.sampled_from(["", "file://", "~/"]).map(lambda p: p + "files/f1.bin")))
+@given(
+    path=st.one_of(
+        hostile_text(),
+        st.sampled_from(["../files/f1.bin", "./../files/f1.bin"]),
+        st.sampled_from(["", "file://", "~/"]).map(lambda p: p + "files/f1.bin"),
+    )
+)
 def test_hostile_source_paths(sandbox: Sandbox, path: str) -> None:
     if not (sandbox.files / "f1.bin").exists():
         sandbox.file(name="f1.bin")
@@ -258,8 +384,10 @@ def test_hostile_source_paths(sandbox: Sandbox, path: str) -> None:
 
 
 @FUZZ
-@given(names=st.lists(file_names, min_size=1, max_size=4, unique=True), key=st.one_of(
-    st.none(), hostile_text()))
+@given(
+    names=st.lists(file_names, min_size=1, max_size=4, unique=True),
+    key=st.one_of(st.none(), hostile_text()),
+)
 def test_hostile_from_dir(sandbox: Sandbox, names: list[str], key: str | None) -> None:
     folder = sandbox.files / f"dir{sandbox.n}"
     sandbox.n += 1
@@ -280,6 +408,7 @@ def test_hostile_from_dir(sandbox: Sandbox, names: list[str], key: str | None) -
 
 # -- wrong types in every public API ---------------------------------------------------------
 
+
 def _is_bool(v: Any) -> bool:
     return isinstance(v, bool)
 
@@ -289,8 +418,12 @@ def _is_int(v: Any, low: float = -(2**63), high: float = 2**63 - 1) -> bool:
 
 
 def _is_seconds(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            and 0 <= v <= MAX_SECONDS)
+    return (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and 0 <= v <= MAX_SECONDS
+    )
 
 
 def _is_str_list(v: Any) -> bool:
@@ -313,19 +446,26 @@ def _api_calls(box: Sandbox, value: Any) -> list[Call]:
     return [
         ("Artifact(path)", lambda: ln.Artifact(value), REFUSALS, _never),
         ("Artifact(key)", lambda: ln.Artifact(source, key=value), REFUSALS, _never),
-        ("Artifact(description)", lambda: ln.Artifact(source, description=value), REFUSALS,
-         _never),
+        ("Artifact(description)", lambda: ln.Artifact(source, description=value), REFUSALS, _never),
         ("from_df", lambda: ln.Artifact.from_df(value), REFUSALS, _never),
         ("from_anndata", lambda: ln.Artifact.from_anndata(value), REFUSALS, _never),
         ("from_dir", lambda: ln.Artifact.from_dir(value), REFUSALS, _never),
         ("from_dir(key)", lambda: ln.Artifact.from_dir(box.files, key=value), REFUSALS, _never),
-        ("save(records)", lambda: ln.save(value), REFUSALS,
-         lambda v: isinstance(v, (list, tuple, set, dict)) and not v),
+        (
+            "save(records)",
+            lambda: ln.save(value),
+            REFUSALS,
+            lambda v: isinstance(v, (list, tuple, set, dict)) and not v,
+        ),
         ("save([a, value])", lambda: ln.save([unsaved, value]), REFUSALS, _never),
         ("save(atomic)", lambda: ln.save([unsaved], atomic=value), REFUSALS, _is_bool),
         ("save(callback)", lambda: ln.save([unsaved], callback=value), REFUSALS, _never),
-        ("save(max_workers)", lambda: ln.save([unsaved], max_workers=value), REFUSALS,
-         lambda v: _is_int(v, 1, MAX_WORKERS)),
+        (
+            "save(max_workers)",
+            lambda: ln.save([unsaved], max_workers=value),
+            REFUSALS,
+            lambda v: _is_int(v, 1, MAX_WORKERS),
+        ),
         ("artifact.save(callback)", lambda: unsaved.save(callback=value), REFUSALS, _never),
         ("filter(key=)", lambda: all_(key=value).all(), REFUSALS, _never),
         ("filter(size=)", lambda: all_(size=value).all(), REFUSALS, _is_int),
@@ -333,22 +473,28 @@ def _api_calls(box: Sandbox, value: Any) -> list[Call]:
         ("filter(is_latest=)", lambda: all_(is_latest=value).all(), REFUSALS, _is_bool),
         ("filter(created_at__lt=)", lambda: all_(created_at__lt=value).all(), REFUSALS, _never),
         ("filter(key__in=)", lambda: all_(key__in=value).all(), REFUSALS, _is_str_list),
-        ("filter(key__startswith=)", lambda: all_(key__startswith=value).all(), REFUSALS,
-         _never),
+        ("filter(key__startswith=)", lambda: all_(key__startswith=value).all(), REFUSALS, _never),
         ("filter(hash__contains=)", lambda: all_(hash__contains=value).count(), REFUSALS, _never),
         ("get", lambda: ln.Artifact.get(value), lookups, _never),
         ("delete(permanent)", lambda: unsaved.delete(permanent=value), lookups, _never),
         ("check(deep)", lambda: ln.check(deep=value), REFUSALS, _is_bool),
         ("repair(dry_run)", lambda: ln.repair(dry_run=value), REFUSALS, _is_bool),
         ("repair(grace_seconds)", lambda: ln.repair(grace_seconds=value), REFUSALS, _is_seconds),
-        ("repair(purge, retention)", lambda: ln.repair(purge=True, retention_seconds=value),
-         REFUSALS, _is_seconds),
+        (
+            "repair(purge, retention)",
+            lambda: ln.repair(purge=True, retention_seconds=value),
+            REFUSALS,
+            _is_seconds,
+        ),
         ("init(storage)", lambda: ln.init(storage=value), REFUSALS, _never),
         ("init(db)", lambda: ln.init(storage=str(box.storage), db=value), REFUSALS, _never),
         ("init(name)", lambda: ln.init(storage=str(box.storage), name=value), REFUSALS, _never),
-        ("init(storage_options)", lambda: ln.init(storage=str(box.storage),
-                                                  storage_options=value), REFUSALS,
-         lambda v: isinstance(v, dict)),
+        (
+            "init(storage_options)",
+            lambda: ln.init(storage=str(box.storage), storage_options=value),
+            REFUSALS,
+            lambda v: isinstance(v, dict),
+        ),
         ("connect(name)", lambda: ln.connect(value), (*REFUSALS, ln.InstanceError), _never),
     ]
 
@@ -369,8 +515,9 @@ def test_wrong_types_in_every_api(sandbox: Sandbox, value: Any, which: int) -> N
 
 @FUZZ
 @given(junk_items=st.lists(junk(), min_size=1, max_size=3), where=st.integers(0, 3))
-def test_records_of_wrong_types_write_nothing(sandbox: Sandbox, junk_items: list[Any],
-                                              where: int) -> None:
+def test_records_of_wrong_types_write_nothing(
+    sandbox: Sandbox, junk_items: list[Any], where: int
+) -> None:
     """The seed's second scenario, generalised: a TypeError naming the index, nothing saved."""
     good = [ln.Artifact(sandbox.file()) for _ in range(2)]
     records: list[Any] = list(good)
@@ -390,8 +537,15 @@ def test_records_of_wrong_types_write_nothing(sandbox: Sandbox, junk_items: list
 
 # -- queries: SQL metacharacters match literally --------------------------------------------
 
-META_KEYS = ["100%/a.csv", "100_/b.csv", "x'y/c.csv", 'q"uote/d.csv', "semi;colon/e.csv",
-             "star*/f.csv", "plain/g.csv"]
+META_KEYS = [
+    "100%/a.csv",
+    "100_/b.csv",
+    "x'y/c.csv",
+    'q"uote/d.csv',
+    "semi;colon/e.csv",
+    "star*/f.csv",
+    "plain/g.csv",
+]
 
 
 @pytest.fixture
@@ -401,20 +555,43 @@ def meta_instance(sandbox: Sandbox) -> Sandbox:
 
 
 @FUZZ
-@given(needle=st.one_of(st.sampled_from(["%", "_", "'", '"', ";", "*", "100%", "100_", "x'",
-                                         "' OR '1'='1", "%' --", "\\", "[a-z]"]),
-                        st.text(max_size=6)),
-       lookup=st.sampled_from(["startswith", "contains", "", "in"]))
-def test_query_metacharacters_match_literally(meta_instance: Sandbox, needle: str,
-                                              lookup: str) -> None:
+@given(
+    needle=st.one_of(
+        st.sampled_from(
+            [
+                "%",
+                "_",
+                "'",
+                '"',
+                ";",
+                "*",
+                "100%",
+                "100_",
+                "x'",
+                "' OR '1'='1",
+                "%' --",
+                "\\",
+                "[a-z]",
+            ]
+        ),
+        st.text(max_size=6),
+    ),
+    lookup=st.sampled_from(["startswith", "contains", "", "in"]),
+)
+def test_query_metacharacters_match_literally(
+    meta_instance: Sandbox, needle: str, lookup: str
+) -> None:
     arg = {"": "key", "in": "key__in"}.get(lookup, f"key__{lookup}")
     value: Any = [needle] if lookup == "in" else needle
     ok, found = attempt(lambda: ln.Artifact.filter(**{arg: value}).all())
     if not ok:
         assert "\x00" in needle or any(unicodedata.category(c) == "Cs" for c in needle)
         return
-    expected = {k for k in META_KEYS if {"startswith": k.startswith(needle),
-                                         "contains": needle in k}.get(lookup, k == needle)}
+    expected = {
+        k
+        for k in META_KEYS
+        if {"startswith": k.startswith(needle), "contains": needle in k}.get(lookup, k == needle)
+    }
     assert {a.key for a in found} == expected
     ok, got = attempt(ln.Artifact.get, needle, refusals=(*REFUSALS, ln.NotFoundError))
     assert ok == (needle in META_KEYS)
@@ -423,10 +600,10 @@ def test_query_metacharacters_match_literally(meta_instance: Sandbox, needle: st
 
 # -- bulk: the same hostile inputs on PostgreSQL -----------------------------------------------
 
+
 @settings(FUZZ, max_examples=max(20, FUZZ.max_examples // 4))
 @given(key=hostile_text(), description=hostile_text())
-def test_hostile_input_on_postgres(tmp_path: Path, pg_url: str, key: str,
-                                   description: str) -> None:
+def test_hostile_input_on_postgres(tmp_path: Path, pg_url: str, key: str, description: str) -> None:
     if current_db_url() != pg_url:
         ln.init(storage=str(tmp_path / "pg-storage"), db=pg_url)
     source = tmp_path / "pg-src.bin"
@@ -457,10 +634,33 @@ def _plain_url(url: str) -> str:
 
 # -- the magics, in a real IPython shell ------------------------------------------------------
 
-MAGICS = ["lamin_save", "lamin_ls", "lamin_check", "lamin_repair", "lamin_init",
-          "lamin_connect", "lamin_upload"]
-FLAGS = ["--key", "--description", "--atomic", "--no-progress", "--limit", "--deep", "--auto",
-         "--apply", "--grace", "--mark-lost", "--db", "--name", "-h", "--help", "--", "-"]
+MAGICS = [
+    "lamin_save",
+    "lamin_ls",
+    "lamin_check",
+    "lamin_repair",
+    "lamin_init",
+    "lamin_connect",
+    "lamin_upload",
+]
+FLAGS = [
+    "--key",
+    "--description",
+    "--atomic",
+    "--no-progress",
+    "--limit",
+    "--deep",
+    "--auto",
+    "--apply",
+    "--grace",
+    "--mark-lost",
+    "--db",
+    "--name",
+    "-h",
+    "--help",
+    "--",
+    "-",
+]
 
 
 def _harmless(token: str) -> bool:
@@ -470,9 +670,32 @@ def _harmless(token: str) -> bool:
 
 magic_tokens = st.one_of(
     st.sampled_from(FLAGS),
-    st.sampled_from(["junk_value", "good_df", "good_path", "../files/f1.bin", "../files/*.bin",
-                     "-1", "0", "nan", "inf", "1e309", "1e-300", "'", '"', "\\", "$x", "{x}",
-                     "`id`", "$(id)", ";", "&&", "|", "#"]),
+    st.sampled_from(
+        [
+            "junk_value",
+            "good_df",
+            "good_path",
+            "../files/f1.bin",
+            "../files/*.bin",
+            "-1",
+            "0",
+            "nan",
+            "inf",
+            "1e309",
+            "1e-300",
+            "'",
+            '"',
+            "\\",
+            "$x",
+            "{x}",
+            "`id`",
+            "$(id)",
+            ";",
+            "&&",
+            "|",
+            "#",
+        ]
+    ),
     hostile_text().filter(_harmless),
 )
 
@@ -487,10 +710,15 @@ def shell() -> Any:
 
 
 @FUZZ
-@given(magic=st.sampled_from(MAGICS), tokens=st.lists(magic_tokens, max_size=5),
-       quote=st.booleans(), value=junk())
-def test_hostile_magic_lines(sandbox: Sandbox, shell: Any, magic: str, tokens: list[str],
-                             quote: bool, value: Any) -> None:
+@given(
+    magic=st.sampled_from(MAGICS),
+    tokens=st.lists(magic_tokens, max_size=5),
+    quote=st.booleans(),
+    value=junk(),
+)
+def test_hostile_magic_lines(
+    sandbox: Sandbox, shell: Any, magic: str, tokens: list[str], quote: bool, value: Any
+) -> None:
     import shlex
 
     import pandas as pd
@@ -500,8 +728,11 @@ def test_hostile_magic_lines(sandbox: Sandbox, shell: Any, magic: str, tokens: l
 
     if not (sandbox.files / "f1.bin").exists():
         sandbox.file(name="f1.bin")
-    shell.user_ns.update(junk_value=value, good_df=pd.DataFrame({"a": [sandbox.n]}),
-                         good_path=str(sandbox.files / "f1.bin"))
+    shell.user_ns.update(
+        junk_value=value,
+        good_df=pd.DataFrame({"a": [sandbox.n]}),
+        good_path=str(sandbox.files / "f1.bin"),
+    )
     line = " ".join(shlex.quote(t) if quote else t for t in tokens)
     if magic == "lamin_init":  # the storage is the sandbox's: the rest is hostile
         line = f"--storage {shlex.quote(str(sandbox.storage))} {line}"

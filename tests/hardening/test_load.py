@@ -30,13 +30,22 @@ def load_module() -> ModuleType:
 
 
 def test_concurrent_writers_with_random_failures_lose_nothing(
-        tmp_path: Path, pg_url: str, s3_server: MotoServer) -> None:
+    tmp_path: Path, pg_url: str, s3_server: MotoServer
+) -> None:
     load = load_module()
     bucket = s3_server.new_bucket()
     inst = ln.init(storage=f"s3://{bucket}/team", db=pg_url)
     load.deny_first_chars(s3_server.client(), bucket, "team/.lamindb/")
-    plan = load.Plan(procs=4, saves=25, n_content=100, n_keys=12, fault_rate=0.15, kill=True,
-                     seed=11, lease_seconds=4)
+    plan = load.Plan(
+        procs=4,
+        saves=25,
+        n_content=100,
+        n_keys=12,
+        fault_rate=0.15,
+        kill=True,
+        seed=11,
+        lease_seconds=4,
+    )
     pool = load.make_pool(tmp_path / "pool", plan)
     env = {**os.environ, "LAMIN_NB_INSTANCE": inst.name}
     outcome = load.run_workers(plan, pool, tmp_path / "records", env)
@@ -55,7 +64,9 @@ def test_concurrent_writers_with_random_failures_lose_nothing(
     count("load test: save calls", outcome.calls)
     count("load test: faults injected", outcome.faults_injected)
     count("load test: committed artifacts lost", len(result["lost"]))
-    note("load test (4 processes x 25 saves, PostgreSQL + S3)",
-         f"{outcome.items / outcome.seconds:.1f} items/s, {outcome.calls} calls, "
-         f"{outcome.committed_items} items committed, {outcome.failed_items} failed, "
-         f"{outcome.faults_injected} faults, lost {len(result['lost'])}")
+    note(
+        "load test (4 processes x 25 saves, PostgreSQL + S3)",
+        f"{outcome.items / outcome.seconds:.1f} items/s, {outcome.calls} calls, "
+        f"{outcome.committed_items} items committed, {outcome.failed_items} failed, "
+        f"{outcome.faults_injected} faults, lost {len(result['lost'])}",
+    )

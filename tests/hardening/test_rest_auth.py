@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,17 +49,17 @@ def implemented(route: str, method: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           s3_server: MotoServer) -> Iterator[dict[str, Any]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: MotoServer
+) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("rest-hardening")
     home = tmp / "lamin-home"
     db = create_pg_database()
     bucket = s3_server.new_bucket()
-    env = isolated_env(tmp / "jhome", LAMIN_NB_HOME=str(home),
-                       AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET)
+    env = isolated_env(tmp / "jhome", LAMIN_NB_HOME=str(home), AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET)
     code = textwrap.dedent(f"""
         import lamin_nb as ln
-        ln.init(storage="s3://{bucket}/rest", db={db.replace('postgres@', f'postgres:{PG_PW}@')!r},
+        ln.init(storage="s3://{bucket}/rest", db={db.replace("postgres@", f"postgres:{PG_PW}@")!r},
                 storage_options={{"key": "testing", "secret": {S3_OPT_SECRET!r}}})
         for i in range(3):
             path = {str(tmp)!r} + f"/f{{i}}.txt"
@@ -68,8 +67,12 @@ def server(tmp_path_factory: pytest.TempPathFactory,
             ln.Artifact(path, key=f"raw/f{{i}}.txt").save()
     """)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
-    proc = JupyterProcess(tmp, tmp / "jhome", env, extra_args=[
-        "--ServerApp.jpserver_extensions=lamin_nb.jupyter.server=True"])
+    proc = JupyterProcess(
+        tmp,
+        tmp / "jhome",
+        env,
+        extra_args=["--ServerApp.jpserver_extensions=lamin_nb.jupyter.server=True"],
+    )
     proc.start()
     try:
         yield {"proc": proc, "db": db, "bucket": bucket, "s3": s3_server}
@@ -102,6 +105,7 @@ def assert_no_data(response: requests.Response) -> None:
 
 
 # -- authentication ---------------------------------------------------------------------------
+
 
 def bad_credentials(server: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     good = server["proc"].token
@@ -136,11 +140,20 @@ def test_every_route_and_method_refuses_bad_credentials(server: dict[str, Any]) 
     count("REST unauthenticated attempts refused", tried)
 
 
-@pytest.mark.parametrize("path", [
-    "lamin/api/artifacts/", "lamin/api//artifacts", "lamin//api/artifacts",
-    "lamin/api/./artifacts", "lamin/api/x/../artifacts", "lamin/api/%61rtifacts",
-    "lamin/api/artifacts%2F", "LAMIN/API/ARTIFACTS", "lamin/api/artifacts;token=x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "lamin/api/artifacts/",
+        "lamin/api//artifacts",
+        "lamin//api/artifacts",
+        "lamin/api/./artifacts",
+        "lamin/api/x/../artifacts",
+        "lamin/api/%61rtifacts",
+        "lamin/api/artifacts%2F",
+        "LAMIN/API/ARTIFACTS",
+        "lamin/api/artifacts;token=x",
+    ],
+)
 def test_path_tricks_never_bypass_authentication(server: dict[str, Any], path: str) -> None:
     r = call("GET", f"{server['proc'].base}/{path}")
     if r.status_code in (301, 302):  # e.g. a trailing slash: redirected within this server
@@ -153,8 +166,11 @@ def test_path_tricks_never_bypass_authentication(server: dict[str, Any], path: s
 
 def test_forged_host_header_is_refused(server: dict[str, Any]) -> None:
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host."""
-    r = call("GET", url(server, "artifacts"),
-             headers={**token(server), "Host": f"evil.example:{server['proc'].port}"})
+    r = call(
+        "GET",
+        url(server, "artifacts"),
+        headers={**token(server), "Host": f"evil.example:{server['proc'].port}"},
+    )
     assert r.status_code == 403
     assert_no_data(r)
 
@@ -172,8 +188,7 @@ def test_cross_origin_request_with_the_login_cookie_is_refused(server: dict[str,
     session = login_session(server)
     mine = session.get(url(server, "artifacts"), timeout=60)
     assert mine.status_code == 200
-    r = session.get(url(server, "artifacts"), headers={"Origin": "http://evil.example"},
-                    timeout=60)
+    r = session.get(url(server, "artifacts"), headers={"Origin": "http://evil.example"}, timeout=60)
     SEEN.append(("cross-origin GET", r.text))
     assert r.status_code in (403, 404)
     assert_no_data(r)
@@ -181,6 +196,7 @@ def test_cross_origin_request_with_the_login_cookie_is_refused(server: dict[str,
 
 
 # -- POST repair and XSRF ------------------------------------------------------------------------
+
 
 def plant_orphan(server: dict[str, Any]) -> str:
     key = "rest/.lamindb/ZZorphanZZZZZZZZ0000.bin"
@@ -202,17 +218,28 @@ def test_repair_needs_xsrf_with_cookie_authentication(server: dict[str, Any]) ->
     target = url(server, "repair")
     refused = [
         ("no xsrf", session.post(target, json=apply, timeout=60)),
-        ("wrong xsrf header", session.post(target, json=apply, timeout=60,
-                                           headers={"X-XSRFToken": "forged"})),
-        ("xsrf of another session", session.post(target, json=apply, timeout=60,
-                                                 headers={"X-XSRFToken": other_xsrf})),
-        ("query parameters only", session.post(target, params={"apply": "true",
-                                                               "grace_seconds": "0"},
-                                               timeout=60)),
-        ("form post, as a page on another site would", session.post(
-            target, data={"apply": "true", "grace_seconds": "0"}, timeout=60)),
-        ("text/plain body", session.post(target, data=json.dumps(apply), timeout=60,
-                                         headers={"Content-Type": "text/plain"})),
+        (
+            "wrong xsrf header",
+            session.post(target, json=apply, timeout=60, headers={"X-XSRFToken": "forged"}),
+        ),
+        (
+            "xsrf of another session",
+            session.post(target, json=apply, timeout=60, headers={"X-XSRFToken": other_xsrf}),
+        ),
+        (
+            "query parameters only",
+            session.post(target, params={"apply": "true", "grace_seconds": "0"}, timeout=60),
+        ),
+        (
+            "form post, as a page on another site would",
+            session.post(target, data={"apply": "true", "grace_seconds": "0"}, timeout=60),
+        ),
+        (
+            "text/plain body",
+            session.post(
+                target, data=json.dumps(apply), timeout=60, headers={"Content-Type": "text/plain"}
+            ),
+        ),
     ]
     for label, r in refused:
         SEEN.append((f"repair {label}", r.text))
@@ -224,8 +251,7 @@ def test_repair_needs_xsrf_with_cookie_authentication(server: dict[str, Any]) ->
     assert orphan_exists(server, orphan), "a refused request must change nothing"
     count("REST forged repair requests refused", len(refused) + 1)
 
-    dry = session.post(target, json={"grace_seconds": 0}, headers={"X-XSRFToken": xsrf},
-                       timeout=60)
+    dry = session.post(target, json={"grace_seconds": 0}, headers={"X-XSRFToken": xsrf}, timeout=60)
     assert dry.status_code == 200 and dry.json()["dry_run"] is True
     assert orphan_exists(server, orphan)
     done = call("POST", target, json=apply, headers=token(server))  # a token is not CSRF-able
@@ -237,33 +263,92 @@ def test_repair_needs_xsrf_with_cookie_authentication(server: dict[str, Any]) ->
 # -- parameters ----------------------------------------------------------------------------------
 
 HOSTILE = st.one_of(
-    st.sampled_from(["", "0", "-1", "1e309", "nan", "inf", "-inf", "9" * 40, "0x10", " 5",
-                     "5 ", "1_000", "true", "TRUE", "yes", "\x00", "a\x00b", "../..", "%", "_",
-                     "'; DROP TABLE lamin_artifact; --", "\u202e", "é" * 3000, "x" * 10_000]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e309",
+            "nan",
+            "inf",
+            "-inf",
+            "9" * 40,
+            "0x10",
+            " 5",
+            "5 ",
+            "1_000",
+            "true",
+            "TRUE",
+            "yes",
+            "\x00",
+            "a\x00b",
+            "../..",
+            "%",
+            "_",
+            "'; DROP TABLE lamin_artifact; --",
+            "\u202e",
+            "é" * 3000,
+            "x" * 10_000,
+        ]
+    ),
     st.text(max_size=30),
 )
 
 
-@settings(max_examples=int(os.environ.get("LAMIN_NB_FUZZ_EXAMPLES", "100")), derandomize=True,
-          database=None, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(route=st.sampled_from(["artifacts", "consistency", "repair"]),
-       params=st.dictionaries(st.sampled_from(["limit", "offset", "key_prefix", "deep",
-                                               "grace_seconds", "mark_lost", "apply", "other"]),
-                              HOSTILE, max_size=3),
-       body=st.one_of(st.none(), HOSTILE, st.recursive(
-           st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=10),
-           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-               st.sampled_from(["apply", "grace_seconds", "mark_lost", "x"]), inner,
-               max_size=3), max_leaves=6).map(json.dumps)))
-def test_hostile_parameters_get_400_never_500(server: dict[str, Any], route: str,
-                                              params: dict[str, str], body: str | None) -> None:
+@settings(
+    max_examples=int(os.environ.get("LAMIN_NB_FUZZ_EXAMPLES", "100")),
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from(["artifacts", "consistency", "repair"]),
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "limit",
+                "offset",
+                "key_prefix",
+                "deep",
+                "grace_seconds",
+                "mark_lost",
+                "apply",
+                "other",
+            ]
+        ),
+        HOSTILE,
+        max_size=3,
+    ),
+    body=st.one_of(
+        st.none(),
+        HOSTILE,
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=10),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["apply", "grace_seconds", "mark_lost", "x"]), inner, max_size=3
+                )
+            ),
+            max_leaves=6,
+        ).map(json.dumps),
+    ),
+)
+def test_hostile_parameters_get_400_never_500(
+    server: dict[str, Any], route: str, params: dict[str, str], body: str | None
+) -> None:
     method = "POST" if route == "repair" else "GET"
     if method == "POST" and body is not None and '"apply": true' in body:
         body = body.replace('"apply": true', '"apply": false')  # fuzz the parser, not repair
     params.pop("apply", None) if method == "POST" else None
-    r = call(method, url(server, route), params=params, headers=token(server),
-             data=body if method == "POST" else None)
+    r = call(
+        method,
+        url(server, route),
+        params=params,
+        headers=token(server),
+        data=body if method == "POST" else None,
+    )
     count("REST fuzz cases")
     assert r.status_code in (200, 400), (route, params, body, r.status_code, r.text[:300])
     payload = r.json()
@@ -275,6 +360,7 @@ def test_hostile_parameters_get_400_never_500(server: dict[str, Any], route: str
 
 
 # -- outages and secrets -------------------------------------------------------------------------
+
 
 def test_database_outage_gives_a_masked_json_error(server: dict[str, Any]) -> None:
     allow_connections(server["db"], False)

@@ -32,8 +32,17 @@ PG_PW = "pgpw-PLANTED-5b7e01"
 S3_ENV_SECRET = "s3env-PLANTED-91c4aa"
 S3_OPT_SECRET = "s3opt-PLANTED-2d8aff"
 SECRETS = (PG_PW, S3_ENV_SECRET, S3_OPT_SECRET)
-LOGGERS = ("lamin_nb", "sqlalchemy", "alembic", "psycopg", "botocore", "aiobotocore", "s3fs",
-           "fsspec", "urllib3")
+LOGGERS = (
+    "lamin_nb",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "botocore",
+    "aiobotocore",
+    "s3fs",
+    "fsspec",
+    "urllib3",
+)
 
 
 class Outputs:
@@ -67,8 +76,9 @@ class Outputs:
             self.add(f"log {record.name}", formatter.format(record))
 
     def assert_no_secret(self) -> None:
-        leaks = [(label, secret) for label, text in self.items for secret in SECRETS
-                 if secret in text]
+        leaks = [
+            (label, secret) for label, text in self.items for secret in SECRETS if secret in text
+        ]
         count("secret scan: outputs checked", len(self.items))
         assert not leaks, leaks[:10]
         assert len(self.items) > 20
@@ -94,25 +104,37 @@ def pg_url_with_password(pg_url: str) -> str:
     return pg_url.replace("postgres@", f"postgres:{PG_PW}@")
 
 
-def test_no_secret_in_reprs_errors_logs_and_cli(tmp_path: Path, pg_url: str,
-                                               planted_s3: MotoServer, outputs: Outputs,
-                                               caplog: pytest.LogCaptureFixture,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_secret_in_reprs_errors_logs_and_cli(
+    tmp_path: Path,
+    pg_url: str,
+    planted_s3: MotoServer,
+    outputs: Outputs,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     bucket = planted_s3.new_bucket()
     db = pg_url_with_password(pg_url)
-    inst = ln.init(storage=f"s3://{bucket}/team", db=db,
-                   storage_options={"key": "testing", "secret": S3_OPT_SECRET})
+    inst = ln.init(
+        storage=f"s3://{bucket}/team",
+        db=db,
+        storage_options={"key": "testing", "secret": S3_OPT_SECRET},
+    )
     # the secrets are really in use (kept privately), so their absence below means something
     private = json.dumps(inst.settings.to_json())
     assert PG_PW in private and S3_OPT_SECRET in private
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == S3_ENV_SECRET
-    for label, value in [("instance", inst), ("settings", inst.settings), ("db", inst.db),
-                         ("storage", inst.storage), ("ln.settings", ln.settings),
-                         ("ln.settings.storage", ln.settings.storage),
-                         ("ln.settings.storage.root", ln.settings.storage.root),
-                         ("ln.settings.db", ln.settings.db),
-                         ("ln.settings.instance", ln.settings.instance),
-                         ("engine", inst.db.engine)]:
+    for label, value in [
+        ("instance", inst),
+        ("settings", inst.settings),
+        ("db", inst.db),
+        ("storage", inst.storage),
+        ("ln.settings", ln.settings),
+        ("ln.settings.storage", ln.settings.storage),
+        ("ln.settings.storage.root", ln.settings.storage.root),
+        ("ln.settings.db", ln.settings.db),
+        ("ln.settings.instance", ln.settings.instance),
+        ("engine", inst.db.engine),
+    ]:
         outputs.add(label, value)
         outputs.add(f"str {label}", str(value))
 
@@ -139,8 +161,10 @@ def _saves_and_failures(tmp_path: Path, s3: MotoServer, bucket: str, outputs: Ou
     s3.deny(bucket, "s3:PutObject", "team/.lamindb/")
     try:
         with pytest.raises(ln.SaveError) as failed:
-            ln.save([ln.Artifact(p, key=f"bulk/{p.name}") for p in files[1:]],
-                    callback=TextProgress(progress))
+            ln.save(
+                [ln.Artifact(p, key=f"bulk/{p.name}") for p in files[1:]],
+                callback=TextProgress(progress),
+            )
         outputs.error("failing bulk save", failed.value)
         with pytest.raises(ln.SaveError) as failed_one:
             ln.Artifact(files[1], key="single.csv").save()
@@ -176,17 +200,29 @@ def _reports(outputs: Outputs) -> None:
     outputs.add("cache path", ln.Artifact.get("bulk/f1.csv").cache())
 
 
-def _cli(tmp_path: Path, s3: MotoServer, bucket: str, outputs: Outputs,
-         capsys: pytest.CaptureFixture[str]) -> None:
+def _cli(
+    tmp_path: Path,
+    s3: MotoServer,
+    bucket: str,
+    outputs: Outputs,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from lamin_nb.core.instance import current
 
     new_file = tmp_path / "cli.txt"
     new_file.write_text("from the command line")
     db, root = current().settings.db_url, current().settings.storage_root
     assert outputs.cli(capsys, "init", "--storage", root, "--db", db) == 0
-    for argv in (["info"], ["ls"], ["check"], ["check", "--json"], ["repair"],
-                 ["repair", "--json"], ["repair", "--apply", "--grace", "0"],
-                 ["save", str(new_file), "--key", "cli/new.txt"]):
+    for argv in (
+        ["info"],
+        ["ls"],
+        ["check"],
+        ["check", "--json"],
+        ["repair"],
+        ["repair", "--json"],
+        ["repair", "--apply", "--grace", "0"],
+        ["save", str(new_file), "--key", "cli/new.txt"],
+    ):
         assert outputs.cli(capsys, *argv) == 0, outputs.items[-1]
     s3.deny(bucket, "s3:PutObject", "team/.lamindb/")
     try:
@@ -199,8 +235,13 @@ def _cli(tmp_path: Path, s3: MotoServer, bucket: str, outputs: Outputs,
     assert outputs.cli(capsys, "init", "--storage", str(tmp_path / "x"), "--db", refused) != 0
     assert outputs.cli(capsys, "init", "--storage", root, "--db", refused) != 0
     env = {**os.environ, "LAMIN_NB_INSTANCE": current().name}
-    child = subprocess.run([sys.executable, "-m", "lamin_nb.cli", "info"], capture_output=True,
-                           text=True, env=env, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-m", "lamin_nb.cli", "info"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert child.returncode == 0, child.stderr
     outputs.add("lamin-nb info in a new process", child.stdout + child.stderr)
 
@@ -230,9 +271,9 @@ def _failing_connects(tmp_path: Path, pg_url: str, db: str, outputs: Outputs) ->
     ln.connect(name)
 
 
-def test_no_secret_with_environment_credentials(tmp_path: Path, planted_s3: MotoServer,
-                                                outputs: Outputs,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_with_environment_credentials(
+    tmp_path: Path, planted_s3: MotoServer, outputs: Outputs, caplog: pytest.LogCaptureFixture
+) -> None:
     """The usual AWS set-up: the secret only in AWS_SECRET_ACCESS_KEY, SQLite metadata."""
     bucket = planted_s3.new_bucket()
     inst = ln.init(storage=f"s3://{bucket}/env")
@@ -252,8 +293,9 @@ def test_no_secret_with_environment_credentials(tmp_path: Path, planted_s3: Moto
 
 
 @pytest.mark.parametrize("password", ["p@ss:w/rd", "pass%word", "päss wörd", "a'b\"c;d"])
-def test_special_character_passwords_are_masked(tmp_path: Path, pg_url: str, password: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_special_character_passwords_are_masked(
+    tmp_path: Path, pg_url: str, password: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Encoded (as a URL needs) or not (a user's mistake): neither form may show."""
     from urllib.parse import quote
 
@@ -284,13 +326,25 @@ def test_nested_storage_options_are_masked(tmp_path: Path, planted_s3: MotoServe
     from lamin_nb.core.settings import mask_options
 
     bucket = planted_s3.new_bucket()
-    inst = ln.init(storage=f"s3://{bucket}/nested", storage_options={
-        "key": "testing", "secret": S3_OPT_SECRET, "config_kwargs": {"connect_timeout": 5}})
+    inst = ln.init(
+        storage=f"s3://{bucket}/nested",
+        storage_options={
+            "key": "testing",
+            "secret": S3_OPT_SECRET,
+            "config_kwargs": {"connect_timeout": 5},
+        },
+    )
     text = repr(inst.settings) + repr(ln.settings.instance) + str(ln.settings.storage.root)
     assert S3_OPT_SECRET not in text and "connect_timeout" in text  # only secrets are hidden
-    nested = mask_options({"client_kwargs": {"aws_secret_access_key": S3_OPT_SECRET,
-                                             "aws_session_token": S3_ENV_SECRET,
-                                             "endpoint_url": f"http://u:{PG_PW}@h"}})
+    nested = mask_options(
+        {
+            "client_kwargs": {
+                "aws_secret_access_key": S3_OPT_SECRET,
+                "aws_session_token": S3_ENV_SECRET,
+                "endpoint_url": f"http://u:{PG_PW}@h",
+            }
+        }
+    )
     assert not [s for s in SECRETS if s in repr(nested)], nested
 
 
@@ -329,8 +383,9 @@ boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))""
 ]
 
 
-def test_no_secret_in_an_executed_notebook_or_its_widgets(tmp_path: Path, pg_url: str,
-                                                         planted_s3: MotoServer) -> None:
+def test_no_secret_in_an_executed_notebook_or_its_widgets(
+    tmp_path: Path, pg_url: str, planted_s3: MotoServer
+) -> None:
     import nbformat
 
     from tests.support.notebooks import code_notebook, execute, kernel_env
@@ -341,15 +396,20 @@ def test_no_secret_in_an_executed_notebook_or_its_widgets(tmp_path: Path, pg_url
         if cell.source.startswith("#raises"):
             cell.metadata["tags"] = ["raises-exception"]
     db = pg_url_with_password(pg_url)
-    env = kernel_env(tmp_path, LAMIN_NB_HOME=str(tmp_path / "nb-home"),
-                     AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET, NB_STORAGE=f"s3://{bucket}/nb",
-                     NB_DB=db, NB_DB_CLOSED=db.replace(":5432/", ":1/"),
-                     NB_S3_SECRET=S3_OPT_SECRET, NB_BUCKET=bucket)
+    env = kernel_env(
+        tmp_path,
+        LAMIN_NB_HOME=str(tmp_path / "nb-home"),
+        AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
+        NB_STORAGE=f"s3://{bucket}/nb",
+        NB_DB=db,
+        NB_DB_CLOSED=db.replace(":5432/", ":1/"),
+        NB_S3_SECRET=S3_OPT_SECRET,
+        NB_BUCKET=bucket,
+    )
     (tmp_path / "work").mkdir()
     executed = execute(nb, tmp_path / "work", env, timeout=180)
     text = nbformat.writes(executed)
-    errors = [o for c in executed.cells for o in c.get("outputs", [])
-              if o.output_type == "error"]
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert len(errors) == 3, [(e.get("ename"), e.get("evalue")[:80]) for e in errors]
     last = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
     assert "UsageError: cannot create or upgrade the schema" in last and "***" in last, last
@@ -369,8 +429,11 @@ def test_no_secret_in_the_team_setup_tutorial(tmp_path: Path, planted_s3: MotoSe
 
     server = pg_url()
     assert "postgres@" in server
-    env = kernel_env(tmp_path, AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
-                     LAMIN_NB_TEST_PG_URL=server.replace("postgres@", f"postgres:{PG_PW}@"))
+    env = kernel_env(
+        tmp_path,
+        AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
+        LAMIN_NB_TEST_PG_URL=server.replace("postgres@", f"postgres:{PG_PW}@"),
+    )
     executed = execute_file(NOTEBOOKS / "team-setup.ipynb", tmp_path, env, timeout=300)
     text = nbformat.writes(executed)
     count("secret scan: outputs checked", sum(len(c.get("outputs", [])) for c in executed.cells))

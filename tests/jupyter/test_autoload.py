@@ -16,17 +16,27 @@ import pytest
 
 from tests.support.notebooks import code_notebook, execute, kernel_env
 
-MAGICS = ["lamin_check", "lamin_connect", "lamin_init", "lamin_ls", "lamin_repair", "lamin_save",
-          "lamin_upload"]
-PROBE = ("import json, sys\n"
-         "shell = get_ipython()\n"
-         "print(json.dumps({\n"
-         "    'magics': sorted(m for m in shell.magics_manager.magics['line'] if m.startswith('lamin_')),\n"
-         "    'loaded': 'lamin_nb' in shell.extension_manager.loaded,\n"
-         "    'leaked': sorted(k for k in shell.user_ns if 'lamin' in k.lower()),\n"
-         "    'heavy': sorted(m for m in ('sqlalchemy', 'pandas', 'anndata', 's3fs')"
-         " if m in sys.modules),\n"
-         "}))")
+MAGICS = [
+    "lamin_check",
+    "lamin_connect",
+    "lamin_init",
+    "lamin_ls",
+    "lamin_repair",
+    "lamin_save",
+    "lamin_upload",
+]
+PROBE = (
+    "import json, sys\n"
+    "shell = get_ipython()\n"
+    "print(json.dumps({\n"
+    "    'magics': sorted(m for m in shell.magics_manager.magics['line']\n"
+    "                     if m.startswith('lamin_')),\n"
+    "    'loaded': 'lamin_nb' in shell.extension_manager.loaded,\n"
+    "    'leaked': sorted(k for k in shell.user_ns if 'lamin' in k.lower()),\n"
+    "    'heavy': sorted(m for m in ('sqlalchemy', 'pandas', 'anndata', 's3fs')"
+    " if m in sys.modules),\n"
+    "}))"
+)
 
 
 def probe(tmp_path: Path, *cells: str, **env: str) -> list[dict]:
@@ -53,7 +63,9 @@ def test_magics_are_there_without_load_ext(tmp_path):
 
 
 def test_a_broken_instance_never_breaks_kernel_start(tmp_path):
-    state, outputs = probe(tmp_path, "x = 40 + 2\nprint(x)", LAMIN_NB_HOME=str(broken_home(tmp_path)))
+    state, outputs = probe(
+        tmp_path, "x = 40 + 2\nprint(x)", LAMIN_NB_HOME=str(broken_home(tmp_path))
+    )
     assert outputs[0]["text"] == "42\n"
     assert state["magics"] == MAGICS
 
@@ -68,18 +80,32 @@ def test_opted_out_kernel_can_still_load_ext(tmp_path):
     assert state["magics"] == MAGICS and state["loaded"]
 
 
-@pytest.mark.parametrize("home,opt_out,expected", [
-    ("empty", "", MAGICS), ("broken", "", MAGICS), ("empty", "0", MAGICS),
-    ("empty", "false", MAGICS), ("empty", "true", []), ("broken", "yes", []),
-])
+@pytest.mark.parametrize(
+    "home,opt_out,expected",
+    [
+        ("empty", "", MAGICS),
+        ("broken", "", MAGICS),
+        ("empty", "0", MAGICS),
+        ("empty", "false", MAGICS),
+        ("empty", "true", []),
+        ("broken", "yes", []),
+    ],
+)
 def test_terminal_ipython_start_is_silent(tmp_path, home, opt_out, expected):
     lamin_home = broken_home(tmp_path) if home == "broken" else tmp_path / "empty"
     env = kernel_env(tmp_path, LAMIN_NB_HOME=str(lamin_home), LAMIN_NB_NO_AUTOLOAD=opt_out)
-    code = ("print('magics:', sorted(m for m in get_ipython().magics_manager.magics['line']"
-            " if m.startswith('lamin_')))")
-    out = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor",
-                          "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "print('magics:', sorted(m for m in get_ipython().magics_manager.magics['line']"
+        " if m.startswith('lamin_')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"magics: {expected}\n"
     assert out.stderr == ""

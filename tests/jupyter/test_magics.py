@@ -54,26 +54,32 @@ def usage_error(ip: Any, capsys: pytest.CaptureFixture[str], line: str) -> str:
 # -- user mistakes -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("%lamin_save", "the following arguments are required: NAME_OR_PATH"),
-    ("%lamin_save --bogus {src}/a.csv", "unrecognized arguments: --bogus"),
-    ("%lamin_save not_defined", "'not_defined' is neither a variable of this notebook nor a file"),
-    ("%lamin_save {src}/missing.csv", "no such file"),
-    ("%lamin_save {src}/*.parquet", "no files match"),
-    ("%lamin_save {src}", "is a folder"),
-    ("%lamin_save number", "number is a int; %lamin_save saves an AnnData"),
-    ("%lamin_save {src}/a.csv --key ../up.csv", "'..' path segment"),
-    ("%lamin_save {src}/a.csv {src}/b.csv --key /abs", "must be a relative path"),
-    ("%lamin_save art --key k.csv", "art is an Artifact already"),
-    ("%lamin_ls --limit 0", "--limit must be at least 1"),
-    ("%lamin_ls --limit many", "invalid int value: 'many'"),
-    ("%lamin_check --auto 0", "--auto must be a number of seconds > 0"),
-    ("%lamin_repair --grace -1", "grace_seconds must be a number >= 0"),
-    ("%lamin_init", "the following arguments are required: --storage"),
-    ("%lamin_init --storage {src}/st --db mysql://u:hunter2@h/db", "unsupported database URL"),
-    ("%lamin_connect nope", "no instance named 'nope'"),
-    ("%lamin_save 'unterminated", "cannot parse"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("%lamin_save", "the following arguments are required: NAME_OR_PATH"),
+        ("%lamin_save --bogus {src}/a.csv", "unrecognized arguments: --bogus"),
+        (
+            "%lamin_save not_defined",
+            "'not_defined' is neither a variable of this notebook nor a file",
+        ),
+        ("%lamin_save {src}/missing.csv", "no such file"),
+        ("%lamin_save {src}/*.parquet", "no files match"),
+        ("%lamin_save {src}", "is a folder"),
+        ("%lamin_save number", "number is a int; %lamin_save saves an AnnData"),
+        ("%lamin_save {src}/a.csv --key ../up.csv", "'..' path segment"),
+        ("%lamin_save {src}/a.csv {src}/b.csv --key /abs", "must be a relative path"),
+        ("%lamin_save art --key k.csv", "art is an Artifact already"),
+        ("%lamin_ls --limit 0", "--limit must be at least 1"),
+        ("%lamin_ls --limit many", "invalid int value: 'many'"),
+        ("%lamin_check --auto 0", "--auto must be a number of seconds > 0"),
+        ("%lamin_repair --grace -1", "grace_seconds must be a number >= 0"),
+        ("%lamin_init", "the following arguments are required: --storage"),
+        ("%lamin_init --storage {src}/st --db mysql://u:hunter2@h/db", "unsupported database URL"),
+        ("%lamin_connect nope", "no instance named 'nope'"),
+        ("%lamin_save 'unterminated", "cannot parse"),
+    ],
+)
 def test_user_mistakes_are_one_line_usage_errors(ip, capsys, local_instance, src, line, expected):
     ip.user_ns["number"] = 5
     ip.user_ns["art"] = ln.Artifact(src / "c.csv")
@@ -82,8 +88,10 @@ def test_user_mistakes_are_one_line_usage_errors(ip, capsys, local_instance, src
     assert ln.Artifact.filter().count() == 0 and ln.check().n_objects == 0
 
 
-@pytest.mark.parametrize("line", ["%lamin_save {src}/a.csv", "%lamin_ls", "%lamin_check",
-                                  "%lamin_repair", "%lamin_connect"])
+@pytest.mark.parametrize(
+    "line",
+    ["%lamin_save {src}/a.csv", "%lamin_ls", "%lamin_check", "%lamin_repair", "%lamin_connect"],
+)
 def test_without_an_instance_every_magic_says_so(ip, capsys, src, line):
     message = usage_error(ip, capsys, line.format(src=src))
     assert "no lamin_nb instance" in message
@@ -117,7 +125,10 @@ def test_quoted_arguments_are_shell_words(ip, local_instance, src):
     spaced.write_bytes(b"x")
     line = f"q = %lamin_save '{spaced}' --key 'my data/x.csv' --description \"QC per cell type\""
     assert ip.run_cell(line).success
-    assert (ip.user_ns["q"].key, ip.user_ns["q"].description) == ("my data/x.csv", "QC per cell type")
+    assert (ip.user_ns["q"].key, ip.user_ns["q"].description) == (
+        "my data/x.csv",
+        "QC per cell type",
+    )
 
 
 def test_save_notebook_variables(ip, local_instance, src):
@@ -126,9 +137,13 @@ def test_save_notebook_variables(ip, local_instance, src):
     import pandas as pd
     from upath import UPath
 
-    ip.user_ns.update(adata=anndata.AnnData(np.eye(3, dtype="float32")),
-                      df=pd.DataFrame({"gene": ["a", "b"], "n": [1, 2]}),
-                      path=src / "a.csv", upath=UPath(src / "b.csv"), text=str(src / "c.csv"))
+    ip.user_ns.update(
+        adata=anndata.AnnData(np.eye(3, dtype="float32")),
+        df=pd.DataFrame({"gene": ["a", "b"], "n": [1, 2]}),
+        path=src / "a.csv",
+        upath=UPath(src / "b.csv"),
+        text=str(src / "c.csv"),
+    )
     assert ip.run_cell("out = %lamin_save adata df path upath text --description vars").success
     out = ip.user_ns["out"]
     assert [a.key for a in out] == ["adata.h5ad", "df.parquet", None, None, None]
@@ -143,8 +158,7 @@ def test_save_notebook_variables(ip, local_instance, src):
     assert ip.user_ns["same"] is ip.user_ns["art"]
 
 
-def test_a_failed_save_raises_a_short_save_error_naming_the_items(ip, capsys, local_instance,
-                                                                  src):
+def test_a_failed_save_raises_a_short_save_error_naming_the_items(ip, capsys, local_instance, src):
     ln.Artifact(src / "a.csv", key="a.csv").save()
     managed = Path(local_instance.storage.managed)
     set_immutable(managed, True)
@@ -209,22 +223,25 @@ def test_help_and_other_magics(ip, capsys, local_instance, pg_url, tmp_path):
 # -- in a real kernel ----------------------------------------------------------------------
 
 
-def test_in_a_kernel_the_progress_widget_renders_and_a_failure_is_short(tmp_path, src,
-                                                                       monkeypatch):
+def test_in_a_kernel_the_progress_widget_renders_and_a_failure_is_short(tmp_path, src, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     storage = tmp_path / "storage"
     managed = storage / ".lamindb"
-    cells = ["%load_ext lamin_nb", f"%lamin_init --storage {storage}",
-             f"ok = %lamin_save {src}/a.csv {src}/b.csv --key ok",
-             f"import subprocess; subprocess.run(['chattr', '+i', '{managed}'], check=True)",
-             f"%lamin_save {src}/c.csv --key bad.csv"]
+    cells = [
+        "%load_ext lamin_nb",
+        f"%lamin_init --storage {storage}",
+        f"ok = %lamin_save {src}/a.csv {src}/b.csv --key ok",
+        f"import subprocess; subprocess.run(['chattr', '+i', '{managed}'], check=True)",
+        f"%lamin_save {src}/c.csv --key bad.csv",
+    ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                       store_widget_state=True).execute()
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", allow_errors=True, store_widget_state=True
+        ).execute()
     finally:
         if managed.exists():
             set_immutable(managed, False)
@@ -233,8 +250,11 @@ def test_in_a_kernel_the_progress_widget_renders_and_a_failure_is_short(tmp_path
     def model(ref: str) -> dict[str, Any]:
         return state[ref.removeprefix("IPY_MODEL_")]["state"]
 
-    panels = [m["state"] for m in state.values()
-              if "lamin-save-progress" in m["state"].get("_dom_classes", [])]
+    panels = [
+        m["state"]
+        for m in state.values()
+        if "lamin-save-progress" in m["state"].get("_dom_classes", [])
+    ]
     assert len(panels) == 2
     good, bad = ({m["_dom_classes"][0]: m for m in map(model, p["children"])} for p in panels)
     assert good["lamin-save-overall"]["bar_style"] == "success"

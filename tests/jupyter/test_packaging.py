@@ -17,8 +17,10 @@ from tests.support.jupyter import isolated_env
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = "etc/jupyter/jupyter_server_config.d/lamin_nb.json"
 STARTUP = "etc/ipython/startup/50-lamin-nb.py"
-SOURCES = {SERVER_CONFIG: REPO / "jupyter-config/jupyter_server_config.d/lamin_nb.json",
-           STARTUP: REPO / "ipython-config/startup/50-lamin-nb.py"}
+SOURCES = {
+    SERVER_CONFIG: REPO / "jupyter-config/jupyter_server_config.d/lamin_nb.json",
+    STARTUP: REPO / "ipython-config/startup/50-lamin-nb.py",
+}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -26,9 +28,23 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # the build backend of the environment (hatchling), no index: the same files a release has
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(out), str(REPO)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (path,) = out.glob("lamin_nb-*.whl")
     return path
 
@@ -56,10 +72,28 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("installed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
-                    "--no-index", "-q", str(wheel)], check=True, capture_output=True)
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "zz_lamin_nb_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     return venv
 
@@ -69,8 +103,14 @@ def test_installing_the_wheel_enables_the_server_extension(installed, tmp_path):
         assert (installed / target).read_bytes() == SOURCES[target].read_bytes()
     python = str(installed / "bin" / "python")
     env = isolated_env(tmp_path / "jhome")
-    where = subprocess.run([python, "-c", "import lamin_nb; print(lamin_nb.__file__)"], env=env,
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [python, "-c", "import lamin_nb; print(lamin_nb.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.strip().startswith(str(installed))
     ours = _extension_list(env, python, cwd=tmp_path)[str(installed / "etc" / "jupyter")]
     assert "lamin_nb.jupyter.server enabled" in ours
@@ -83,7 +123,8 @@ def test_development_install_has_the_same_files():
         installed = Path(sys.prefix) / target
         assert installed.exists(), f"{installed} missing: run pip install -e '.[dev]'"
         assert installed.read_bytes() == source.read_bytes(), (
-            f"{installed} is stale: run pip install -e '.[dev]'")
+            f"{installed} is stale: run pip install -e '.[dev]'"
+        )
 
 
 def test_extension_list_shows_lamin_nb_enabled_and_ok(tmp_path):
@@ -93,11 +134,20 @@ def test_extension_list_shows_lamin_nb_enabled_and_ok(tmp_path):
     assert re.search(r"lamin_nb\.jupyter\.server +\S* *OK", ours)
 
 
-def _extension_list(env: dict[str, str], python: str = sys.executable, cwd: Path | None = None,
-                    ) -> dict[str, str]:
+def _extension_list(
+    env: dict[str, str],
+    python: str = sys.executable,
+    cwd: Path | None = None,
+) -> dict[str, str]:
     """``jupyter server extension list``, split into its "Config dir:" sections."""
-    out = subprocess.run([python, "-m", "jupyter_server", "extension", "list"], env=env,
-                         cwd=cwd, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, "-m", "jupyter_server", "extension", "list"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     text = ANSI.sub("", out.stdout + out.stderr)
     sections: dict[str, str] = {}
     for chunk in text.split("Config dir: ")[1:]:

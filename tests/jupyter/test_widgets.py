@@ -110,8 +110,14 @@ class CountingComm(BaseComm):
 
     sent: list[str] = []
 
-    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
-                    buffers: Any = None, **keys: Any) -> None:
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        **keys: Any,
+    ) -> None:
         CountingComm.sent.append(msg_type)
 
 
@@ -142,7 +148,12 @@ def test_events_are_rendered_by_ticks_not_one_message_each(counting_comm):
     progress.finish(ln.SaveReport())
     assert len(counting_comm) > before
     assert [progress.row_view(i).state.value for i in range(5)] == [
-        "saved", "saved", "saved", "failed: disk full", "saved"]
+        "saved",
+        "saved",
+        "saved",
+        "failed: disk full",
+        "saved",
+    ]
     assert progress.row_view(3).bar.bar_style == "danger"
     assert progress.overall.bar_style == "danger"
 
@@ -186,9 +197,18 @@ def test_a_large_save_shows_only_the_active_items_while_it_runs():
 
 def picked(*named: tuple[str, bytes]) -> dict[str, Any]:
     """What the browser sends after the user picked files (ipywidgets 8 FileUpload)."""
-    return {"value": [{"name": name, "type": "application/octet-stream", "size": len(data),
-                       "content": memoryview(data), "last_modified": 1_700_000_000_000}
-                      for name, data in named]}
+    return {
+        "value": [
+            {
+                "name": name,
+                "type": "application/octet-stream",
+                "size": len(data),
+                "content": memoryview(data),
+                "last_modified": 1_700_000_000_000,
+            }
+            for name, data in named
+        ]
+    }
 
 
 def staging_left(home: Path) -> list[Path]:
@@ -197,8 +217,9 @@ def staging_left(home: Path) -> list[Path]:
 
 def test_upload_widget_saves_the_picked_files(local_instance, lamin_home):
     upload = UploadWidget()
-    upload.picker.set_state(picked(("a.csv", b"x,y\n1,2\n"), ("b.txt", b"hello"),
-                                   ("../../evil.txt", b"ha")))
+    upload.picker.set_state(
+        picked(("a.csv", b"x,y\n1,2\n"), ("b.txt", b"hello"), ("../../evil.txt", b"ha"))
+    )
     upload.key_field.value = "uploads/today"
     upload.description_field.value = "from the browser"
     click(upload.save_button)
@@ -244,7 +265,10 @@ def test_upload_with_a_bad_key_prefix_writes_nothing(local_instance, lamin_home)
     upload = UploadWidget(key_prefix="../outside")
     upload.picker.set_state(picked(("a.csv", b"1")))
     click(upload.save_button)
-    assert "nothing was saved" in upload.status.value and "lamin-status-error" in upload.status._dom_classes
+    assert (
+        "nothing was saved" in upload.status.value
+        and "lamin-status-error" in upload.status._dom_classes
+    )
     assert upload.progress is None and ln.check().n_objects == 0
     assert staging_left(lamin_home) == []
     empty = UploadWidget()
@@ -317,7 +341,9 @@ def test_auto_refresh_shows_a_save_from_another_process_and_stops(local_instance
     panel.parts.auto_toggle.value = True  # what the toggle button does
     assert panel.auto_refreshing
     source = files(tmp_path, 1)[0]
-    code = "import sys, lamin_nb as ln; ln.connect(); ln.Artifact(sys.argv[1], key='live.bin').save()"
+    code = (
+        "import sys, lamin_nb as ln; ln.connect(); ln.Artifact(sys.argv[1], key='live.bin').save()"
+    )
     subprocess.run([sys.executable, "-c", code, str(source)], check=True, env=dict(os.environ))
     deadline = time.monotonic() + 60
     while panel.report.n_ok == 0 and time.monotonic() < deadline:
@@ -334,7 +360,9 @@ def test_auto_refresh_shows_a_save_from_another_process_and_stops(local_instance
 
 def test_panel_lists_what_a_killed_writer_left_with_its_age(local_instance, tmp_path):
     source = files(tmp_path, 1)[0]
-    code = "import sys, lamin_nb as ln; ln.connect(); ln.Artifact(sys.argv[1], key='stuck.bin').save()"
+    code = (
+        "import sys, lamin_nb as ln; ln.connect(); ln.Artifact(sys.argv[1], key='stuck.bin').save()"
+    )
     env = dict(os.environ, LAMIN_NB_FAULT="after_upload:kill")  # SIGKILL after the upload
     killed = subprocess.run([sys.executable, "-c", code, str(source)], env=env)
     assert killed.returncode == -9

@@ -77,8 +77,14 @@ def _writer(spec: dict[str, Any]) -> dict[str, Any]:
         key = keys[(seed + step) % len(keys)]
         try:
             artifact = ln.Artifact(path, key=key).save()
-            saved.append({"uid": artifact.uid, "key": artifact.key, "hash": artifact.hash,
-                          "version": artifact.version})
+            saved.append(
+                {
+                    "uid": artifact.uid,
+                    "key": artifact.key,
+                    "hash": artifact.hash,
+                    "version": artifact.version,
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - the test asserts there are none
             errors.append(f"{type(exc).__name__}: {exc}")
     return {"saved": saved, "errors": errors}
@@ -90,11 +96,15 @@ def main(argv: list[str]) -> int:
 
     try:
         ln.connect()
-        result = {"save": _save, "delete": _delete, "deleter": _deleter,
-                  "writer": _writer}[spec["op"]](spec)
+        result = {"save": _save, "delete": _delete, "deleter": _deleter, "writer": _writer}[
+            spec["op"]
+        ](spec)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as data
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc()}))
+        print(
+            json.dumps(
+                {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            )
+        )
         return 1
     print(json.dumps(result))
     return 0

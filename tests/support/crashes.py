@@ -38,11 +38,15 @@ def child_env(fault: str | None = None, lease_seconds: float | None = None) -> d
     return env
 
 
-def start_child(spec: dict[str, Any], fault: str | None = None,
-                lease_seconds: float | None = None) -> subprocess.Popen[str]:
+def start_child(
+    spec: dict[str, Any], fault: str | None = None, lease_seconds: float | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(CHILD), json.dumps(spec)], env=child_env(fault, lease_seconds),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(CHILD), json.dumps(spec)],
+        env=child_env(fault, lease_seconds),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -52,8 +56,9 @@ def finish_child(proc: subprocess.Popen[str], timeout: float = 240) -> ChildResu
     return ChildResult(proc.returncode, json.loads(lines[-1]) if lines else {}, err)
 
 
-def run_child(spec: dict[str, Any], fault: str | None = None,
-              lease_seconds: float | None = None) -> ChildResult:
+def run_child(
+    spec: dict[str, Any], fault: str | None = None, lease_seconds: float | None = None
+) -> ChildResult:
     return finish_child(start_child(spec, fault, lease_seconds))
 
 

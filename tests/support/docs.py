@@ -43,8 +43,10 @@ def render(names: Sequence[str], build: Path = BUILD) -> list[Path]:
                 page = build / (name.removesuffix(".ipynb") + ".html")
                 page.write_text(to_html(nb, name))
                 pages.append(page)
-                print(f"{name}: executed and rendered in {time.monotonic() - started:.1f} s "
-                      f"-> {page.relative_to(REPO)}")
+                print(
+                    f"{name}: executed and rendered in {time.monotonic() - started:.1f} s "
+                    f"-> {page.relative_to(REPO)}"
+                )
         finally:
             moto.stop()
     return pages
@@ -55,22 +57,29 @@ def to_html(nb: Any, name: str) -> str:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(
-        nb, resources={"metadata": {"name": name.removesuffix(".ipynb")}})
+        nb, resources={"metadata": {"name": name.removesuffix(".ipynb")}}
+    )
     return str(body)
 
 
 def write_index(pages: Sequence[Path], build: Path = BUILD) -> Path:
-    items = "\n".join(f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
-                      for p in sorted(pages))
+    items = "\n".join(
+        f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a></li>' for p in sorted(pages)
+    )
     index = build / "index.html"
-    index.write_text(f"<!doctype html><meta charset='utf-8'><title>lamin_nb tutorials</title>"
-                     f"<h1>lamin_nb tutorials</h1><p>Executed notebooks.</p><ul>{items}</ul>\n")
+    index.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>lamin_nb tutorials</title>"
+        f"<h1>lamin_nb tutorials</h1><p>Executed notebooks.</p><ul>{items}</ul>\n"
+    )
     return index
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/docs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/docs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("notebooks", nargs="*", help="names under notebooks/ (default: all)")
     args = parser.parse_args(argv)
     names = args.notebooks or sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))

@@ -32,6 +32,7 @@ def note(name: str, text: str) -> None:
 
 # -- file trees --------------------------------------------------------------------------
 
+
 def snapshot(root: Path, skip: Iterable[Path] = ()) -> dict[str, tuple[int, int]]:
     """Every file and folder under ``root`` (relative name -> (size, mtime_ns)), minus ``skip``."""
     skipped = {os.fspath(p) for p in skip}
@@ -48,15 +49,18 @@ def snapshot(root: Path, skip: Iterable[Path] = ()) -> dict[str, tuple[int, int]
                 continue
             st = entry.stat(follow_symlinks=False)
             is_dir = entry.is_dir(follow_symlinks=False)
-            found[os.path.relpath(entry.path, root)] = (-1 if is_dir else st.st_size,
-                                                        0 if is_dir else st.st_mtime_ns)
+            found[os.path.relpath(entry.path, root)] = (
+                -1 if is_dir else st.st_size,
+                0 if is_dir else st.st_mtime_ns,
+            )
             if is_dir:
                 stack.append(entry.path)
     return found
 
 
-def tree_diff(before: dict[str, tuple[int, int]],
-              after: dict[str, tuple[int, int]]) -> dict[str, list[str]]:
+def tree_diff(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, list[str]]:
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
@@ -64,6 +68,7 @@ def tree_diff(before: dict[str, tuple[int, int]],
 
 
 # -- invariants --------------------------------------------------------------------------
+
 
 def assert_clean(committed: Iterable[str] = ()) -> Any:
     """I1-I3 hold, nothing waits for repair, and every uid in ``committed`` is there with its
@@ -96,9 +101,13 @@ def missing_committed(uids: Iterable[str]) -> list[str]:
     with inst.db.read() as session:
         found = by_uids(session, wanted)
     objects = {info.name for info in inst.storage.list_objects()}
-    return [uid for uid in wanted
-            if uid not in found or found[uid].status != COMMITTED
-            or f"{uid}{found[uid].suffix}" not in objects]
+    return [
+        uid
+        for uid in wanted
+        if uid not in found
+        or found[uid].status != COMMITTED
+        or f"{uid}{found[uid].suffix}" not in objects
+    ]
 
 
 def repair_all() -> Any:
@@ -109,6 +118,7 @@ def repair_all() -> Any:
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
+
 
 def db_name(url: str) -> str:
     return url.rsplit("/", 1)[1].split("?", 1)[0]
@@ -134,12 +144,14 @@ def allow_connections(url: str, allowed: bool) -> None:
 
 # -- a tiny filesystem -----------------------------------------------------------------------
 
+
 @contextmanager
 def tiny_filesystem(folder: Path, size: str = "2m") -> Iterator[Path]:
     """A size-limited tmpfs mounted on ``folder`` (root only); unmounted afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                    str(folder)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)], check=True
+    )
     try:
         yield folder
     finally:

@@ -19,18 +19,25 @@ from pathlib import Path
 from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-NO_NEWS = {"@jupyterlab/apputils-extension:notification":
-           {"fetchNews": "false", "checkForUpdates": False}}
+NO_NEWS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+}
 
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """Jupyter and IPython folders under ``home``; the env's etc/ config dirs still apply."""
     (home / "config" / "labconfig").mkdir(parents=True, exist_ok=True)
     (home / "config" / "labconfig" / "default_setting_overrides.json").write_text(
-        json.dumps(NO_NEWS))  # the news toast would cover cells in screenshots
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"),
-               JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               IPYTHONDIR=str(home / "ipython"), JUPYTER_PLATFORM_DIRS="1")
+        json.dumps(NO_NEWS)
+    )  # the news toast would cover cells in screenshots
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+    )
     env.pop("JUPYTER_PATH", None)
     env.update(extra)
     return env
@@ -39,8 +46,14 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
 class JupyterProcess:
     """``jupyter server`` (``lab=False``) or ``jupyter lab`` with a random token."""
 
-    def __init__(self, root: Path, home: Path, env: dict[str, str], lab: bool = False,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        home: Path,
+        env: dict[str, str],
+        lab: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.root, self.home, self.env, self.lab = root, home, env, lab
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -52,21 +65,38 @@ class JupyterProcess:
 
     def command(self) -> list[str]:
         module = "jupyterlab" if self.lab else "jupyter_server"
-        cmd = [sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1",
-               f"--port={self.port}", f"--IdentityProvider.token={self.token}",
-               "--ServerApp.open_browser=False", f"--ServerApp.root_dir={self.root}",
-               "--ServerApp.port_retries=0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.open_browser=False",
+            f"--ServerApp.root_dir={self.root}",
+            "--ServerApp.port_retries=0",
+        ]
         if self.lab:
-            cmd += ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-                    f"--LabApp.workspaces_dir={self.home / 'workspaces'}"]
+            cmd += [
+                "--LabApp.expose_app_in_browser=True",
+                "--LabApp.news_url=None",
+                f"--LabApp.workspaces_dir={self.home / 'workspaces'}",
+            ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         return cmd + self.extra_args
 
     def start(self, timeout: float = 90) -> None:
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.command(), env=self.env, cwd=self.root, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=self.env,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -118,7 +148,7 @@ def _stat(pid: int) -> tuple[int, str, str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     return int(fields[1]), fields[0], fields[19]
 
 
@@ -143,5 +173,8 @@ def descendants(root: int) -> list[Proc]:
 
 def alive(procs: list[Proc]) -> list[Proc]:
     """Those still running (zombies waiting for their reaper count as gone)."""
-    return [(pid, start) for pid, start in procs
-            if (info := _stat(pid)) is not None and info[2] == start and info[1] != "Z"]
+    return [
+        (pid, start)
+        for pid, start in procs
+        if (info := _stat(pid)) is not None and info[2] == start and info[1] != "Z"
+    ]

@@ -16,8 +16,13 @@ STATE = "application/vnd.jupyter.widget-state+json"
 def kernel_env(home: Path, **extra: str) -> dict[str, str]:
     """The kernel's environment: private IPython folder, nothing from a user's faults."""
     (home / "ipython").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, IPYTHONDIR=str(home / "ipython"), JUPYTER_PLATFORM_DIRS="1",
-               PYTHONUNBUFFERED="1", LAMIN_NB_TEST_PG_URL=pg_url())
+    env = dict(
+        os.environ,
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONUNBUFFERED="1",
+        LAMIN_NB_TEST_PG_URL=pg_url(),
+    )
     for name in ("LAMIN_NB_FAULT", "LAMIN_NB_INSTANCE", "LAMIN_NB_NO_AUTOLOAD"):
         env.pop(name, None)
     env.update(extra)
@@ -34,8 +39,13 @@ def execute(nb: Any, cwd: Path, env: dict[str, str], timeout: int = 300) -> Any:
     """Run every cell (an error raises ``CellExecutionError``); widget state is stored."""
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     client.execute(env=env, cwd=str(cwd))
     return nb
 
@@ -83,7 +93,7 @@ def descendants(nb: Any, model: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _refs(value: Any) -> Iterator[str]:
     if isinstance(value, str) and value.startswith("IPY_MODEL_"):
-        yield value[len("IPY_MODEL_"):]
+        yield value[len("IPY_MODEL_") :]
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _refs(item)
@@ -92,13 +102,20 @@ def _refs(value: Any) -> Iterator[str]:
             yield from _refs(item)
 
 
-def with_class(nb: Any, css_class: str, root: dict[str, Any] | None = None,
-               ) -> list[dict[str, Any]]:
+def with_class(
+    nb: Any,
+    css_class: str,
+    root: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Stored widget models carrying a CSS class (``widget.add_class``)."""
     pool = descendants(nb, root) if root is not None else widget_models(nb).values()
     return [m for m in pool if css_class in m.get("state", {}).get("_dom_classes", [])]
 
 
 def stream_text(nb: Any) -> str:
-    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )

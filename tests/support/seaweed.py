@@ -56,23 +56,46 @@ class SeaweedServer:
     def command(self) -> list[str]:
         p = self.base
         exe = Path(sys.executable).with_name("weed")
-        return [str(exe), "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-master.telemetry=false", "-admin.ui=false",
-                "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-master.port={p}", f"-master.port.grpc={p + 1}", f"-volume.port={p + 2}",
-                f"-volume.port.grpc={p + 3}", f"-filer.port={p + 4}", f"-filer.port.grpc={p + 5}",
-                f"-s3.port={p + 6}", f"-s3.port.grpc={p + 7}", f"-admin.port={p + 8}",
-                f"-s3.config={self.folder / 's3.json'}", "-s3.autoCreateBucket=false"]
+        return [
+            str(exe),
+            "mini",
+            f"-dir={self.folder / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-master.port={p}",
+            f"-master.port.grpc={p + 1}",
+            f"-volume.port={p + 2}",
+            f"-volume.port.grpc={p + 3}",
+            f"-filer.port={p + 4}",
+            f"-filer.port.grpc={p + 5}",
+            f"-s3.port={p + 6}",
+            f"-s3.port.grpc={p + 7}",
+            f"-admin.port={p + 8}",
+            f"-s3.config={self.folder / 's3.json'}",
+            "-s3.autoCreateBucket=false",
+        ]
 
     def start(self, timeout: float = 60) -> None:
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
-        identities = {"identities": [{"name": "admin", "credentials": [
-            {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        identities = {
+            "identities": [
+                {
+                    "name": "admin",
+                    "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
         (self.folder / "s3.json").write_text(json.dumps(identities))
         with open(self.folder / "weed.log", "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -97,9 +120,14 @@ class SeaweedServer:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                            config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+        )
 
     def new_bucket(self) -> str:
         name = f"lamin-fault-{secrets.token_hex(4)}"
@@ -114,7 +142,13 @@ class SeaweedServer:
 
     def storage_options(self) -> dict[str, Any]:
         """What a user passes to reach this server; few retries so an outage fails fast."""
-        return {"key": ACCESS_KEY, "secret": SECRET_KEY,
-                "client_kwargs": {"endpoint_url": self.endpoint},
-                "config_kwargs": {"retries": {"max_attempts": 2, "mode": "standard"},
-                                  "connect_timeout": 2, "read_timeout": 10}}
+        return {
+            "key": ACCESS_KEY,
+            "secret": SECRET_KEY,
+            "client_kwargs": {"endpoint_url": self.endpoint},
+            "config_kwargs": {
+                "retries": {"max_attempts": 2, "mode": "standard"},
+                "connect_timeout": 2,
+                "read_timeout": 10,
+            },
+        }

@@ -45,7 +45,9 @@ class MotoServer:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + 30
@@ -64,8 +66,9 @@ class MotoServer:
         self.proc = None
 
     def post(self, path: str, body: bytes = b"") -> None:
-        request = urllib.request.Request(self.endpoint + path, data=body, method="POST",
-                                         headers={"Content-Type": "text/plain"})
+        request = urllib.request.Request(
+            self.endpoint + path, data=body, method="POST", headers={"Content-Type": "text/plain"}
+        )
         urllib.request.urlopen(request, timeout=10).read()
 
     def reset(self) -> None:
@@ -74,8 +77,13 @@ class MotoServer:
     def client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def new_bucket(self) -> str:
         name = f"lamin-test-{secrets.token_hex(4)}"
@@ -85,8 +93,12 @@ class MotoServer:
     def deny(self, bucket: str, action: str, prefix: str = "") -> None:
         """A real bucket policy: Deny ``action`` (e.g. s3:PutObject) on ``prefix*``."""
         resource = f"arn:aws:s3:::{bucket}/{prefix}*"
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}
+            ],
+        }
         self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
     def allow_all(self, bucket: str) -> None:
