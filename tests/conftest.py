@@ -7,6 +7,7 @@ the same assertions run on SQLite/PostgreSQL x local/S3.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,15 @@ import pytest
 from tests.support.servers import MotoServer, create_pg_database, drop_pg_database, s3_env
 
 BACKENDS = ["sqlite-local", "sqlite-s3", "pg-local", "pg-s3"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C must raise KeyboardInterrupt even when the run was started in the background.
+
+    A shell starts background jobs with SIGINT ignored and Python then keeps it ignored; the
+    interrupt tests send real SIGINTs to this process.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
