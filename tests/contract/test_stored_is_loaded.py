@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import lamin_nb as ln
 from lamin_nb.core import s3upload
-from lamin_nb.core.callbacks import ItemState
+from lamin_nb.core.callbacks import ItemState, RecordingCallback
 from tests.conftest import Backend, make_backend
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
@@ -100,3 +101,67 @@ def test_s3_requests_carry_a_checksum(s3_backend, make_file, monkeypatch, size):
     if size <= PART:
         assert checksum == base64.b64encode(zlib.crc32(content).to_bytes(4, "big")).decode()
     assert Path(artifact.load()).read_bytes() == content
+
+
+def test_dedup_onto_another_key_is_said_where_the_user_looks(backend, make_file):
+    first = ln.Artifact(make_file(b"same bytes"), key="a.bin").save()
+    recorder = RecordingCallback()
+    with pytest.warns(ln.KeyNotSavedWarning, match=r"key 'b.bin' not saved.*key 'a.bin'"):
+        report = ln.save([ln.Artifact(make_file(b"same bytes"), key="b.bin")], callback=recorder)
+    [conflict] = report.key_conflicts
+    assert (conflict.requested_key, conflict.kept_key, conflict.uid) == (
+        "b.bin",
+        "a.bin",
+        first.uid,
+    )
+    assert conflict.artifact.uid == first.uid and report.deduplicated == [conflict.artifact]
+    [(_, state, detail)] = [e for e in recorder.events if e[1].is_final]
+    assert state == ItemState.DEDUPLICATED and "'b.bin'" in detail and "'a.bin'" in detail
+    assert "keys not saved 1" in report.summary()
+    # same key, or no key asked for: nothing was lost, nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ln.KeyNotSavedWarning)
+        assert ln.Artifact(make_file(b"same bytes"), key="a.bin").save().uid == first.uid
+        assert ln.Artifact(make_file(b"same bytes")).save().uid == first.uid
+
+
+def test_from_dir_with_identical_files_names_every_key_not_saved(backend, tmp_path):
+    folder = tmp_path / "runs"
+    for run in ("r1", "r2", "r3"):
+        (folder / run).mkdir(parents=True)
+        (folder / run / "DONE").write_bytes(b"")
+        (folder / run / "params.json").write_text('{"lr": 0.1}')
+        (folder / run / "result.txt").write_text(f"result of {run}")
+    with pytest.warns(ln.KeyNotSavedWarning) as caught:
+        report = ln.save(ln.Artifact.from_dir(folder, key="runs"))
+    pairs = {(c.requested_key, c.kept_key) for c in report.key_conflicts}
+    assert pairs == {
+        ("runs/r2/DONE", "runs/r1/DONE"),
+        ("runs/r3/DONE", "runs/r1/DONE"),
+        ("runs/r2/params.json", "runs/r1/params.json"),
+        ("runs/r3/params.json", "runs/r1/params.json"),
+    }
+    message = str(caught[0].message)
+    assert all(k in message for pair in pairs for k in pair), message
+    assert len(report.saved) == 5 and len(report.deduplicated) == 4
+    assert ln.check().is_consistent
+
+
+def test_same_content_as_a_trashed_artifact_gives_a_visible_one(backend, make_file):
+    content = b"thrown away, then wanted again"
+    trashed = ln.Artifact(make_file(content), key="keep/me.txt").save()
+    trashed.delete()
+    again = ln.Artifact(make_file(content), key="keep/me.txt").save()
+    assert again.status == "committed" and not again.is_trashed and again.is_latest
+    assert again.key == "keep/me.txt" and again.uid != trashed.uid
+    assert [a.uid for a in ln.Artifact.filter(key="keep/me.txt")] == [again.uid]
+    assert ln.Artifact.get("keep/me.txt").uid == again.uid
+    assert Path(ln.Artifact.get("keep/me.txt").cache()).read_bytes() == content
+    # under another key too: visible under the key asked for
+    other = ln.Artifact(make_file(b"also trashed"), key="x/old.txt").save()
+    other.delete()
+    moved = ln.Artifact(make_file(b"also trashed"), key="x/new.txt").save()
+    assert ln.Artifact.get("x/new.txt").uid == moved.uid and not moved.is_trashed
+    trashed.restore()  # both stay loadable
+    assert Path(trashed.cache()).read_bytes() == content
+    assert ln.check(deep=True).is_consistent
