@@ -33,6 +33,7 @@ _EXPORTS = {
     "StorageError": "lamin_nb.core.errors",
     "NotFoundError": "lamin_nb.core.errors",
     "IntegrityError": "lamin_nb.core.errors",
+    "KeyNotSavedWarning": "lamin_nb.core.errors",
     "InstanceError": "lamin_nb.core.errors",
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
@@ -43,6 +44,7 @@ __all__ = [
     "ConsistencyReport",
     "InstanceError",
     "IntegrityError",
+    "KeyNotSavedWarning",
     "LaminNbError",
     "NotFoundError",
     "RepairPlan",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.errors import (
         InstanceError,
         IntegrityError,
+        KeyNotSavedWarning,
         LaminNbError,
         NotFoundError,
         SaveError,

@@ -28,6 +28,11 @@ class IntegrityError(LaminNbError):
     """Storage and database disagree in a way the operation cannot fix itself."""
 
 
+class KeyNotSavedWarning(UserWarning):
+    """A key asked for was not saved: the same content is already stored under another key
+    (the artifact returned is that one). ``SaveReport.key_conflicts`` lists every case."""
+
+
 class InstanceError(LaminNbError, RuntimeError):
     """No current instance, or the instance settings cannot be used."""
 

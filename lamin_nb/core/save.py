@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .artifact import Artifact
-from .bulk import SaveRun
+from .bulk import SaveRun, key_not_saved
 from .callbacks import NO_PROGRESS, ItemState, SaveCallback
 from .callbacks import item_label as label
-from .errors import SaveError, StorageError, ValidationError, describe
+from .errors import KeyNotSavedWarning, SaveError, StorageError, ValidationError, describe
 from .instance import Instance, current
 from .validate import (
     MAX_WORKERS,
@@ -32,6 +33,20 @@ WORKERS_ENV = "LAMIN_NB_MAX_WORKERS"
 LISTED_IN_MESSAGE = 20  # the report holds every artifact; the message stays readable
 
 
+@dataclass(frozen=True)
+class KeyConflict:
+    """A key the user asked for that was not saved: ``artifact`` (now under ``kept_key``,
+    uid ``uid``) already held the same content."""
+
+    requested_key: str
+    kept_key: str | None
+    uid: str
+    artifact: Artifact
+
+    def __str__(self) -> str:
+        return key_not_saved(self.requested_key, self.kept_key, self.uid)
+
+
 @dataclass
 class SaveReport:
     """What a save did, item by item. ``failed`` holds ``(artifact, exception)`` pairs."""
@@ -41,6 +56,7 @@ class SaveReport:
     deduplicated: list[Artifact] = field(default_factory=list)
     already_saved: list[Artifact] = field(default_factory=list)
     rolled_back: list[Artifact] = field(default_factory=list)
+    key_conflicts: list[KeyConflict] = field(default_factory=list)
     atomic: bool = False
 
     @property
@@ -57,6 +73,8 @@ class SaveReport:
         ):
             if items:
                 parts.append(f"{name} {len(items)}")
+        if self.key_conflicts:
+            parts.append(f"keys not saved {len(self.key_conflicts)} (see .key_conflicts)")
         return ", ".join(parts)
 
     def message(self) -> str:
@@ -112,6 +130,8 @@ def save(
     finally:
         _fill(report, run)
         run.progress.call("finish", report)
+    if report.key_conflicts:
+        _warn_key_conflicts(report.key_conflicts)
     if report.failed:
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
@@ -181,10 +201,31 @@ def _fill(report: SaveReport, run: SaveRun) -> None:
         ItemState.ROLLED_BACK: report.rolled_back,
     }
     for item in run.items:
+        if item.key_conflict is not None and item.state == ItemState.DEDUPLICATED:
+            report.key_conflicts.append(KeyConflict(*item.key_conflict, item.artifact))
         if item.state in buckets:
             buckets[item.state].append(item.artifact)
         else:  # failed, or left unfinished by an interrupt
             report.failed.append((item.artifact, item.error or StorageError("not saved")))
+
+
+def _warn_key_conflicts(conflicts: list[KeyConflict]) -> None:
+    lines = [f"{len(conflicts)} key(s) not saved, their content is already stored:"]
+    lines += _listed([str(c) for c in conflicts], "key_conflicts")
+    lines.append("the artifacts returned are the stored ones (SaveReport.key_conflicts)")
+    # shown in the notebook cell and on the terminal; stacklevel points past lamin_nb
+    warnings.warn("\n".join(lines), KeyNotSavedWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The first frame outside lamin_nb, so the warning names the user's line."""
+    import sys
+
+    frame: Any = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("lamin_nb."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _short(value: Any) -> str:
