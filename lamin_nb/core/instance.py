@@ -79,6 +79,19 @@ def current() -> Instance:
     return _current
 
 
+def disconnect() -> None:
+    """Close the current instance in this process (its connections are released).
+
+    The settings folder still names it as the current instance, so the next call that needs
+    one connects again; ``ln.init``/``ln.connect`` choose another. Artifacts keep their own
+    instance and reconnect to it when used.
+    """
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
 def _activate(instance: Instance) -> Instance:
     global _current
     if _current is not None and _current is not instance:
