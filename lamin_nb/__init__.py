@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "init": "lamin_nb.core.instance",
     "connect": "lamin_nb.core.instance",
+    "disconnect": "lamin_nb.core.instance",
     "Artifact": "lamin_nb.core.artifact",
     "save": "lamin_nb.core.save",
     "SaveReport": "lamin_nb.core.save",
@@ -56,6 +57,7 @@ __all__ = [
     "ValidationError",
     "check",
     "connect",
+    "disconnect",
     "init",
     "list_quarantined",
     "repair",
@@ -78,7 +80,7 @@ if TYPE_CHECKING:
         StorageError,
         ValidationError,
     )
-    from lamin_nb.core.instance import connect, init
+    from lamin_nb.core.instance import connect, disconnect, init
     from lamin_nb.core.public import settings
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.save import SaveReport, save
