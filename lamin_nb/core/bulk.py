@@ -73,8 +73,8 @@ class SaveRun:
 
     def execute(self) -> None:
         """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
-        self.progress.call(
-            "start", [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+        self.progress.start(
+            [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
         )
         for item in self.items:
             self._set(item, S.QUEUED)
@@ -429,7 +429,7 @@ class SaveRun:
         if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
             raise _Cancelled()
         try:
-            self.progress.call("advance", item.index, nbytes)
+            self.progress.advance(item.index, nbytes)
         except BaseException as exc:
             # a hook's KeyboardInterrupt: on S3 this runs in fsspec's event loop thread, which
             # must never see it (the loop would die and every later upload hang); carry it over
@@ -443,7 +443,7 @@ class SaveRun:
 
     def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
         item.state = state
-        self.progress.call("state", item.index, state, detail)
+        self.progress.state(item.index, state, detail)
 
     def _fail(self, item: Item, error: BaseException, cause: BaseException | None = None) -> None:
         if cause is not None:

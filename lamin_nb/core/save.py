@@ -111,7 +111,7 @@ def save(
         run.execute()
     finally:
         _fill(report, run)
-        run.progress.call("finish", report)
+        run.progress.finish(report)
     if report.failed:
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report

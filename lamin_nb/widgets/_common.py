@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import html
+import sys
 from typing import Any
 
 from ..core.callbacks import human_size
 
-__all__ = ["TextRepr", "age", "esc", "human_size", "set_visible", "toggle_class"]
+__all__ = [
+    "TextRepr",
+    "age",
+    "esc",
+    "human_size",
+    "in_kernel",
+    "set_visible",
+    "toggle_class",
+]
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where widgets render), False in a terminal or a script.
+
+    Checked like ``tqdm.autonotebook``: never imports IPython if nothing else did.
+    """
+    if "ipykernel.zmqshell" not in sys.modules or "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def esc(value: Any) -> str:
