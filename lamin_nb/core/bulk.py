@@ -60,7 +60,8 @@ class SaveRun:
         self.inst = inst
         self.items = [Item(i, a) for i, a in enumerate(artifacts)]
         self.atomic = atomic
-        self.progress = Guarded(callback)
+        # the caller's callback, already guarded (save() reports to it before the run too)
+        self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
         self.workers = workers
         self.owner = owner_id()
         self.user = _user()
