@@ -62,7 +62,8 @@ class SaveRun:
         self.inst = inst
         self.items = [Item(i, a) for i, a in enumerate(artifacts)]
         self.atomic = atomic
-        self.progress = Guarded(callback)
+        # the caller's callback, already guarded (save() reports to it before the run too)
+        self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
         self.workers = workers
         self.owner = owner_id()
         self.user = _user()
@@ -75,8 +76,8 @@ class SaveRun:
 
     def execute(self) -> None:
         """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
-        self.progress.call(
-            "start", [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+        self.progress.start(
+            [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
         )
         for item in self.items:
             self._set(item, S.QUEUED)
@@ -438,7 +439,7 @@ class SaveRun:
         if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
             raise _Cancelled()
         try:
-            self.progress.call("advance", item.index, nbytes)
+            self.progress.advance(item.index, nbytes)
         except BaseException as exc:
             # a hook's KeyboardInterrupt: on S3 this runs in fsspec's event loop thread, which
             # must never see it (the loop would die and every later upload hang); carry it over
@@ -452,7 +453,7 @@ class SaveRun:
 
     def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
         item.state = state
-        self.progress.call("state", item.index, state, detail)
+        self.progress.state(item.index, state, detail)
 
     def _fail(self, item: Item, error: BaseException, cause: BaseException | None = None) -> None:
         if cause is not None:

@@ -59,6 +59,6 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, PermissionError) and "access denied" not in text.lower():
         text = f"Access Denied ({text})"
-    if isinstance(exc, LaminNbError):
-        return text
+    if isinstance(exc, LaminNbError) or text == type(exc).__name__:
+        return text  # a bare KeyboardInterrupt reads "KeyboardInterrupt", not twice
     return f"{text} ({type(exc).__name__})"

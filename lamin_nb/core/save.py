@@ -16,7 +16,7 @@ from typing import Any
 
 from .artifact import Artifact
 from .bulk import SaveRun, key_not_saved
-from .callbacks import NO_PROGRESS, ItemState, SaveCallback
+from .callbacks import NO_PROGRESS, Guarded, ItemState, SaveCallback
 from .callbacks import item_label as label
 from .errors import KeyNotSavedWarning, SaveError, StorageError, ValidationError, describe
 from .instance import Instance, current
@@ -58,12 +58,32 @@ class SaveReport:
     rolled_back: list[Artifact] = field(default_factory=list)
     key_conflicts: list[KeyConflict] = field(default_factory=list)
     atomic: bool = False
+    # what stopped the save before any item was tried: invalid input, no instance, a database
+    # that cannot be reached, an interrupt; the exception itself is raised to the caller
+    error: BaseException | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.error is None
+
+    @property
+    def nothing_saved(self) -> bool:
+        """The save failed or was stopped and no item is in the instance because of it."""
+        kept = self.saved or self.deduplicated or self.already_saved
+        return not kept and (bool(self.failed) or self.error is not None)
+
+    def reason(self) -> str:
+        """Why the save stopped or failed, in a few words (empty if it did not)."""
+        if self.error is not None:
+            return _why(self.error)
+        reasons = {_why(exc) for _, exc in self.failed}
+        if len(reasons) == 1:
+            return reasons.pop()
+        return f"{len(self.failed)} items failed" if self.failed else ""
 
     def summary(self) -> str:
+        if self.error is not None:
+            return f"nothing saved: {self.reason()}"
         parts = [f"saved {len(self.saved)}"]
         for name, items in (
             ("deduplicated", self.deduplicated),
@@ -94,6 +114,12 @@ class SaveReport:
         return f"SaveReport({self.summary()})"
 
 
+def _why(exc: BaseException) -> str:
+    if not isinstance(exc, Exception):
+        return f"interrupted ({type(exc).__name__})"
+    return describe(exc).removesuffix("; nothing was saved")  # said once, by the caller
+
+
 def _listed(entries: list[str], attribute: str) -> list[str]:
     shown = [f"  - {e}" for e in entries[:LISTED_IN_MESSAGE]]
     if len(entries) > LISTED_IN_MESSAGE:
@@ -117,19 +143,23 @@ def save(
     same call again saves only what failed. ``max_workers`` bounds parallel hashing and uploads
     (default: ``LAMIN_NB_MAX_WORKERS``, else 8 for a local folder and 16 for S3).
     """
-    check_flag("atomic", atomic)
-    callback, max_workers = check_callback(callback), check_workers(max_workers)
-    artifacts = check_records(records)
-    inst = current()
-    run = SaveRun(
-        inst, artifacts, atomic, callback or NO_PROGRESS, max_workers or _default_workers(inst)
-    )
+    progress = Guarded(check_callback(callback) or NO_PROGRESS)
     report = SaveReport(atomic=atomic)
+    try:
+        check_flag("atomic", atomic)
+        max_workers = check_workers(max_workers)
+        artifacts = check_records(records)
+        inst = current()
+        run = SaveRun(inst, artifacts, atomic, progress, max_workers or _default_workers(inst))
+    except BaseException as exc:
+        report.error = exc
+        progress.finish(report)  # a display shown for this save ends too: "nothing saved"
+        raise
     try:
         run.execute()
     finally:
         _fill(report, run)
-        run.progress.call("finish", report)
+        progress.finish(report)
     if report.key_conflicts:
         _warn_key_conflicts(report.key_conflicts)
     if report.failed:
