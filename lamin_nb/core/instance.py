@@ -7,6 +7,9 @@ import logging
 import os
 import secrets
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -153,6 +156,38 @@ def connect(name: str | None = None) -> Instance:
     _activate(instance)
     _recover_quietly(instance)
     return instance
+
+
+def open_instance(name: str) -> Instance:
+    """The named instance, ready to use, without making it current.
+
+    Nothing in the settings folder changes (``connect`` rewrites the current marker, which
+    kernels sharing the folder follow): a Jupyter server showing an instance uses this.
+    """
+    instance = Instance(InstanceSettings.load(validate_name(name)))
+    instance.db.migrate()
+    return instance
+
+
+_binding = threading.RLock()
+
+
+@contextmanager
+def bound(instance: Instance) -> Iterator[Instance]:
+    """Make ``instance`` this process's current one inside the block, then restore the previous.
+
+    For a process serving several instances (the Jupyter server): the protocols that act on
+    the current instance (save, trash, repair) run on ``instance``; the settings folder's
+    current marker is not touched. One block at a time per process (a lock serialises them),
+    and other threads of the process see ``instance`` as current meanwhile.
+    """
+    global _current
+    with _binding:
+        previous, _current = _current, instance
+        try:
+            yield instance
+        finally:
+            _current = previous
 
 
 def _existing_settings(name: str) -> InstanceSettings | None:
