@@ -16,15 +16,16 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from . import rows
+from . import recovery, rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
 from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
 from .callbacks import item_label as label
 from .errors import LaminNbError, StorageError, ValidationError, describe
 from .faults import fault
-from .instance import Instance, owner_id, random_base62
+from .instance import Instance, random_base62
 from .models import COMMITTED, PENDING, utcnow
-from .workers import LeaseKeeper, run_parallel, wait_for_writers
+from .owners import describe_owner, new_owner, running
+from .workers import LeaseKeeper, deferred_interrupts, run_parallel, wait_for_writers
 
 logger = logging.getLogger("lamin_nb")
 WAIT_FOR_OTHERS_SECONDS = 600.0
@@ -44,6 +45,7 @@ class Item:
         self.waiting = False  # same content is being saved by another process
         self.requested_key = artifact.key  # what the user asked for, before any dedup
         self.key_conflict: tuple[str, str | None, str] | None = None  # (requested, kept, uid)
+        self.waits_for: Row[Any] | None = None  # that process's row
 
     @property
     def done(self) -> bool:
@@ -65,7 +67,8 @@ class SaveRun:
         # the caller's callback, already guarded (save() reports to it before the run too)
         self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
         self.workers = workers
-        self.owner = owner_id()
+        self.identity = new_owner()
+        self.owner = str(self.identity)
         self.user = _user()
         self.cancel = threading.Event()
         self.stopped_by: BaseException | None = (
@@ -75,7 +78,15 @@ class SaveRun:
     # -- driver ----------------------------------------------------------------------
 
     def execute(self) -> None:
-        """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
+        """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates.
+
+        The run's owner name is held only while it runs: rows it could not clean up are then
+        recognised as abandoned, by this process and by ``ln.check``, without waiting for a lease.
+        """
+        with running(self.identity):
+            self._execute()
+
+    def _execute(self) -> None:
         self.progress.start(
             [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
         )
@@ -131,8 +142,13 @@ class SaveRun:
 
     def _reserve(self, items: list[Item]) -> list[Item]:
         try:
+            try:
+                with self.inst.db.write_rows(durable=False) as session:
+                    return self._reserve_in(session, items, reclaim=True)
+            except _Abandoned as found:
+                self._reclaim(found.rows)
             with self.inst.db.write_rows(durable=False) as session:
-                return self._reserve_in(session, items)
+                return self._reserve_in(session, items, reclaim=False)
         except LaminNbError:
             raise
         except Exception as exc:
@@ -143,16 +159,23 @@ class SaveRun:
                     )
             return []
 
-    def _reserve_in(self, session: Any, items: list[Item]) -> list[Item]:
+    def _reserve_in(self, session: Any, items: list[Item], reclaim: bool) -> list[Item]:
         known, by_hash = rows.by_uids_and_hashes(
             session, [i.artifact.uid for i in items], [i.artifact._hash or "" for i in items]
         )
+        if reclaim:
+            found = {r.uid: r for r in known.values()}
+            found.update((r.uid, r) for rs in by_hash.values() for r in rs)
+            dead = [r for r in found.values() if rows.abandoned(r)]
+            if dead:  # finished first (outside this transaction), then the reservation again
+                raise _Abandoned(dead)
         leaders: dict[str, Item] = {}
         to_reserve: list[Item] = []
         for item in items:
             if item.done:
                 continue
             item.waiting, item.leader, digest = False, None, item.artifact._hash or ""
+            item.waits_for = None
             own = known.get(item.artifact.uid)
             if own is not None and own.status == COMMITTED:
                 item.artifact._adopt(own)
@@ -163,7 +186,7 @@ class SaveRun:
                 continue
             if own is not None and own.owner != self.owner and rows.in_flight(own):
                 if own.hash == digest:  # another process predicted the same uid, same content
-                    item.waiting = True
+                    item.waiting, item.waits_for = True, own
                     continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
             # a trashed artifact is invisible: same content saves a new, visible one
@@ -172,6 +195,7 @@ class SaveRun:
                 self._dedup(item, committed[0])
             elif any(rows.in_flight(r) for r in others):
                 item.waiting = True
+                item.waits_for = next(r for r in others if rows.in_flight(r))
             elif digest in leaders:
                 item.leader = leaders[digest]
             else:
@@ -237,6 +261,23 @@ class SaveRun:
             "lease_expires_at": until,
             "updated_at": now,
         }
+
+    def _reclaim(self, dead: list[Row[Any]]) -> None:
+        """Roll back (or forward) rows whose writer is gone: a crashed process on this host, or
+        a run of this process whose undo was cut short. Best effort: what fails stays for
+        ``ln.repair()`` and no longer blocks this save."""
+        results = recovery.finish_all(self.inst, dead)  # type: ignore[arg-type]
+        done = [uid for uid, error in results if error is None]
+        if done:
+            owners = sorted({describe_owner(r.owner) for r in dead if r.uid in done})
+            logger.info(
+                "finished %d reservation(s) left by %s, which no longer runs",
+                len(done),
+                ", ".join(owners),
+            )
+        for uid, error in results:
+            if error is not None:
+                logger.warning("could not finish abandoned row %s: %s", uid, error)
 
     def _release(self, items: list[Item]) -> None:
         """Give reservations back before anything was uploaded (atomic batch must wait)."""
@@ -380,8 +421,12 @@ class SaveRun:
         )
         # items whose rows a commit already flipped end as saved, so say what stopped the run
         logger.warning("%s; unfinished items are undone", reason)
-        # reserved includes items that already failed but whose cleanup had not run yet
-        self._undo([i for i in self.items if not i.done or i.reserved], S.FAILED, reason, exc)
+        # reserved includes items that already failed but whose cleanup had not run yet; a
+        # second Ctrl-C must not cut the undo short (it would leave this process's own rows)
+        with deferred_interrupts() as held:
+            self._undo([i for i in self.items if not i.done or i.reserved], S.FAILED, reason, exc)
+        if held and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt
 
     # -- dedup -----------------------------------------------------------------------
 
@@ -419,17 +464,27 @@ class SaveRun:
                 )
 
     def _wait_for_others(self, waiting: list[Item]) -> list[Item]:
-        """Same content is in flight elsewhere: wait until it is committed or rolled back."""
+        """Same content is in flight elsewhere: wait until it is committed or rolled back, or
+        its writer is known to be gone. The wait says on whom, how long at most, and what to
+        run if that writer will not come back."""
         if not waiting:
             return []
+        for item in waiting:
+            self._set(item, S.WAITING, _waiting_for(item.waits_for))
+        logger.warning("%s: %s", label(waiting[0].artifact), _waiting_for(waiting[0].waits_for))
         if wait_for_writers(
             self.inst, {i.artifact._hash or "" for i in waiting}, WAIT_FOR_OTHERS_SECONDS
         ):
             return waiting
         for item in waiting:
             item.waiting = False
+            who = _writer(item.waits_for)
             self._fail(
-                item, StorageError("the same content is still being saved by another process")
+                item,
+                StorageError(
+                    f"the same content is still being saved by {who} after "
+                    f"{WAIT_FOR_OTHERS_SECONDS:.0f} s; {REPAIR_HINT}, then save again"
+                ),
             )
         return []
 
@@ -469,6 +524,35 @@ def key_not_saved(requested: str, kept: str | None, uid: str) -> str:
 
 class _Cancelled(Exception):
     pass
+
+
+class _Abandoned(Exception):
+    """Rows whose writer is gone stand in the way of a reservation: finish them first."""
+
+    def __init__(self, dead: list[Row[Any]]) -> None:
+        super().__init__(f"{len(dead)} abandoned row(s)")
+        self.rows = dead
+
+
+REPAIR_HINT = (
+    "if that process is gone (and no other writer runs), run "
+    "ln.repair(dry_run=False, grace_seconds=0)"
+)
+
+
+def _writer(row: Row[Any] | None) -> str:
+    return describe_owner(row.owner) if row is not None else "another process"
+
+
+def _waiting_for(row: Row[Any] | None) -> str:
+    """'waiting for process 123 on host-a, saving the same content as ... (at most 600 s; ...)'"""
+    what = "the same content"
+    if row is not None:
+        what += f" as {row.uid}" + (f" (key {row.key!r})" if row.key else "")
+    return (
+        f"waiting for {_writer(row)}, which is saving {what}; at most "
+        f"{WAIT_FOR_OTHERS_SECONDS:.0f} s; {REPAIR_HINT}"
+    )
 
 
 def _user() -> str:

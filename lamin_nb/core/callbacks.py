@@ -6,6 +6,8 @@ States per item (each item ends in exactly one final state and gets no event aft
 
     queued -> [hashing] -> uploading -> committing -> saved
     queued -> [hashing] -> deduplicated | already saved
+    queued -> [hashing] -> waiting -> ...  (another process saves the same content; the detail
+                                            says which, how long at most, and what to run)
     any non-final state -> failed          (detail = the reason, e.g. "Access Denied")
     any non-final state -> rolled back     (atomic=True: another item failed, so this one
                                             was undone or never started)
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 class ItemState(str, Enum):
     QUEUED = "queued"
     HASHING = "hashing"
+    WAITING = "waiting"
     UPLOADING = "uploading"
     COMMITTING = "committing"
     SAVED = "saved"
@@ -186,6 +189,9 @@ class TextProgress(SaveCallback):
         self._write(f"saving {self.total} item(s), {_human(size)}")
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        if state is ItemState.WAITING:  # a wait is never silent
+            self._write(f"{self.labels.get(index, index)} {_printable(detail)}")
+            return
         if not state.is_final:
             return
         with self._lock:

@@ -16,6 +16,7 @@ from . import rows
 from .hashing import hash_stream
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
+from .owners import Liveness, liveness
 from .storage import ObjectInfo, owner_of_temp
 
 BATCH = 5000
@@ -56,6 +57,12 @@ class InFlight:
     age_seconds: float
     expired: bool
     object_present: bool
+    owner_alive: bool | None = None  # False: its writer is known to be gone (owners.py)
+
+    @property
+    def stuck(self) -> bool:
+        """Waits for repair: its lease ran out, or its writer no longer runs."""
+        return self.expired or self.owner_alive is False
 
 
 @dataclass
@@ -75,8 +82,9 @@ class ConsistencyReport:
 
     @property
     def is_consistent(self) -> bool:
-        """I1 and I2 hold and nothing waits for repair (live uploads and deletes are fine)."""
-        stuck = any(r.expired for r in self.pending + self.deleting)
+        """I1 and I2 hold and nothing waits for repair (live uploads and deletes are fine;
+        rows whose writer is gone are not, lease or no lease)."""
+        stuck = any(r.stuck for r in self.pending + self.deleting)
         return not (self.missing or self.orphans or self.mismatched or stuck)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +129,13 @@ def _describe(entry: Any) -> str:
     if isinstance(entry, Mismatch):
         return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
     if isinstance(entry, InFlight):
-        state = "expired" if entry.expired else "in flight"
+        state = (
+            "owner not alive"
+            if entry.owner_alive is False
+            else "expired"
+            if entry.expired
+            else "in flight"
+        )
         return f"{entry.name} ({state}, {entry.age_seconds:.0f} s, owner {entry.owner})"
     return f"{entry.name} key={entry.key!r}"
 
@@ -229,6 +243,7 @@ def _classify(
 ) -> None:
     if row.status in (PENDING, DELETING):
         expired = row.lease_expires_at is None or row.lease_expires_at < now
+        alive = liveness(row.owner)
         entry = InFlight(
             row.uid,
             row.key,
@@ -237,6 +252,7 @@ def _classify(
             (now - row.updated_at).total_seconds(),
             expired,
             info is not None,
+            None if alive is Liveness.UNKNOWN else alive is Liveness.ALIVE,
         )
         (report.pending if row.status == PENDING else report.deleting).append(entry)
     elif row.status == LOST:

@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 from . import rows
 from .errors import NotFoundError, StorageError, describe
 from .faults import fault
-from .instance import Instance, current, owner_id
+from .instance import Instance, current
 from .models import COMMITTED, DELETING, ArtifactRow, utcnow
+from .owners import running
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -57,26 +58,27 @@ def delete_permanently(artifact: Artifact) -> None:
     if even that fails, the ``deleting`` row is rolled forward by ``ln.repair()``.
     """
     inst = current()
-    with inst.db.write() as session:
-        row = _committed_row(session, artifact)
-        row.status, row.owner, row.lease_expires_at = DELETING, owner_id(), rows.lease_until()
-        session.flush()
-        rows.refresh_latest(session, [row.key])
-    fault("mid_delete")
-    name = artifact._object_name
-    try:
-        inst.storage.delete(name)
-    except Exception as exc:
-        _after_failed_delete(inst, artifact, exc)
-    fault("after_object_delete")
-    with inst.db.write() as session:
-        rows.delete_rows(session, [artifact.uid], DELETING)
+    with running() as owner:  # a deleting row left behind is then known to be abandoned
+        with inst.db.write() as session:
+            row = _committed_row(session, artifact)
+            row.status, row.owner, row.lease_expires_at = DELETING, owner, rows.lease_until()
+            session.flush()
+            rows.refresh_latest(session, [row.key])
+        fault("mid_delete")
+        name = artifact._object_name
+        try:
+            inst.storage.delete(name)
+        except Exception as exc:
+            _after_failed_delete(inst, artifact, exc, owner)
+        fault("after_object_delete")
+        with inst.db.write() as session:
+            rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
     artifact.status = None
     artifact.is_latest = False
 
 
-def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception) -> None:
+def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, owner: str) -> None:
     """The object delete raised: its outcome decides whether the row goes back or goes too.
 
     A request can fail after the server acted on it, so look before reverting: reverting a row
@@ -92,7 +94,7 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception) -> 
     if not present:
         logger.info("%s was deleted although the request failed: %s", artifact.uid, describe(exc))
         return
-    _revert(artifact)
+    _revert(artifact, owner)
     raise StorageError(
         f"could not delete {artifact!r}: {describe(exc)}; the artifact is unchanged"
     ) from exc
@@ -105,7 +107,7 @@ def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
         cache_path(inst, artifact).unlink(missing_ok=True)
 
 
-def _revert(artifact: Artifact) -> None:
+def _revert(artifact: Artifact, owner: str) -> None:
     """Back to committed, unless recovery took the row over (it then finishes the delete)."""
     inst = current()
     try:
@@ -115,7 +117,7 @@ def _revert(artifact: Artifact) -> None:
                 .where(
                     ArtifactRow.uid == artifact.uid,
                     ArtifactRow.status == DELETING,
-                    ArtifactRow.owner == owner_id(),
+                    ArtifactRow.owner == owner,
                 )
                 .values(status=COMMITTED, owner=None, lease_expires_at=None)
             )

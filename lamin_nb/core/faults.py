@@ -1,4 +1,5 @@
-"""Fault points for crash tests: ``LAMIN_NB_FAULT=point[:action]`` (action kill|raise).
+"""Fault points for crash tests: ``LAMIN_NB_FAULT=point[:action]`` (action kill|raise|stop;
+``stop`` freezes the process with SIGSTOP: a live writer that makes no progress).
 
 Read once at import; when unset, ``fault()`` is a dictionary miss and nothing else.
 """
@@ -47,4 +48,7 @@ def fault(point: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     raise InjectedFault(f"injected fault at {point}")

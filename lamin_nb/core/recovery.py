@@ -1,5 +1,7 @@
 """Finishing what interrupted writers left: pending rows roll back, deleting rows roll forward.
 
+A row is finished once its lease has expired, or at once when its writer is known to be gone
+(``owners``: a dead process on this host, or a run of this process that no longer runs).
 Before touching storage, recovery takes the row over (a conditional UPDATE of its owner and
 lease). From then on the original writer can neither commit it (its commit claims rows by
 owner) nor revert a delete, so a slow writer whose lease ran out can never end up with a
@@ -9,7 +11,6 @@ committed row whose object recovery just removed.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -17,14 +18,11 @@ from sqlalchemy import delete, or_, select, update
 
 from . import rows
 from .errors import describe
-from .instance import Instance, owner_id
+from .instance import Instance
 from .models import DELETING, PENDING, ArtifactRow, utcnow
+from .owners import running
 
 logger = logging.getLogger("lamin_nb")
-
-
-def recovery_owner() -> str:
-    return f"recovery:{secrets.token_hex(4)}:{owner_id()}"[:128]
 
 
 def expired_rows(
@@ -32,12 +30,19 @@ def expired_rows(
     now: datetime | None = None,
     all_leases: bool = False,
 ) -> list[ArtifactRow]:
-    """Pending and deleting rows whose lease has run out (every one with ``all_leases``)."""
+    """Pending and deleting rows whose lease has run out or whose writer is gone (every one
+    with ``all_leases``)."""
     stmt = select(ArtifactRow).where(ArtifactRow.status.in_((PENDING, DELETING)))
-    if not all_leases:
-        stmt = stmt.where(_lease_over(now or utcnow()))
     with inst.db.read() as session:
-        return list(session.scalars(stmt.order_by(ArtifactRow.id)))
+        found = list(session.scalars(stmt.order_by(ArtifactRow.id)))
+    if all_leases:
+        return found
+    now = now or utcnow()
+    return [r for r in found if _expired(r, now) or rows.abandoned(r)]
+
+
+def _expired(row: ArtifactRow, now: datetime) -> bool:
+    return row.lease_expires_at is None or row.lease_expires_at < now
 
 
 def _lease_over(now: datetime) -> object:
@@ -45,14 +50,15 @@ def _lease_over(now: datetime) -> object:
 
 
 def claim(inst: Instance, row: ArtifactRow, new_owner: str, all_leases: bool = False) -> bool:
-    """Take ``row`` over if it is still in the state we saw (and still expired)."""
+    """Take ``row`` over if it is still in the state we saw (and still expired, unless its
+    writer is gone: then the unchanged owner is proof enough that nobody works on it)."""
     owned = ArtifactRow.owner.is_(None) if row.owner is None else ArtifactRow.owner == row.owner
     stmt = (
         update(ArtifactRow)
         .where(ArtifactRow.uid == row.uid, ArtifactRow.status == row.status, owned)
         .values(owner=new_owner, lease_expires_at=rows.lease_until())
     )
-    if not all_leases:
+    if not (all_leases or rows.abandoned(row)):
         stmt = stmt.where(_lease_over(utcnow()))
     with inst.db.write() as session:
         return bool(session.execute(stmt).rowcount)
@@ -64,22 +70,22 @@ def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
     Returns False when the row was no longer ours to finish (its writer committed, reverted
     or renewed it in the meantime); nothing is touched then.
     """
-    me = recovery_owner()
-    if not claim(inst, row, me, all_leases):
-        return False
-    name = f"{row.uid}{row.suffix}"
-    inst.storage.delete(name)
-    inst.storage.delete_temps(name)
-    with inst.db.write() as session:
-        session.execute(
-            delete(ArtifactRow).where(
-                ArtifactRow.uid == row.uid,
-                ArtifactRow.status == row.status,
-                ArtifactRow.owner == me,
+    with running(recovery=True) as me:
+        if not claim(inst, row, me, all_leases):
+            return False
+        name = f"{row.uid}{row.suffix}"
+        inst.storage.delete(name)
+        inst.storage.delete_temps(name)
+        with inst.db.write() as session:
+            session.execute(
+                delete(ArtifactRow).where(
+                    ArtifactRow.uid == row.uid,
+                    ArtifactRow.status == row.status,
+                    ArtifactRow.owner == me,
+                )
             )
-        )
-        if row.status == DELETING:
-            rows.refresh_latest(session, [row.key])
+            if row.status == DELETING:
+                rows.refresh_latest(session, [row.key])
     return True
 
 

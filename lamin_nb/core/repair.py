@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from . import recovery, rows
-from .consistency import ConsistencyReport, check
+from .consistency import ConsistencyReport, InFlight, check
 from .errors import ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, ArtifactRow, utcnow
@@ -121,11 +121,11 @@ def _plan(
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []
     for row in report.pending:
-        target = actions if (row.expired or grace == 0) else skipped
-        target.append(RepairAction("roll back pending", row.uid, f"({row.name})"))
+        target = actions if (row.stuck or grace == 0) else skipped
+        target.append(RepairAction("roll back pending", row.uid, _in_flight_detail(row)))
     for row in report.deleting:
-        target = actions if (row.expired or grace == 0) else skipped
-        target.append(RepairAction("roll forward deleting", row.uid, f"({row.name})"))
+        target = actions if (row.stuck or grace == 0) else skipped
+        target.append(RepairAction("roll forward deleting", row.uid, _in_flight_detail(row)))
     for orphan in report.orphans:
         target = actions if orphan.age_seconds >= grace else skipped
         target.append(
@@ -158,6 +158,10 @@ def _plan(
     if purge:
         actions += [RepairAction("purge quarantined", name) for name in _purgeable(inst, retention)]
     return RepairPlan(actions, skipped, report)
+
+
+def _in_flight_detail(row: InFlight) -> str:
+    return f"({row.name}; owner not alive)" if row.owner_alive is False else f"({row.name})"
 
 
 def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
@@ -232,7 +236,7 @@ def _incomplete_uploads(
     """S3 multipart uploads that a killed writer never completed: invisible, but billed."""
     if inst.storage.is_local:
         return [], []
-    live = {p.name for p in report.pending if not p.expired and grace > 0}
+    live = {p.name for p in report.pending if not p.stuck and grace > 0}
     now = utcnow()
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []

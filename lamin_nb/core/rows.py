@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import COMMITTED, PENDING, ArtifactRow, utcnow
+from .models import COMMITTED, DELETING, PENDING, ArtifactRow, utcnow
+from .owners import is_dead
 
 T = TypeVar("T")
 Executor = Session | Connection  # the save path runs on bare Core connections
@@ -132,12 +133,19 @@ def latest_by_key(session: Executor, keys: Iterable[str]) -> dict[str, Row[Any]]
 
 
 def in_flight(row: Any) -> bool:
-    """A pending row whose writer may still be alive; an expired one is left to recovery."""
+    """A pending row whose writer may still be alive; an expired one, or one whose writer is
+    known to be gone (see ``owners``), is left to recovery."""
     return (
         row.status == PENDING
         and row.lease_expires_at is not None
         and row.lease_expires_at >= utcnow()
+        and not is_dead(row.owner)
     )
+
+
+def abandoned(row: Any) -> bool:
+    """A pending or deleting row whose writer is known to be gone, lease or not."""
+    return row.status in (PENDING, DELETING) and is_dead(row.owner)
 
 
 def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:

@@ -9,10 +9,12 @@ lock, and the caller returns only once the count is back to zero.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from . import rows
@@ -105,6 +107,32 @@ class _Batch(Generic[T]):
                 return
             except KeyboardInterrupt:  # a second Ctrl-C: the calls in flight end at their
                 continue  # next progress tick, so waiting stays short
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[list[int]]:
+    """Hold Ctrl-C back until the block ends (an undo must not be cut short by a second one).
+
+    Yields the list of signals held; the caller decides what to raise afterwards. Only the main
+    thread can install a handler; elsewhere (no signals arrive there anyway) nothing changes.
+    """
+    held: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        if not held:
+            logger.warning("interrupt received: finishing the undo of this save first")
+        held.append(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield held
+    finally:
+        signal.signal(
+            signal.SIGINT, previous if previous is not None else signal.default_int_handler
+        )
 
 
 def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:

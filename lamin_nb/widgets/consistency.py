@@ -330,7 +330,13 @@ def _entry_cells(entry: Any) -> str:
             f"expected {entry.expected}, found {entry.actual}",
         ]
     elif kind == "InFlight":
-        state = "lease expired: repair finishes it" if entry.expired else "in flight"
+        state = (
+            "owner not alive: repair finishes it"
+            if getattr(entry, "owner_alive", None) is False
+            else "lease expired: repair finishes it"
+            if entry.expired
+            else "in flight"
+        )
         cells = [
             entry.key or entry.uid,
             entry.name,

@@ -95,6 +95,8 @@ class ItemStatus:
             return f"{self.state.value} {human_size(self.done)}/{_size(self.size)}"
         if self.state == S.FAILED:
             return f"failed: {self.detail or 'unknown reason'}"
+        if self.state == S.WAITING and self.detail:
+            return self.detail  # on whom, how long at most, what to run
         if self.state == S.DEDUPLICATED and self.detail:
             return f"deduplicated ({self.detail})"
         return self.state.value
