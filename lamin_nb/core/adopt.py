@@ -101,7 +101,7 @@ def adopt_objects(inst: Instance) -> AdoptReport:
     values.sort(key=lambda v: (v["created_at"], v["uid"]))
     with inst.db.write_rows() as conn:
         for part in rows.chunks(values):
-            conn.execute(insert(ArtifactRow.__table__), list(part))
+            conn.execute(insert(ArtifactRow), list(part))
     report.adopted = [v["uid"] for v in values]
     report.skipped.sort()
     if report.adopted or report.skipped:

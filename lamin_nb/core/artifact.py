@@ -79,6 +79,7 @@ class Artifact:
         self._source = None
         self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
         self._staged = False  # the source is a staging file lamin_nb wrote itself
+        self._instance: _instance.Instance | None = None  # where it was saved or loaded from
 
     # -- constructors --------------------------------------------------------------------
 
@@ -153,10 +154,11 @@ class Artifact:
         return artifact
 
     @classmethod
-    def _from_row(cls, row: ArtifactRow) -> Artifact:
+    def _from_row(cls, row: ArtifactRow, inst: _instance.Instance) -> Artifact:
         artifact = cls.__new__(cls)
         artifact._init_fields(row.key, row.description, row.suffix)
         artifact._adopt(row)
+        artifact._instance = inst
         return artifact
 
     def _adopt(self, row: ArtifactRow) -> None:
@@ -197,6 +199,7 @@ class Artifact:
             "status",
             "is_trashed",
             "_hash",
+            "_instance",
         ):
             setattr(self, name, getattr(other, name))
 
@@ -241,6 +244,18 @@ class Artifact:
     def _is_saved(self) -> bool:
         return self.status is not None
 
+    def _home(self) -> _instance.Instance:
+        """The instance this artifact belongs to: where it was saved or loaded from, even after
+        another instance became current (the current one for an unsaved artifact)."""
+        own, now = self._instance, _instance._current
+        if own is None or (now is not None and now.settings.uid == own.settings.uid):
+            return _instance.current()
+        return own  # its connections were closed on the switch; they reopen on use
+
+    def _saved_elsewhere(self, inst: _instance.Instance) -> bool:
+        own = self._instance
+        return self._is_saved and own is not None and own.settings.uid != inst.settings.uid
+
     # -- persistence -----------------------------------------------------------------
 
     def save(self, *, callback: SaveCallback | None = None) -> Artifact:
@@ -255,7 +270,7 @@ class Artifact:
             if self._source is None:
                 raise NotFoundError(f"{self!r} has no content")
             return self._source
-        inst = _instance.current()
+        inst = self._home()
         if inst.storage.is_local:
             return Path(inst.storage.managed) / self._object_name
         return _download(inst, self)

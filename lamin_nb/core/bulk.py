@@ -92,6 +92,8 @@ class SaveRun:
         )
         for item in self.items:
             self._set(item, S.QUEUED)
+            if item.artifact._saved_elsewhere(self.inst):  # acts on its own instance: nothing
+                self._set(item, S.ALREADY_SAVED, "saved in another instance")
         try:
             self._hash_all([i for i in self.items if not i.artifact._is_saved])
             todo = [i for i in self.items if not i.done]

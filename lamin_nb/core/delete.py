@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from . import rows
 from .errors import NotFoundError, StorageError, describe
 from .faults import fault
-from .instance import Instance, current
+from .instance import Instance
 from .models import COMMITTED, DELETING, ArtifactRow, utcnow
 from .owners import running
 
@@ -31,7 +31,7 @@ def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
 
 
 def _set_trashed(artifact: Artifact, trashed: bool) -> None:
-    inst = current()
+    inst = artifact._home()
     with inst.db.write() as session:
         row = _committed_row(session, artifact)
         row.is_trashed = trashed
@@ -57,7 +57,7 @@ def delete_permanently(artifact: Artifact) -> None:
     If the object cannot be deleted, the row goes back to committed and the artifact is intact;
     if even that fails, the ``deleting`` row is rolled forward by ``ln.repair()``.
     """
-    inst = current()
+    inst = artifact._home()
     with running() as owner:  # a deleting row left behind is then known to be abandoned
         with inst.db.write() as session:
             row = _committed_row(session, artifact)
@@ -94,7 +94,7 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, own
     if not present:
         logger.info("%s was deleted although the request failed: %s", artifact.uid, describe(exc))
         return
-    _revert(artifact, owner)
+    _revert(inst, artifact, owner)
     raise StorageError(
         f"could not delete {artifact!r}: {describe(exc)}; the artifact is unchanged"
     ) from exc
@@ -107,9 +107,8 @@ def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
         cache_path(inst, artifact).unlink(missing_ok=True)
 
 
-def _revert(artifact: Artifact, owner: str) -> None:
+def _revert(inst: Instance, artifact: Artifact, owner: str) -> None:
     """Back to committed, unless recovery took the row over (it then finishes the delete)."""
-    inst = current()
     try:
         with inst.db.write() as session:
             session.execute(

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from .db import Database
 from .errors import InstanceError, StorageError, ValidationError, describe
 from .models import ArtifactRow, InstanceRow, utcnow
+from .nesting import check_not_nested
 from .settings import (
     InstanceSettings,
     current_name,
@@ -133,6 +134,7 @@ def init(
     if existing is not None:
         _check_same(existing, root, db_url)
         return _adopt(connect(name)) if adopt else connect(name)
+    check_not_nested(root, dict(storage_options or {}))
     if db_url is None:
         db_url = f"sqlite:///{home() / 'instances' / name / 'lamin.db'}"
     settings = InstanceSettings(name, "", root, db_url, dict(storage_options or {}))

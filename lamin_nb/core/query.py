@@ -61,14 +61,16 @@ class QuerySet:
         return select(ArtifactRow).where(ArtifactRow.status == COMMITTED, *self._conditions)
 
     def all(self) -> list[Artifact]:
-        with _instance.current().db.read() as session:
+        inst = _instance.current()
+        with inst.db.read() as session:
             rows = session.scalars(self._select().order_by(ArtifactRow.id)).all()
-        return [Artifact._from_row(row) for row in rows]
+        return [Artifact._from_row(row, inst) for row in rows]
 
     def first(self) -> Artifact | None:
-        with _instance.current().db.read() as session:
+        inst = _instance.current()
+        with inst.db.read() as session:
             row = session.scalars(self._select().order_by(ArtifactRow.id).limit(1)).first()
-        return None if row is None else Artifact._from_row(row)
+        return None if row is None else Artifact._from_row(row, inst)
 
     def count(self) -> int:
         stmt = select(func.count()).select_from(self._select().subquery())
@@ -105,10 +107,11 @@ def get(uid_or_key: str) -> Artifact:
             )
         )
     candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *shown))
-    with _instance.current().db.read() as session:
+    inst = _instance.current()
+    with inst.db.read() as session:
         for stmt in candidates:
             ordered = stmt.order_by(ArtifactRow.is_latest.desc(), ArtifactRow.version.desc())
             row = session.scalars(ordered.limit(1)).first()
             if row is not None:
-                return Artifact._from_row(row)
+                return Artifact._from_row(row, inst)
     raise NotFoundError(f"no artifact with uid or key {shorten(uid_or_key)}")

@@ -149,7 +149,7 @@ def save(
         check_flag("atomic", atomic)
         max_workers = check_workers(max_workers)
         artifacts = check_records(records)
-        inst = current()
+        inst = _target(artifacts)
         run = SaveRun(inst, artifacts, atomic, progress, max_workers or _default_workers(inst))
     except BaseException as exc:
         report.error = exc
@@ -160,11 +160,22 @@ def save(
     finally:
         _fill(report, run)
         progress.finish(report)
+    for artifact in report.saved + report.deduplicated:
+        artifact._instance = inst
     if report.key_conflicts:
         _warn_key_conflicts(report.key_conflicts)
     if report.failed:
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
+
+
+def _target(artifacts: list[Artifact]) -> Instance:
+    """The current instance; for artifacts that are all saved in one instance, that one (a
+    saved artifact acts on its own instance, even after another became current)."""
+    homes = {h.settings.uid: h for h in (a._home() for a in artifacts if a._is_saved)}
+    if len(homes) == 1 and all(a._is_saved for a in artifacts):
+        return next(iter(homes.values()))
+    return current()
 
 
 def save_one(artifact: Artifact, callback: SaveCallback | None = None) -> Artifact:

@@ -1,0 +1,74 @@
+"""Storage roots never nest through a managed prefix.
+
+A root inside another instance's ``<root>/.lamindb`` puts its objects and marker where the other
+instance's check and repair treat them as orphans; a root whose own ``.lamindb`` already holds
+another instance's does the same the other way round. Roots elsewhere inside another root
+(``outer/sub``) are fine: their managed prefixes are disjoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .errors import StorageError, ValidationError, describe
+from .storage import MANAGED, Storage
+
+SCHEME = "s3://"
+
+
+def check_not_nested(root: str, options: dict[str, Any]) -> None:
+    """Refuse ``root`` if it lies inside a managed prefix or its managed prefix holds one."""
+    head, path = (SCHEME, root[len(SCHEME) :]) if root.startswith(SCHEME) else ("", root)
+    parts = path.split("/")
+    if MANAGED in parts:
+        outer = head + "/".join(parts[: parts.index(MANAGED)])
+        raise ValidationError(
+            f"storage {root!r} lies inside {outer + '/' + MANAGED!r}, the managed prefix of "
+            f"{_described(outer, options)}; lamin_nb owns everything in it. Choose a folder "
+            "outside it"
+        )
+    storage = Storage(root, options)
+    try:
+        inner = _nested_prefix(storage)
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot use storage {root!r}: {describe(exc)}") from exc
+    if inner is not None:
+        inner_root = inner[: -len(MANAGED) - 1]
+        raise ValidationError(
+            f"storage {root!r} cannot be used: its managed prefix {storage.managed!r} holds "
+            f"{inner!r}, the managed prefix of {_described(inner_root, options)}, whose objects "
+            f"would look like orphans to {root!r}. Move that instance's storage out first"
+        )
+
+
+def _nested_prefix(storage: Storage) -> str | None:
+    """The first managed prefix below ``storage``'s own, or None (one listing, at init only)."""
+    marker = f"/{MANAGED}/"
+    if storage.is_local:
+        for folder, dirs, _ in os.walk(storage.managed):
+            if MANAGED in dirs:
+                return f"{folder}/{MANAGED}"
+        return None
+    base = storage.managed.removeprefix(SCHEME)
+    try:
+        found = storage.fs.find(storage.managed)
+    except FileNotFoundError:
+        return None
+    for path in found:
+        rest = path[len(base) :]
+        if marker in rest:
+            return SCHEME + base + rest[: rest.index(marker) + len(marker) - 1]
+    return None
+
+
+def _described(root: str, options: dict[str, Any]) -> str:
+    """``instance 'name' (storage 'root')``, naming the instance from its marker if it has one."""
+    try:
+        raw = Storage(root, options).read_marker("instance.json")
+        name = json.loads(raw).get("name") if raw is not None else None
+    except (OSError, ValueError):
+        name = None
+    who = f"instance {name!r}" if name else "another instance"
+    return f"{who} (storage {root!r})"
