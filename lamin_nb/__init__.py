@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "init": "lamin_nb.core.instance",
     "connect": "lamin_nb.core.instance",
+    "disconnect": "lamin_nb.core.instance",
     "Artifact": "lamin_nb.core.artifact",
     "save": "lamin_nb.core.save",
     "SaveReport": "lamin_nb.core.save",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "StorageError": "lamin_nb.core.errors",
     "NotFoundError": "lamin_nb.core.errors",
     "IntegrityError": "lamin_nb.core.errors",
+    "KeyNotSavedWarning": "lamin_nb.core.errors",
     "InstanceError": "lamin_nb.core.errors",
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
@@ -43,6 +45,7 @@ __all__ = [
     "ConsistencyReport",
     "InstanceError",
     "IntegrityError",
+    "KeyNotSavedWarning",
     "LaminNbError",
     "NotFoundError",
     "RepairPlan",
@@ -54,6 +57,7 @@ __all__ = [
     "ValidationError",
     "check",
     "connect",
+    "disconnect",
     "init",
     "list_quarantined",
     "repair",
@@ -69,13 +73,14 @@ if TYPE_CHECKING:
     from lamin_nb.core.errors import (
         InstanceError,
         IntegrityError,
+        KeyNotSavedWarning,
         LaminNbError,
         NotFoundError,
         SaveError,
         StorageError,
         ValidationError,
     )
-    from lamin_nb.core.instance import connect, init
+    from lamin_nb.core.instance import connect, disconnect, init
     from lamin_nb.core.public import settings
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.save import SaveReport, save

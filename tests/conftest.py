@@ -32,7 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def lamin_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own settings folder and no current instance."""
-    from lamin_nb.core import faults, instance
+    import lamin_nb as ln
+    from lamin_nb.core import faults
 
     home = tmp_path / "lamin-home"
     monkeypatch.setenv("LAMIN_NB_HOME", str(home))
@@ -41,9 +42,7 @@ def lamin_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     faults.configure(None)
     yield home
     faults.configure(None)
-    if instance._current is not None:
-        instance._current.close()
-        instance._current = None
+    ln.disconnect()
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +69,9 @@ def s3_bucket(s3_server: MotoServer) -> str:
 def pg_url() -> Iterator[str]:
     url = create_pg_database()
     yield url
-    from lamin_nb.core import instance
+    import lamin_nb as ln
 
-    if instance._current is not None:
-        instance._current.close()
-        instance._current = None
+    ln.disconnect()  # release its connections: the database is dropped next
     drop_pg_database(url)
 
 

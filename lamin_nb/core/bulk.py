@@ -42,6 +42,8 @@ class Item:
         self.uploaded = False
         self.leader: Item | None = None  # same content earlier in this batch
         self.waiting = False  # same content is being saved by another process
+        self.requested_key = artifact.key  # what the user asked for, before any dedup
+        self.key_conflict: tuple[str, str | None, str] | None = None  # (requested, kept, uid)
 
     @property
     def done(self) -> bool:
@@ -60,7 +62,8 @@ class SaveRun:
         self.inst = inst
         self.items = [Item(i, a) for i, a in enumerate(artifacts)]
         self.atomic = atomic
-        self.progress = Guarded(callback)
+        # the caller's callback, already guarded (save() reports to it before the run too)
+        self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
         self.workers = workers
         self.owner = owner_id()
         self.user = _user()
@@ -73,8 +76,8 @@ class SaveRun:
 
     def execute(self) -> None:
         """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates."""
-        self.progress.call(
-            "start", [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+        self.progress.start(
+            [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
         )
         for item in self.items:
             self._set(item, S.QUEUED)
@@ -163,9 +166,8 @@ class SaveRun:
                     item.waiting = True
                     continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
-            committed = sorted(
-                (r for r in others if r.status == COMMITTED), key=lambda r: (r.is_trashed, r.id)
-            )
+            # a trashed artifact is invisible: same content saves a new, visible one
+            committed = [r for r in others if r.status == COMMITTED and not r.is_trashed]
             if committed:
                 self._dedup(item, committed[0])
             elif any(rows.in_flight(r) for r in others):
@@ -386,9 +388,17 @@ class SaveRun:
     def _dedup(self, item: Item, row: Row[Any]) -> None:
         item.artifact._adopt(row)
         keep_staged_copy(self.inst, item.artifact)
-        note = " (it is in the trash; call .restore())" if row.is_trashed else ""
-        logger.info("returning existing artifact with same hash: %s%s", row.uid, note)
-        self._set(item, S.DEDUPLICATED, f"same content as {row.uid}{note}")
+        logger.info("returning existing artifact with same hash: %s", row.uid)
+        self._set(item, S.DEDUPLICATED, self._same_content(item, row.uid))
+
+    def _same_content(self, item: Item, uid: str) -> str:
+        """The progress detail of a deduplicated item; a key the user asked for and did not
+        get is named there (and in the report and a warning), never dropped silently."""
+        kept = item.artifact.key
+        if item.requested_key is None or item.requested_key == kept:
+            return f"same content as {uid}"
+        item.key_conflict = (item.requested_key, kept, uid)
+        return key_not_saved(item.requested_key, kept, uid)
 
     def _settle_followers(self) -> None:
         for item in self.items:
@@ -398,7 +408,7 @@ class SaveRun:
             if leader.state in (S.SAVED, S.DEDUPLICATED):
                 item.artifact._adopt_from(leader.artifact)
                 keep_staged_copy(self.inst, item.artifact)
-                self._set(item, S.DEDUPLICATED, f"same content as {leader.artifact.uid}")
+                self._set(item, S.DEDUPLICATED, self._same_content(item, leader.artifact.uid))
             elif leader.state == S.ROLLED_BACK:
                 self._set(item, S.ROLLED_BACK)
             else:
@@ -429,7 +439,7 @@ class SaveRun:
         if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
             raise _Cancelled()
         try:
-            self.progress.call("advance", item.index, nbytes)
+            self.progress.advance(item.index, nbytes)
         except BaseException as exc:
             # a hook's KeyboardInterrupt: on S3 this runs in fsspec's event loop thread, which
             # must never see it (the loop would die and every later upload hang); carry it over
@@ -443,13 +453,18 @@ class SaveRun:
 
     def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
         item.state = state
-        self.progress.call("state", item.index, state, detail)
+        self.progress.state(item.index, state, detail)
 
     def _fail(self, item: Item, error: BaseException, cause: BaseException | None = None) -> None:
         if cause is not None:
             error.__cause__ = cause
         item.error = error
         self._set(item, S.FAILED, describe(cause or error))
+
+
+def key_not_saved(requested: str, kept: str | None, uid: str) -> str:
+    where = f"key {kept!r}" if kept is not None else "no key"
+    return f"key {requested!r} not saved: same content is stored as {uid} ({where})"
 
 
 class _Cancelled(Exception):

@@ -95,25 +95,50 @@ def item_label(artifact: Artifact) -> str:
     return artifact.description or artifact.uid
 
 
-class Guarded:
+class Guarded(SaveCallback):
     """How the core calls a user's callback: a bug in a progress display is logged once and
-    never fails a save; a KeyboardInterrupt raised by a hook still stops it."""
+    never fails a save; a KeyboardInterrupt raised by a hook still stops it.
+
+    Typed methods, not calls by name: a misspelled hook is an AttributeError at once (and a
+    type error for mypy), never a warning at run time.
+    """
 
     def __init__(self, callback: SaveCallback) -> None:
         self.callback = callback
         self.broken = False
 
-    def call(self, method: str, *args: Any) -> None:
+    def start(self, items: list[ItemInfo]) -> None:
         try:
-            getattr(self.callback, method)(*args)
+            self.callback.start(items)
         except Exception as exc:  # noqa: BLE001 - see the class docstring
-            if not self.broken:
-                self.broken = True
-                from .errors import describe
+            self._broke("start", exc)
 
-                logging.getLogger("lamin_nb").warning(
-                    "progress callback %s failed: %s", method, describe(exc)
-                )
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        try:
+            self.callback.state(index, state, detail)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._broke("state", exc)
+
+    def advance(self, index: int, nbytes: int) -> None:
+        try:
+            self.callback.advance(index, nbytes)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._broke("advance", exc)
+
+    def finish(self, report: SaveReport) -> None:
+        try:
+            self.callback.finish(report)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._broke("finish", exc)
+
+    def _broke(self, hook: str, exc: Exception) -> None:
+        if not self.broken:
+            self.broken = True
+            from .errors import describe
+
+            logging.getLogger("lamin_nb").warning(
+                "progress callback %s failed: %s", hook, describe(exc)
+            )
 
 
 class RecordingCallback(SaveCallback):

@@ -8,6 +8,7 @@ lock held for their short transaction.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import InstanceError
 from .models import SCHEMA_VERSION
-from .settings import mask_url
+from .settings import home, mask_url
 
 WRITE_LOCK_ID = 0x1A3117  # advisory lock key shared by all lamin_nb writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -72,9 +73,42 @@ class Database:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(lamin_write=True)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+        self.file = sqlite_file(url)
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        if self.file is not None:
+            event.listen(self.engine, "do_connect", self._before_connect)
+            event.listen(self.engine, "connect", self._after_connect)
 
     def __repr__(self) -> str:
         return f"Database({mask_url(self.url)!r})"
+
+    # -- the SQLite file's identity ---------------------------------------------------
+    # A connection keeps its file open: after the settings folder is deleted (or the file
+    # replaced by a copy), its writes would go on into an unlinked file and vanish with the
+    # process. One stat before each commit and each new connection catches it.
+
+    def check_identity(self) -> None:
+        """Raise ``InstanceError`` if the database file is no longer the one this process opened."""
+        if self.file is not None and self._identity is not None:
+            if file_identity(self.file) != self._identity:
+                raise self._moved()
+
+    def _before_connect(self, *_args: Any) -> None:
+        self.check_identity()  # before SQLite creates an empty file in its place
+
+    def _after_connect(self, *_args: Any) -> None:
+        if self._identity is None and self.file is not None:
+            self._identity = file_identity(self.file)
+
+    def _moved(self) -> InstanceError:
+        return InstanceError(
+            f"the database file {self.file} was deleted or replaced after this process opened "
+            f"it (was the settings folder {home()} removed?); nothing was written. Rows "
+            "committed before are only in the file that was removed; the objects in storage are "
+            "intact. Put the file back and run ln.connect(), or rebuild the rows from the "
+            "objects with ln.init(storage=..., adopt=True) (keys and descriptions cannot be "
+            "recovered that way)"
+        )
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -84,10 +118,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success; serialised against other lamin_nb writers."""
+        self.check_identity()
         with self._write() as session, session.begin():
             if self.is_postgres:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
             yield session
+            self.check_identity()
 
     @contextmanager
     def read_rows(self) -> Iterator[Connection]:
@@ -103,6 +139,7 @@ class Database:
         loss in a power cut is repaired anyway (a reservation: its object at worst becomes an
         orphan for ``ln.repair``); the next durable commit flushes these frames too.
         """
+        self.check_identity()
         with self._write_engine.connect() as conn:
             relaxed = not durable and not self.is_postgres
             if relaxed:
@@ -112,6 +149,7 @@ class Database:
                     if self.is_postgres:
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
                     yield conn
+                    self.check_identity()
             finally:
                 if relaxed:
                     conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
@@ -145,6 +183,22 @@ class Database:
             raise InstanceError(
                 f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
             ) from exc
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL and in-memory databases)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def driver_cause(exc: BaseException) -> str:

@@ -28,6 +28,11 @@ class IntegrityError(LaminNbError):
     """Storage and database disagree in a way the operation cannot fix itself."""
 
 
+class KeyNotSavedWarning(UserWarning):
+    """A key asked for was not saved: the same content is already stored under another key
+    (the artifact returned is that one). ``SaveReport.key_conflicts`` lists every case."""
+
+
 class InstanceError(LaminNbError, RuntimeError):
     """No current instance, or the instance settings cannot be used."""
 
@@ -54,6 +59,6 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, PermissionError) and "access denied" not in text.lower():
         text = f"Access Denied ({text})"
-    if isinstance(exc, LaminNbError):
-        return text
+    if isinstance(exc, LaminNbError) or text == type(exc).__name__:
+        return text  # a bare KeyboardInterrupt reads "KeyboardInterrupt", not twice
     return f"{text} ({type(exc).__name__})"

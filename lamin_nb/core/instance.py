@@ -7,13 +7,16 @@ import logging
 import os
 import secrets
 import socket
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .db import Database
 from .errors import InstanceError, StorageError, ValidationError, describe
-from .models import InstanceRow, utcnow
+from .models import ArtifactRow, InstanceRow, utcnow
 from .settings import (
     InstanceSettings,
     current_name,
@@ -26,6 +29,10 @@ from .settings import (
     validate_name,
 )
 from .storage import Storage
+from .validate import check_flag
+
+if TYPE_CHECKING:
+    from .adopt import AdoptReport
 
 logger = logging.getLogger("lamin_nb")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -51,6 +58,7 @@ class Instance:
         self.settings = settings
         self.db = Database(settings.db_url)
         self.storage = Storage(settings.storage_root, settings.storage_options)
+        self.adopted: AdoptReport | None = None  # what ln.init(..., adopt=True) rebuilt
 
     @property
     def name(self) -> str:
@@ -79,6 +87,19 @@ def current() -> Instance:
     return _current
 
 
+def disconnect() -> None:
+    """Close the current instance in this process (its connections are released).
+
+    The settings folder still names it as the current instance, so the next call that needs
+    one connects again; ``ln.init``/``ln.connect`` choose another. Artifacts keep their own
+    instance and reconnect to it when used.
+    """
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
 def _activate(instance: Instance) -> Instance:
     global _current
     if _current is not None and _current is not instance:
@@ -93,8 +114,16 @@ def init(
     db: str | None = None,
     name: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    adopt: bool = False,
 ) -> Instance:
-    """Create an instance (or connect to it if it already exists) and make it current."""
+    """Create an instance (or connect to it if it already exists) and make it current.
+
+    ``adopt=True`` recovers from lost metadata (a deleted settings folder, a lost database):
+    the storage is taken over from the instance it names, and every object without a row gets
+    a committed row, re-hashed from its bytes. Keys and descriptions live only in the database
+    and cannot be recovered; ``instance.adopted`` reports what was rebuilt and what was not.
+    """
+    check_flag("adopt", adopt)
     root = normalize_storage_root(storage)
     name = validate_name(name if name is not None else default_name(root))
     if storage_options is not None and not isinstance(storage_options, dict):
@@ -103,17 +132,18 @@ def init(
     existing = _existing_settings(name)
     if existing is not None:
         _check_same(existing, root, db_url)
-        return connect(name)
+        return _adopt(connect(name)) if adopt else connect(name)
     if db_url is None:
         db_url = f"sqlite:///{home() / 'instances' / name / 'lamin.db'}"
     settings = InstanceSettings(name, "", root, db_url, dict(storage_options or {}))
     instance = Instance(settings)
     instance.db.migrate()
     settings.uid = _claim_database(instance)
-    _claim_storage(instance)
+    _claim_storage(instance, adopt)
     settings.persist()
     logger.info("created instance %s", name)
-    return _activate(instance)
+    _activate(instance)
+    return _adopt(instance) if adopt else instance
 
 
 def connect(name: str | None = None) -> Instance:
@@ -126,6 +156,38 @@ def connect(name: str | None = None) -> Instance:
     _activate(instance)
     _recover_quietly(instance)
     return instance
+
+
+def open_instance(name: str) -> Instance:
+    """The named instance, ready to use, without making it current.
+
+    Nothing in the settings folder changes (``connect`` rewrites the current marker, which
+    kernels sharing the folder follow): a Jupyter server showing an instance uses this.
+    """
+    instance = Instance(InstanceSettings.load(validate_name(name)))
+    instance.db.migrate()
+    return instance
+
+
+_binding = threading.RLock()
+
+
+@contextmanager
+def bound(instance: Instance) -> Iterator[Instance]:
+    """Make ``instance`` this process's current one inside the block, then restore the previous.
+
+    For a process serving several instances (the Jupyter server): the protocols that act on
+    the current instance (save, trash, repair) run on ``instance``; the settings folder's
+    current marker is not touched. One block at a time per process (a lock serialises them),
+    and other threads of the process see ``instance`` as current meanwhile.
+    """
+    global _current
+    with _binding:
+        previous, _current = _current, instance
+        try:
+            yield instance
+        finally:
+            _current = previous
 
 
 def _existing_settings(name: str) -> InstanceSettings | None:
@@ -166,8 +228,9 @@ def _claim_database(instance: Instance) -> str:
         return row.uid
 
 
-def _claim_storage(instance: Instance) -> None:
-    """Mark the storage as managed by this instance; refuse one that another instance manages.
+def _claim_storage(instance: Instance, adopt: bool = False) -> None:
+    """Mark the storage as managed by this instance; refuse one that another instance manages
+    (unless adopting it: its metadata is lost).
 
     Two databases managing one prefix would each see the other's objects as orphans.
     """
@@ -178,18 +241,47 @@ def _claim_storage(instance: Instance) -> None:
         raw = storage.read_marker("instance.json")
         if raw is not None:
             owner = json.loads(raw)
-            if owner.get("uid") != uid:
+            if owner.get("uid") == uid:
+                return
+            if not adopt:
                 raise ValidationError(
                     f"storage {storage.root!r} is managed by another instance "
-                    f"({owner.get('name')!r}); connect to that instance instead"
+                    f"({owner.get('name')!r}); connect to that instance instead, or, if its "
+                    f"database is lost, run ln.init(storage={storage.root!r}, adopt=True) to "
+                    "rebuild the rows from the objects"
                 )
-            return
+            _check_adoptable(instance, owner.get("name"))
         marker = {"uid": uid, "name": instance.name}
         storage.write_marker("instance.json", json.dumps(marker).encode())
     except ValidationError:
         raise
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot use storage {storage.root!r}: {describe(exc)}") from exc
+
+
+def _check_adoptable(instance: Instance, previous: str | None) -> None:
+    """Adopting merges nothing: the database must not hold another instance's artifacts."""
+    with instance.db.read() as session:
+        n = int(session.scalar(select(func.count()).select_from(ArtifactRow)) or 0)
+    if n:
+        raise ValidationError(
+            f"cannot adopt storage {instance.storage.root!r} (managed by instance {previous!r}): "
+            f"database {mask_url(instance.settings.db_url)!r} already holds {n} artifact(s) of "
+            "another instance; adopt needs a database without artifacts"
+        )
+
+
+def _adopt(instance: Instance) -> Instance:
+    from .adopt import adopt_objects
+
+    try:
+        instance.adopted = adopt_objects(instance)
+    except (OSError, ValueError) as exc:
+        raise StorageError(
+            f"cannot list or read storage {instance.storage.root!r} to adopt its objects: "
+            f"{describe(exc)}"
+        ) from exc
+    return instance
 
 
 def _recover_quietly(instance: Instance) -> None:

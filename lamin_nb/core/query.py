@@ -17,6 +17,11 @@ _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
 _LOOKUPS = {"startswith", "contains", "in", "gt", "gte", "lt", "lte"}
 
 
+def visible(trashed: bool = False) -> tuple[Any, Any]:
+    """Which rows users see: committed ones, in the trash or not as asked."""
+    return ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(trashed)
+
+
 def _condition(name: str, value: Any) -> Any:
     field, _, lookup = name.partition("__")
     if field not in _FILTERABLE:
@@ -91,15 +96,15 @@ def get(uid_or_key: str) -> Artifact:
     if not isinstance(uid_or_key, str):
         raise TypeError(f"get expects a uid or key string, not {type(uid_or_key).__name__}")
     check_query_value("uid_or_key", "", uid_or_key, str)
-    visible = (ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(False))
-    candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *visible)]
+    shown = visible()
+    candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *shown)]
     if len(uid_or_key) == 16:
         candidates.append(
             select(ArtifactRow).where(
-                ArtifactRow.uid.startswith(uid_or_key, autoescape=True), *visible
+                ArtifactRow.uid.startswith(uid_or_key, autoescape=True), *shown
             )
         )
-    candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *visible))
+    candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *shown))
     with _instance.current().db.read() as session:
         for stmt in candidates:
             ordered = stmt.order_by(ArtifactRow.is_latest.desc(), ArtifactRow.version.desc())

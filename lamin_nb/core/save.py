@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .artifact import Artifact
-from .bulk import SaveRun
-from .callbacks import NO_PROGRESS, ItemState, SaveCallback
+from .bulk import SaveRun, key_not_saved
+from .callbacks import NO_PROGRESS, Guarded, ItemState, SaveCallback
 from .callbacks import item_label as label
-from .errors import SaveError, StorageError, ValidationError, describe
+from .errors import KeyNotSavedWarning, SaveError, StorageError, ValidationError, describe
 from .instance import Instance, current
 from .validate import (
     MAX_WORKERS,
@@ -32,6 +33,20 @@ WORKERS_ENV = "LAMIN_NB_MAX_WORKERS"
 LISTED_IN_MESSAGE = 20  # the report holds every artifact; the message stays readable
 
 
+@dataclass(frozen=True)
+class KeyConflict:
+    """A key the user asked for that was not saved: ``artifact`` (now under ``kept_key``,
+    uid ``uid``) already held the same content."""
+
+    requested_key: str
+    kept_key: str | None
+    uid: str
+    artifact: Artifact
+
+    def __str__(self) -> str:
+        return key_not_saved(self.requested_key, self.kept_key, self.uid)
+
+
 @dataclass
 class SaveReport:
     """What a save did, item by item. ``failed`` holds ``(artifact, exception)`` pairs."""
@@ -41,13 +56,34 @@ class SaveReport:
     deduplicated: list[Artifact] = field(default_factory=list)
     already_saved: list[Artifact] = field(default_factory=list)
     rolled_back: list[Artifact] = field(default_factory=list)
+    key_conflicts: list[KeyConflict] = field(default_factory=list)
     atomic: bool = False
+    # what stopped the save before any item was tried: invalid input, no instance, a database
+    # that cannot be reached, an interrupt; the exception itself is raised to the caller
+    error: BaseException | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.error is None
+
+    @property
+    def nothing_saved(self) -> bool:
+        """The save failed or was stopped and no item is in the instance because of it."""
+        kept = self.saved or self.deduplicated or self.already_saved
+        return not kept and (bool(self.failed) or self.error is not None)
+
+    def reason(self) -> str:
+        """Why the save stopped or failed, in a few words (empty if it did not)."""
+        if self.error is not None:
+            return _why(self.error)
+        reasons = {_why(exc) for _, exc in self.failed}
+        if len(reasons) == 1:
+            return reasons.pop()
+        return f"{len(self.failed)} items failed" if self.failed else ""
 
     def summary(self) -> str:
+        if self.error is not None:
+            return f"nothing saved: {self.reason()}"
         parts = [f"saved {len(self.saved)}"]
         for name, items in (
             ("deduplicated", self.deduplicated),
@@ -57,6 +93,8 @@ class SaveReport:
         ):
             if items:
                 parts.append(f"{name} {len(items)}")
+        if self.key_conflicts:
+            parts.append(f"keys not saved {len(self.key_conflicts)} (see .key_conflicts)")
         return ", ".join(parts)
 
     def message(self) -> str:
@@ -74,6 +112,12 @@ class SaveReport:
 
     def __repr__(self) -> str:
         return f"SaveReport({self.summary()})"
+
+
+def _why(exc: BaseException) -> str:
+    if not isinstance(exc, Exception):
+        return f"interrupted ({type(exc).__name__})"
+    return describe(exc).removesuffix("; nothing was saved")  # said once, by the caller
 
 
 def _listed(entries: list[str], attribute: str) -> list[str]:
@@ -99,19 +143,25 @@ def save(
     same call again saves only what failed. ``max_workers`` bounds parallel hashing and uploads
     (default: ``LAMIN_NB_MAX_WORKERS``, else 8 for a local folder and 16 for S3).
     """
-    check_flag("atomic", atomic)
-    callback, max_workers = check_callback(callback), check_workers(max_workers)
-    artifacts = check_records(records)
-    inst = current()
-    run = SaveRun(
-        inst, artifacts, atomic, callback or NO_PROGRESS, max_workers or _default_workers(inst)
-    )
+    progress = Guarded(check_callback(callback) or NO_PROGRESS)
     report = SaveReport(atomic=atomic)
+    try:
+        check_flag("atomic", atomic)
+        max_workers = check_workers(max_workers)
+        artifacts = check_records(records)
+        inst = current()
+        run = SaveRun(inst, artifacts, atomic, progress, max_workers or _default_workers(inst))
+    except BaseException as exc:
+        report.error = exc
+        progress.finish(report)  # a display shown for this save ends too: "nothing saved"
+        raise
     try:
         run.execute()
     finally:
         _fill(report, run)
-        run.progress.call("finish", report)
+        progress.finish(report)
+    if report.key_conflicts:
+        _warn_key_conflicts(report.key_conflicts)
     if report.failed:
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
@@ -181,10 +231,31 @@ def _fill(report: SaveReport, run: SaveRun) -> None:
         ItemState.ROLLED_BACK: report.rolled_back,
     }
     for item in run.items:
+        if item.key_conflict is not None and item.state == ItemState.DEDUPLICATED:
+            report.key_conflicts.append(KeyConflict(*item.key_conflict, item.artifact))
         if item.state in buckets:
             buckets[item.state].append(item.artifact)
         else:  # failed, or left unfinished by an interrupt
             report.failed.append((item.artifact, item.error or StorageError("not saved")))
+
+
+def _warn_key_conflicts(conflicts: list[KeyConflict]) -> None:
+    lines = [f"{len(conflicts)} key(s) not saved, their content is already stored:"]
+    lines += _listed([str(c) for c in conflicts], "key_conflicts")
+    lines.append("the artifacts returned are the stored ones (SaveReport.key_conflicts)")
+    # shown in the notebook cell and on the terminal; stacklevel points past lamin_nb
+    warnings.warn("\n".join(lines), KeyNotSavedWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The first frame outside lamin_nb, so the warning names the user's line."""
+    import sys
+
+    frame: Any = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("lamin_nb."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _short(value: Any) -> str:

@@ -190,6 +190,18 @@ class InstanceSettings:
         return cls(**data)
 
 
+def known_names() -> list[str]:
+    """The instances whose settings live in the settings folder, sorted by name."""
+    folder = home() / "instances"
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if _NAME_RE.fullmatch(entry.name) and (entry / "instance.json").is_file()
+    )
+
+
 def set_current(name: str) -> None:
     # replaced atomically: other processes read it while they connect (truncate + write
     # let a concurrent connect see an empty file and fail with "no instance")

@@ -99,7 +99,7 @@ class Storage:
         if self.is_local:
             self._put_local(source, name, expected_hash, on_bytes)
         else:
-            self._put_s3(source, name, on_bytes)
+            self._put_s3(source, name, expected_hash, on_bytes)
 
     def _put_local(
         self,
@@ -128,23 +128,16 @@ class Storage:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _put_s3(self, source: Path, name: str, on_bytes: Callable[[int], None] | None) -> None:
-        from fsspec.callbacks import Callback
+    def _put_s3(
+        self,
+        source: Path,
+        name: str,
+        expected_hash: str | None,
+        on_bytes: Callable[[int], None] | None,
+    ) -> None:
+        from .s3upload import put_verified
 
-        class _Relay(Callback):
-            # fsspec's Callback answers unknown attributes with no-ops: keep state explicit
-            def __init__(self) -> None:
-                super().__init__()
-                self.sent = 0
-
-            def call(self, *args: Any, **kwargs: Any) -> None:
-                delta = (self.value or 0) - self.sent
-                if on_bytes is not None and delta > 0:
-                    self.sent += delta
-                    on_bytes(delta)
-
-        fault("mid_upload")
-        self.fs.put_file(str(source), self.path(name), callback=_Relay())
+        put_verified(self.fs, source, self.path(name), expected_hash, on_bytes)
 
     def sync(self) -> None:
         """Make renames in the managed folder durable (one directory fsync for a batch)."""

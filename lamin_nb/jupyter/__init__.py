@@ -7,8 +7,11 @@ lamin_nb`` imports the magics only when it runs, and the server extension lives 
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..widgets._common import in_kernel
+
+__all__ = ["in_kernel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -20,16 +23,3 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Nothing to undo: the magics hold no state between calls."""
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (where widgets render), False in a terminal or a script.
-
-    Checked like ``tqdm.autonotebook``: never imports IPython if nothing else did.
-    """
-    if "ipykernel.zmqshell" not in sys.modules or "IPython" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None

@@ -1,14 +1,22 @@
 """Authenticated REST handlers of the server extension (imported only by a running server).
 
-Routes under ``{base_url}/lamin/api/``:
+Routes under ``{base_url}/lamin/api/`` (DESIGN section 11). Every route takes ``instance=NAME``
+(a known instance of the server's settings folder); without it, the server's default: the
+``LaminNb.instance`` setting, else the instance that was current when the server first looked.
 
-- ``GET artifacts?limit=&offset=&key_prefix=``: committed artifacts, oldest first, paged.
+- ``GET instance``: the shown instance (storage, database kind, secrets masked), the known ones.
+- ``GET status``: row counts (one grouped query) and the last full check: the status bar.
+- ``GET artifacts?key_prefix=&limit=&offset=&trashed=``: newest first, with ``total``.
+- ``GET artifacts/{uid}``: one artifact and its version history.
+- ``POST artifacts/{uid}/trash`` and ``.../restore``.
 - ``GET consistency?deep=``: ``ln.check()`` as JSON.
-- ``POST repair`` with a JSON body ``{"apply": false, "grace_seconds": 3600, "mark_lost": false}``
-  (or the same names as query parameters): the repair plan; applied only with ``apply``.
+- ``POST repair`` ``{"apply": false, "grace_seconds": 3600, "mark_lost": false}``.
+- ``POST saves`` ``{"paths": [...], "key_prefix", "description", "atomic"}``: 202 with a job;
+  ``GET saves`` and ``GET saves/{id}``: per-item progress.
 
 Every route needs the server's token or its login cookie (403 otherwise); POST additionally
-needs the XSRF token when authenticated by cookie, as for every Jupyter API.
+needs the XSRF token when authenticated by cookie, as for every Jupyter API. Errors are JSON
+``{"error": reason}`` (also as ``message``, the key Jupyter's own API errors use).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -32,9 +41,13 @@ MAX_PREFIX = 1024
 AUTH_PARAMS = frozenset({"token", "_xsrf"})
 TRUE, FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
-# One worker: lamin_nb keeps one current instance per process, and check/repair on S3 block,
-# so they run off the event loop but never concurrently with each other.
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-api")
+# Reads take their instance explicitly and run side by side; writes (save, trash, restore,
+# repair) act on the current instance inside bound(), so one worker runs them in turn; the
+# status bar's slow check has its own worker so that it never delays a click.
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lamin-nb-read")
+_WRITES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-write")
+_CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-check")
+DEFAULT_CHECK_INTERVAL = 300.0
 
 
 class BadRequest(Exception):
@@ -43,65 +56,6 @@ class BadRequest(Exception):
     def __init__(self, message: str) -> None:
         # messages quote the caller's value: a 10,000-character value must not come back whole
         super().__init__(message if len(message) <= 300 else message[:300] + "... (cut)")
-
-
-# -- what the routes do (plain functions; run in the worker thread) ------------------------
-
-
-def bound_instance() -> Any:
-    """The server process's current instance, following ``ln.init`` elsewhere on this machine."""
-    from lamin_nb.core.errors import InstanceError
-    from lamin_nb.core.instance import connect, current
-    from lamin_nb.core.settings import current_name
-
-    name = current_name()
-    if name is None:
-        raise InstanceError(
-            "no lamin_nb instance: run ln.init(storage=...) in this environment "
-            "(LAMIN_NB_HOME of the Jupyter server)"
-        )
-    inst = current()
-    return inst if inst.name == name else connect(name)
-
-
-def list_artifacts(limit: int, offset: int, key_prefix: str | None) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from lamin_nb.core.models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
-
-    inst = bound_instance()
-    where = [ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(False)]
-    if key_prefix:
-        where.append(ArtifactRow.key.startswith(key_prefix, autoescape=True))
-    page = select(ArtifactRow).where(*where).order_by(ArtifactRow.id).limit(limit).offset(offset)
-    with inst.db.read() as session:
-        total = session.scalar(select(func.count()).select_from(ArtifactRow).where(*where))
-        rows = session.scalars(page).all()
-        artifacts = [{f: getattr(row, f) for f in ARTIFACT_FIELDS} for row in rows]
-    return {
-        "instance": inst.name,
-        "total": int(total or 0),
-        "limit": limit,
-        "offset": offset,
-        "key_prefix": key_prefix,
-        "artifacts": artifacts,
-    }
-
-
-def consistency(deep: bool) -> dict[str, Any]:
-    from lamin_nb.core.consistency import check
-
-    inst = bound_instance()
-    return {"instance": inst.name, **check(deep=deep, instance=inst).to_dict()}
-
-
-def repair(apply: bool, grace_seconds: float, mark_lost: bool) -> dict[str, Any]:
-    from lamin_nb.core.repair import repair as run_repair
-
-    inst = bound_instance()
-    plan = run_repair(dry_run=not apply, grace_seconds=grace_seconds, mark_lost=mark_lost)
-    after = plan.after.to_dict() if plan.after is not None else None
-    return {"instance": inst.name, **plan.to_dict(), "after": after}
 
 
 # -- parameter parsing -------------------------------------------------------------------
@@ -147,6 +101,17 @@ def parse_prefix(raw: str | None) -> str | None:
     return raw
 
 
+def parse_name(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    from lamin_nb.core.settings import validate_name
+
+    try:
+        return validate_name(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat() + ("Z" if value.tzinfo is None else "")
@@ -156,85 +121,36 @@ def _jsonable(value: Any) -> Any:
 # -- tornado handlers --------------------------------------------------------------------
 
 
+class ServerState:
+    """What the routes share: the instances shown, the checks' cache, the save jobs."""
+
+    def __init__(self, configured: str | None, check_interval: float, root_dir: str) -> None:
+        from .api import Checks, Registry
+        from .saves import Jobs
+
+        self.registry = Registry(configured)
+        self.checks = Checks(check_interval)
+        self.jobs = Jobs()
+        self.root_dir = root_dir
+
+
 class LaminHandler(APIHandler):
     allowed: frozenset[str] = frozenset()
+
+    @property
+    def lamin(self) -> ServerState:
+        return self.settings["lamin_nb"]
 
     def query_params(self) -> dict[str, str]:
         """The query arguments, refusing unknown names so that a typo is not silently ignored."""
         names = set(self.request.query_arguments) - AUTH_PARAMS
-        unknown = sorted(names - self.allowed)
+        unknown = sorted(names - self.allowed - {"instance"})
         if unknown:
-            allowed = ", ".join(sorted(self.allowed)) or "none"
+            allowed = ", ".join(sorted(self.allowed | {"instance"}))
             raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
         return {name: self.get_query_argument(name) for name in names}
 
-    async def respond(self, work: Callable[[], dict[str, Any]]) -> None:
-        """Run ``work`` off the event loop; map lamin_nb errors to HTTP statuses with a reason."""
-        from lamin_nb.core.errors import InstanceError, LaminNbError, ValidationError, describe
-        from lamin_nb.core.settings import mask_url
-
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, work)
-        except (BadRequest, ValidationError, TypeError) as exc:
-            return self.fail(400, mask_url(str(exc)))
-        except InstanceError as exc:
-            return self.fail(409, mask_url(describe(exc)))
-        except (LaminNbError, OSError) as exc:
-            return self.fail(503, mask_url(describe(exc)))
-        except Exception as exc:  # noqa: BLE001 - a JSON reason beats an HTML traceback page
-            self.log.exception("lamin_nb API error")
-            return self.fail(500, mask_url(describe(exc)))
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(result, default=_jsonable))
-
-    def fail(self, status: int, message: str) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message, "reason": None}))
-
-
-class ArtifactsHandler(LaminHandler):
-    allowed = frozenset({"limit", "offset", "key_prefix"})
-
-    @web.authenticated
-    async def get(self) -> None:
-        try:
-            params = self.query_params()
-            limit = parse_int("limit", params.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
-            offset = parse_int("offset", params.get("offset", 0), 0, 2**62)
-            prefix = parse_prefix(params.get("key_prefix"))
-        except BadRequest as exc:
-            return self.fail(400, str(exc))
-        await self.respond(functools.partial(list_artifacts, limit, offset, prefix))
-
-
-class ConsistencyHandler(LaminHandler):
-    allowed = frozenset({"deep"})
-
-    @web.authenticated
-    async def get(self) -> None:
-        try:
-            deep = parse_bool("deep", self.query_params().get("deep", False))
-        except BadRequest as exc:
-            return self.fail(400, str(exc))
-        await self.respond(functools.partial(consistency, deep))
-
-
-class RepairHandler(LaminHandler):
-    allowed = frozenset({"apply", "grace_seconds", "mark_lost"})
-
-    @web.authenticated
-    async def post(self) -> None:
-        try:
-            params = {**self.query_params(), **self.body_params()}
-            apply = parse_bool("apply", params.get("apply", False))
-            grace = parse_seconds("grace_seconds", params.get("grace_seconds", 3600))
-            mark_lost = parse_bool("mark_lost", params.get("mark_lost", False))
-        except BadRequest as exc:
-            return self.fail(400, str(exc))
-        await self.respond(functools.partial(repair, apply, grace, mark_lost))
-
-    def body_params(self) -> dict[str, Any]:
+    def body_params(self, allowed: frozenset[str]) -> dict[str, Any]:
         if not self.request.body.strip():
             return {}
         try:
@@ -243,19 +159,251 @@ class RepairHandler(LaminHandler):
             raise BadRequest("the request body must be a JSON object") from None
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(body) - self.allowed)
+        unknown = sorted(set(body) - allowed - {"instance"})
         if unknown:
-            raise BadRequest(
-                f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(self.allowed))}"
-            )
+            shown = ", ".join(sorted(allowed | {"instance"}))
+            raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {shown}")
         return body
 
+    async def respond(
+        self,
+        work: Callable[[], dict[str, Any]],
+        executor: ThreadPoolExecutor = _READS,
+        status: int = 200,
+    ) -> None:
+        """Run ``work`` off the event loop; map lamin_nb errors to HTTP statuses with a reason."""
+        from lamin_nb.core.errors import (
+            InstanceError,
+            LaminNbError,
+            NotFoundError,
+            ValidationError,
+            describe,
+        )
+        from lamin_nb.core.settings import mask_url
 
-ROUTES = {"artifacts": ArtifactsHandler, "consistency": ConsistencyHandler, "repair": RepairHandler}
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(executor, work)
+        except (BadRequest, ValidationError, TypeError) as exc:
+            return self.fail(400, mask_url(str(exc)))
+        except NotFoundError as exc:
+            return self.fail(404, mask_url(describe(exc)))
+        except InstanceError as exc:
+            return self.fail(409, mask_url(describe(exc)))
+        except (LaminNbError, OSError) as exc:
+            return self.fail(503, mask_url(describe(exc)))
+        except Exception as exc:  # noqa: BLE001 - a JSON reason beats an HTML traceback page
+            self.log.exception("lamin_nb API error")
+            return self.fail(500, mask_url(describe(exc)))
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(result, default=_jsonable))
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "message": message, "reason": None}))
 
 
-def setup_handlers(web_app: Any) -> list[str]:
+class InstanceHandler(LaminHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        from .api import instance_info
+
+        try:
+            name = parse_name(self.query_params().get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        await self.respond(functools.partial(instance_info, self.lamin.registry, name))
+
+
+class StatusHandler(LaminHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        from .api import status
+
+        try:
+            name = parse_name(self.query_params().get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        lamin = self.lamin
+        await self.respond(functools.partial(status, lamin.registry, lamin.checks, name))
+        if self.get_status() == 200:
+            self.schedule_slow_check(name)
+
+    def schedule_slow_check(self, name: str | None) -> None:
+        """At most one full check per interval and instance, in the background."""
+        lamin = self.lamin
+        shown = name or lamin.registry.pin()
+        if shown is None or not lamin.checks.due(shown):
+            return
+        future = _CHECKS.submit(lamin.checks.run, lamin.registry, shown, False)
+        future.add_done_callback(self._log_failed_check)
+
+    def _log_failed_check(self, future: Any) -> None:
+        if future.exception() is not None:
+            from lamin_nb.core.errors import describe
+
+            self.log.warning("lamin_nb status check failed: %s", describe(future.exception()))
+
+
+class ArtifactsHandler(LaminHandler):
+    allowed = frozenset({"limit", "offset", "key_prefix", "trashed"})
+
+    @web.authenticated
+    async def get(self) -> None:
+        from .api import list_artifacts
+
+        try:
+            params = self.query_params()
+            name = parse_name(params.get("instance"))
+            limit = parse_int("limit", params.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
+            offset = parse_int("offset", params.get("offset", 0), 0, 2**62)
+            prefix = parse_prefix(params.get("key_prefix"))
+            trashed = parse_bool("trashed", params.get("trashed", False))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        registry = self.lamin.registry
+        await self.respond(
+            functools.partial(list_artifacts, registry, name, limit, offset, prefix, trashed)
+        )
+
+
+class ArtifactHandler(LaminHandler):
+    @web.authenticated
+    async def get(self, uid: str) -> None:
+        from .api import artifact_detail
+
+        try:
+            name = parse_name(self.query_params().get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        await self.respond(functools.partial(artifact_detail, self.lamin.registry, name, uid))
+
+
+class TrashHandler(LaminHandler):
+    @web.authenticated
+    async def post(self, uid: str, action: str) -> None:
+        from .api import set_trashed
+
+        try:
+            params = {**self.query_params(), **self.body_params(frozenset())}
+            name = parse_name(params.get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        work = functools.partial(set_trashed, self.lamin.registry, name, uid, action == "trash")
+        await self.respond(work, _WRITES)
+
+
+class ConsistencyHandler(LaminHandler):
+    allowed = frozenset({"deep"})
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            params = self.query_params()
+            name = parse_name(params.get("instance"))
+            deep = parse_bool("deep", params.get("deep", False))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        lamin = self.lamin
+        await self.respond(functools.partial(lamin.checks.run, lamin.registry, name, deep))
+
+
+class RepairHandler(LaminHandler):
+    allowed = frozenset({"apply", "grace_seconds", "mark_lost"})
+
+    @web.authenticated
+    async def post(self) -> None:
+        from .api import repair
+
+        try:
+            params = {**self.query_params(), **self.body_params(self.allowed)}
+            name = parse_name(params.get("instance"))
+            apply = parse_bool("apply", params.get("apply", False))
+            grace = parse_seconds("grace_seconds", params.get("grace_seconds", 3600))
+            mark_lost = parse_bool("mark_lost", params.get("mark_lost", False))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        lamin = self.lamin
+        work = functools.partial(
+            repair, lamin.registry, lamin.checks, name, apply, grace, mark_lost
+        )
+        await self.respond(work, _WRITES)
+
+
+class SavesHandler(LaminHandler):
+    fields = frozenset({"paths", "key_prefix", "description", "atomic"})
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            self.query_params()
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        jobs = [job.snapshot() for job in self.lamin.jobs.all()]
+        self.finish(json.dumps({"saves": jobs}, default=_jsonable))
+
+    @web.authenticated
+    async def post(self) -> None:
+        from .saves import PathRefused, SaveJob, run, targets_of
+
+        lamin = self.lamin
+        try:
+            body = {**self.query_params(), **self.body_params(self.fields)}
+            name = parse_name(body.get("instance")) or lamin.registry.pin()
+            atomic = parse_bool("atomic", body.get("atomic", False))
+            prefix, description = body.get("key_prefix"), body.get("description")
+            for label, value in (("key_prefix", prefix), ("description", description)):
+                if value is not None and not isinstance(value, str):
+                    raise BadRequest(f"{label} must be a string, not {value!r}")
+            allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
+            targets = targets_of(body.get("paths"), lamin.root_dir, allow_hidden)
+        except (BadRequest, PathRefused) as exc:
+            return self.fail(400, str(exc))
+        if name is None:
+            from .api import NO_INSTANCE
+
+            return self.fail(409, NO_INSTANCE)
+        paths = [str(p.relative_to(Path(lamin.root_dir).resolve())) for p in targets]
+        job = lamin.jobs.add(SaveJob(name, paths, parse_prefix(prefix), description, atomic))
+        _WRITES.submit(run, job, lamin.registry, targets)
+        self.set_status(202)
+        self.finish(json.dumps(job.snapshot(), default=_jsonable))
+
+
+class SaveHandler(LaminHandler):
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        job = self.lamin.jobs.get(job_id)
+        if job is None:
+            return self.fail(404, f"no save job {job_id[:40]!r} on this server")
+        self.finish(json.dumps(job.snapshot(), default=_jsonable))
+
+
+UID = r"([A-Za-z0-9]{1,40})"
+ROUTES: list[tuple[str, type[LaminHandler]]] = [
+    ("instance", InstanceHandler),
+    ("status", StatusHandler),
+    ("artifacts", ArtifactsHandler),
+    (f"artifacts/{UID}", ArtifactHandler),
+    (f"artifacts/{UID}/(trash|restore)", TrashHandler),
+    ("consistency", ConsistencyHandler),
+    ("repair", RepairHandler),
+    ("saves", SavesHandler),
+    (r"saves/([0-9]{1,20})", SaveHandler),
+]
+
+
+def setup_handlers(
+    web_app: Any,
+    instance: str | None = None,
+    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    root_dir: str = ".",
+) -> list[str]:
+    state = ServerState(instance, check_interval, root_dir)
+    state.registry.pin()  # the default is what was current now, not what a kernel inits later
+    web_app.settings["lamin_nb"] = state
     base = url_path_join(web_app.settings["base_url"], "lamin", "api")
-    handlers = [(url_path_join(base, name), handler) for name, handler in ROUTES.items()]
+    handlers = [(url_path_join(base, route), handler) for route, handler in ROUTES]
     web_app.add_handlers(".*$", handlers)
     return [route for route, _ in handlers]

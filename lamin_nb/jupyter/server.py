@@ -7,9 +7,11 @@ jupyter_server and tornado are imported only when the server loads the extension
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 MODULE = "lamin_nb.jupyter.server"
+LABEXTENSION = "@lamin-nb/jupyterlab"
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -17,10 +19,31 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from .handlers import setup_handlers
+    from .handlers import DEFAULT_CHECK_INTERVAL, setup_handlers
 
-    routes = setup_handlers(serverapp.web_app)
+    # ``--LaminNb.instance=NAME`` / ``c.LaminNb.check_interval = 60`` in a Jupyter config
+    config = serverapp.config.get("LaminNb", {})
+    routes = setup_handlers(
+        serverapp.web_app,
+        instance=config.get("instance") or None,
+        check_interval=float(config.get("check_interval", DEFAULT_CHECK_INTERVAL)),
+        root_dir=serverapp.root_dir,
+    )
     serverapp.log.info("lamin_nb server extension loaded: %s", ", ".join(routes))
+    if not _labextension_installed():
+        serverapp.log.info(
+            "lamin_nb: the JupyterLab extension is not installed (built at pip install when "
+            "Node.js is there); the REST API works without it"
+        )
+
+
+def _labextension_installed() -> bool:
+    from jupyter_core.paths import jupyter_path
+
+    return any(
+        os.path.isfile(os.path.join(folder, LABEXTENSION, "package.json"))
+        for folder in jupyter_path("labextensions")
+    )
 
 
 # jupyter_server < 2 (and the classic notebook server) look for these names.

@@ -50,12 +50,13 @@ ConsistencyPanel: ``lamin-consistency-panel`` (root), ``lamin-consistency-status
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core.callbacks import NO_PROGRESS, SaveCallback, TextProgress
-from ..jupyter import in_kernel
+from ._common import in_kernel
 
 if TYPE_CHECKING:
     from .consistency import ConsistencyPanel
@@ -84,13 +85,26 @@ def __getattr__(name: str) -> Any:
 def show_progress(
     enabled: bool = True, title: str = "saving", stream: TextIO | None = None
 ) -> SaveCallback:
-    """A progress callback already shown: the widget in a kernel, text lines elsewhere."""
+    """A progress callback already shown: the widget in a kernel, text lines elsewhere.
+
+    Never raises: where the widget cannot be built or shown (a kernel without ipywidgets, a
+    display that fails) the progress is printed as text, and the save goes on.
+    """
     if not enabled:
         return NO_PROGRESS
-    if not in_kernel():
-        return TextProgress(stream or sys.stdout)
+    if in_kernel():
+        try:
+            return _shown_widget(title)
+        except Exception as exc:  # noqa: BLE001 - a progress display never stops a save
+            logging.getLogger("lamin_nb").warning(
+                "progress shown as text (%s: %s)", type(exc).__name__, exc
+            )
+    return TextProgress(stream or sys.stdout)
+
+
+def _shown_widget(title: str) -> SaveCallback:
     from IPython.display import display
 
-    progress = __getattr__("SaveProgress")(title=title)
+    progress: SaveProgress = __getattr__("SaveProgress")(title=title)
     display(progress)
     return progress

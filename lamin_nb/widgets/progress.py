@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..core.callbacks import FINAL_STATES, ItemInfo, ItemState, SaveCallback
-from ._common import TextRepr, esc, human_size, set_visible, toggle_class
+from ._common import TextRepr, Tone, esc, human_size, set_visible, toggle_class, toned
 from ._ticker import TICKER
 
 if TYPE_CHECKING:
@@ -126,13 +126,25 @@ def _most_active(items: list[ItemStatus], values: list[str], limit: int) -> list
     return [item for bucket in ranks for item in bucket][:limit]
 
 
+# fixed column widths that never shrink for a long key: every row's bar starts and ends at the
+# same place; the name is cut with an ellipsis (the full key is its tooltip)
+NAME_COLUMN = w.Layout(width="35%", flex="0 0 35%", overflow="hidden")
+BAR_COLUMN = w.Layout(width="35%", flex="0 0 35%")
+STATE_COLUMN = w.Layout(flex="1 1 0%", min_width="0")
+NAME_CELL = (
+    '<div style="display:flex;min-width:0"><span title="{title}" style="overflow:hidden;'
+    'text-overflow:ellipsis;white-space:nowrap;min-width:0">{label}</span>'
+    '<span class="lamin-item-size" style="flex:none;margin-left:0.5em">{size}</span></div>'
+)
+
+
 class _RowView:
     """One row's widgets: name and size, a bar, the state text."""
 
     def __init__(self) -> None:
-        self.name = w.HTML(layout=w.Layout(width="40%"))
-        self.bar = w.IntProgress(min=0, max=PERMILLE, layout=w.Layout(width="25%"))
-        self.state = w.HTML(layout=w.Layout(width="35%"))
+        self.name = w.HTML(layout=NAME_COLUMN)
+        self.bar = w.IntProgress(min=0, max=PERMILLE, layout=BAR_COLUMN)
+        self.state = w.HTML(layout=STATE_COLUMN)
         self.name.add_class("lamin-item-name")
         self.bar.add_class("lamin-item-bar")
         self.state.add_class("lamin-item-state")
@@ -142,9 +154,8 @@ class _RowView:
 
     def show(self, item: ItemStatus) -> None:
         self.index = item.index
-        self.name.value = (
-            f'{esc(item.label)} <span class="lamin-item-size">{esc(_size(item.size))}</span>'
-        )
+        label = esc(item.label)
+        self.name.value = NAME_CELL.format(title=label, label=label, size=esc(_size(item.size)))
         self.bar.value = round(item.fraction * PERMILLE)
         self.bar.bar_style = item.bar_style
         self.state.value = esc(item.text)
@@ -189,6 +200,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.report: SaveReport | None = None
         self._render_lock = threading.Lock()
         self._reset([])
+        for widget in (active, failed_box, finished):  # shown for large saves only
+            set_visible(widget, False)
         self.finished.observe(lambda _: self._render(), names="selected_index")
         self._render()
 
@@ -225,6 +238,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.report = report
         self._done = True  # from now on only this final render runs (see _render)
         self._render()
+        self.republish()  # the text a saved notebook keeps is the final state too
 
     # -- reading ---------------------------------------------------------------------
 
@@ -360,14 +374,28 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
     def _render_totals(self, counts: Counter[ItemState]) -> None:
         finished = sum(counts[s] for s in FINAL_STATES)
         failed = counts[S.FAILED] + counts[S.ROLLED_BACK]
+        stopped = self._done and self.report is not None and self.report.error is not None
         self.overall.value = finished
-        if failed:
+        if stopped or (self._done and not self._items):
+            self.overall.value = self.overall.max  # a red (or green) bar at 0 % is invisible
+        if failed or stopped:
             self.overall.bar_style = "danger"
         elif self._done:
             self.overall.bar_style = "success"
-        self.header.value = f"<b>{esc(self.title)}</b> {esc(self._summary(counts))}"
+        summary = toned(esc(self._summary(counts)), self._tone(failed or stopped))
+        self.header.value = f"<b>{esc(self.title)}</b> {summary}"
+        toggle_class(self, "lamin-save-failed", bool(failed or stopped))
+        toggle_class(self, "lamin-save-done", self._done)
+
+    def _tone(self, failed: bool) -> Tone | None:
+        if failed:
+            return "error"
+        return "ok" if self._done else None
 
     def _summary(self, counts: Counter[ItemState]) -> str:
+        report = self.report if self._done else None
+        if report is not None and report.nothing_saved:
+            return f"nothing saved: {report.reason()}"
         n = len(self._items)
         if not n:
             return "done: nothing to save" if self._done else "waiting to start"
@@ -391,6 +419,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         fraction = sum(counts[s] for s in FINAL_STATES) / n if n else float(self._done)
         bar = "#" * round(fraction * 20)
         head = f"{self.title} {fraction:4.0%}|{bar:<20}| {self._summary(counts)}"
+        if self._done and self.report is not None and self.report.nothing_saved:
+            head = f"{self.title}: {self._summary(counts)}"  # no bar: nothing was saved
         if len(items) > TEXT_LINES:
             lines.append(f"  ... and {len(items) - TEXT_LINES} more")
         return "\n".join([head, *lines])

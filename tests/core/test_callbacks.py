@@ -25,12 +25,15 @@ def test_text_progress_lines(local_instance, make_file):
     a = ln.Artifact(make_file(b"one"), key="run/a.txt")
     b = ln.Artifact(make_file(b"one"), key="run/b.txt")
     c = ln.Artifact(make_file(b"\x1b[31m"), key="run/c.txt")
-    ln.save([a, b, c], callback=TextProgress(out))
+    with pytest.warns(ln.KeyNotSavedWarning):
+        ln.save([a, b, c], callback=TextProgress(out))
     lines = out.getvalue().splitlines()
-    assert lines[0] == "saving 3 item(s), 11 B" and lines[-1] == "saved 2, deduplicated 1"
+    assert lines[0] == "saving 3 item(s), 11 B"
+    assert lines[-1] == "saved 2, deduplicated 1, keys not saved 1 (see .key_conflicts)"
     assert sorted(line.split("] ", 1)[1] for line in lines[1:4]) == [
         "run/a.txt saved",
-        f"run/b.txt deduplicated: same content as {a.uid}",
+        f"run/b.txt deduplicated: key 'run/b.txt' not saved: same content is stored as {a.uid} "
+        "(key 'run/a.txt')",
         "run/c.txt saved",
     ]
     assert sorted(line.split("]")[0] for line in lines[1:4]) == ["[1/3", "[2/3", "[3/3"]
@@ -135,7 +138,8 @@ def test_cli_save_renders_progress(tmp_path):
         "run1/b.csv saved",
         "run1/same.csv deduplicated",
     ]
-    assert lines[-1] == "saved 2, deduplicated 1"
+    assert lines[-1] == "saved 2, deduplicated 1, keys not saved 1 (see .key_conflicts)"
+    assert "KeyNotSavedWarning" in ok.stderr and "'run1/same.csv' not saved" in ok.stderr
     (tmp_path / "c.csv").write_bytes(b"3")
     set_immutable(storage / ".lamindb", True)  # a real EPERM on the upload
     try:

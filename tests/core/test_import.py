@@ -71,3 +71,28 @@ def test_core_sources_never_import_jupyter():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in JUPYTER]
     assert offenders == []
+
+
+def test_widgets_never_import_the_jupyter_layer():
+    """Layers import downward only: ``jupyter`` (magics, server) uses ``widgets``, never back."""
+    widgets = Path(__file__).resolve().parents[2] / "lamin_nb" / "widgets"
+    offenders = []
+    for path in widgets.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                absolute = node.module or ""
+                if node.level == 2:  # from ..x import y, inside lamin_nb/widgets
+                    absolute = f"lamin_nb.{absolute}"
+                if absolute.startswith("lamin_nb.jupyter") or (
+                    node.level == 2
+                    and not node.module
+                    and any(a.name == "jupyter" for a in node.names)
+                ):
+                    offenders.append(f"{path.name}: {absolute}")
+            elif isinstance(node, ast.Import):
+                offenders += [
+                    f"{path.name}: {a.name}"
+                    for a in node.names
+                    if a.name.startswith("lamin_nb.jupyter")
+                ]
+    assert offenders == []

@@ -140,3 +140,15 @@ def test_migrations_run_once_and_are_recorded(tmp_path, pg_url):
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
     assert current().db.schema_version() == "0001"
     current().db.migrate()  # a no-op at head
+
+
+def test_disconnect_drops_the_current_instance_in_this_process(tmp_path, make_file):
+    from lamin_nb.core import instance
+
+    ln.init(storage=str(tmp_path / "s"))
+    saved = ln.Artifact(make_file(b"kept"), key="k.txt").save()
+    ln.disconnect()
+    assert instance._current is None
+    ln.disconnect()  # nothing to drop: a no-op
+    # the settings folder still names it: the next call connects again
+    assert ln.Artifact.get("k.txt").uid == saved.uid

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import instance as _instance
 from lamin_nb.core.storage import owner_of_temp
 from tests.support.faults_env import assert_clean, count, repair_all, tiny_filesystem
 
@@ -36,9 +35,7 @@ def blob(folder: Path, name: str, size: int) -> Path:
 def tiny(tmp_path: Path) -> Iterator[Path]:
     with tiny_filesystem(tmp_path / "tiny", "2m") as mount:
         yield mount
-        if _instance._current is not None:  # release the SQLite file before unmounting
-            _instance._current.close()
-            _instance._current = None
+        ln.disconnect()  # release the SQLite file before unmounting
 
 
 def leftovers(managed: Path) -> list[str]:

@@ -1,0 +1,167 @@
+"""What you store is what you load, on every backend pair (issues: edge reliability 1 and 2)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import warnings
+import zlib
+from pathlib import Path
+
+import pytest
+
+import lamin_nb as ln
+from lamin_nb.core import s3upload
+from lamin_nb.core.callbacks import ItemState, RecordingCallback
+from tests.conftest import Backend, make_backend
+
+PART = 5 * 1024 * 1024  # the smallest part S3 accepts
+
+
+class RewriteWhileUploading(ln.SaveCallback):
+    """Another program rewrites the file (same size) as its upload starts (``start``), or once
+    its first bytes were sent (``mid``)."""
+
+    def __init__(self, path: Path, content: bytes, when: str) -> None:
+        self.path, self.content, self.when = path, content, when
+        self.uploading = False
+        self.done = False
+
+    def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        self.uploading = state == ItemState.UPLOADING
+        if self.uploading and self.when == "start":
+            self.rewrite()
+
+    def advance(self, index: int, nbytes: int) -> None:
+        if self.uploading and self.when == "mid":
+            self.rewrite()
+
+    def rewrite(self) -> None:
+        if not self.done:
+            self.done = True
+            self.path.write_bytes(self.content)
+
+
+@pytest.mark.parametrize("when", ["start", "mid"])
+def test_file_rewritten_during_upload_never_stores_wrong_bytes(
+    backend, make_file, monkeypatch, when
+):
+    # one part in flight: the next part is read only after the first one was sent
+    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
+    monkeypatch.setattr(s3upload, "PARTS_IN_FLIGHT", 1)
+    old, new = os.urandom(2 * PART + 1000), os.urandom(2 * PART + 1000)
+    path = make_file(old, name="rewritten.bin")
+    artifact = ln.Artifact(path, key="data/rewritten.bin")
+    callback = RewriteWhileUploading(path, new, when)
+    try:
+        artifact.save(callback=callback)
+    except ln.SaveError as exc:
+        assert "changed after it was hashed" in str(exc)
+        assert ln.Artifact.filter().count() == 0
+        assert backend.object_names() == []
+    else:
+        # a local copy of this size is taken in one kernel call before the first progress
+        # tick, and its copy is what was hashed: the stored bytes are the old ones
+        assert when == "mid" and not backend.is_s3, "a rewritten upload must fail"
+        assert Path(artifact.load()).read_bytes() == old
+    assert callback.done
+    report = ln.check(deep=True)
+    assert report.is_consistent and not report.pending, repr(report)
+    # the same content saved again later loads exactly those bytes, never the rewrite
+    again = ln.Artifact(make_file(old, name="again.bin"), key="data/again.bin").save()
+    assert Path(again.cache()).read_bytes() == old
+    now = ln.Artifact(path, key="data/rewritten.bin").save()
+    assert Path(now.cache()).read_bytes() == new
+    assert ln.check(deep=True).is_consistent
+
+
+@pytest.fixture
+def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    backend = make_backend("sqlite-s3", tmp_path, request)
+    ln.init(storage=backend.storage)
+    return backend
+
+
+@pytest.mark.parametrize("size", [1000, 2 * PART + 7])
+def test_s3_requests_carry_a_checksum(s3_backend, make_file, monkeypatch, size):
+    """Each PUT (and each part) carries a CRC32 the server checks and stores with the object."""
+    backend = s3_backend
+    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
+    content = os.urandom(size)
+    artifact = ln.Artifact(make_file(content)).save()
+    assert backend.s3 is not None
+    head = backend.s3.client().head_object(
+        Bucket=backend.bucket,
+        Key=f"team/.lamindb/{artifact.uid}{artifact.suffix}",
+        ChecksumMode="ENABLED",
+    )
+    assert head["ContentLength"] == size
+    checksum = head.get("ChecksumCRC32")
+    assert checksum, head
+    if size <= PART:
+        assert checksum == base64.b64encode(zlib.crc32(content).to_bytes(4, "big")).decode()
+    assert Path(artifact.load()).read_bytes() == content
+
+
+def test_dedup_onto_another_key_is_said_where_the_user_looks(backend, make_file):
+    first = ln.Artifact(make_file(b"same bytes"), key="a.bin").save()
+    recorder = RecordingCallback()
+    with pytest.warns(ln.KeyNotSavedWarning, match=r"key 'b.bin' not saved.*key 'a.bin'"):
+        report = ln.save([ln.Artifact(make_file(b"same bytes"), key="b.bin")], callback=recorder)
+    [conflict] = report.key_conflicts
+    assert (conflict.requested_key, conflict.kept_key, conflict.uid) == (
+        "b.bin",
+        "a.bin",
+        first.uid,
+    )
+    assert conflict.artifact.uid == first.uid and report.deduplicated == [conflict.artifact]
+    [(_, state, detail)] = [e for e in recorder.events if e[1].is_final]
+    assert state == ItemState.DEDUPLICATED and "'b.bin'" in detail and "'a.bin'" in detail
+    assert "keys not saved 1" in report.summary()
+    # same key, or no key asked for: nothing was lost, nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ln.KeyNotSavedWarning)
+        assert ln.Artifact(make_file(b"same bytes"), key="a.bin").save().uid == first.uid
+        assert ln.Artifact(make_file(b"same bytes")).save().uid == first.uid
+
+
+def test_from_dir_with_identical_files_names_every_key_not_saved(backend, tmp_path):
+    folder = tmp_path / "runs"
+    for run in ("r1", "r2", "r3"):
+        (folder / run).mkdir(parents=True)
+        (folder / run / "DONE").write_bytes(b"")
+        (folder / run / "params.json").write_text('{"lr": 0.1}')
+        (folder / run / "result.txt").write_text(f"result of {run}")
+    with pytest.warns(ln.KeyNotSavedWarning) as caught:
+        report = ln.save(ln.Artifact.from_dir(folder, key="runs"))
+    pairs = {(c.requested_key, c.kept_key) for c in report.key_conflicts}
+    assert pairs == {
+        ("runs/r2/DONE", "runs/r1/DONE"),
+        ("runs/r3/DONE", "runs/r1/DONE"),
+        ("runs/r2/params.json", "runs/r1/params.json"),
+        ("runs/r3/params.json", "runs/r1/params.json"),
+    }
+    message = str(caught[0].message)
+    assert all(k in message for pair in pairs for k in pair), message
+    assert len(report.saved) == 5 and len(report.deduplicated) == 4
+    assert ln.check().is_consistent
+
+
+def test_same_content_as_a_trashed_artifact_gives_a_visible_one(backend, make_file):
+    content = b"thrown away, then wanted again"
+    trashed = ln.Artifact(make_file(content), key="keep/me.txt").save()
+    trashed.delete()
+    again = ln.Artifact(make_file(content), key="keep/me.txt").save()
+    assert again.status == "committed" and not again.is_trashed and again.is_latest
+    assert again.key == "keep/me.txt" and again.uid != trashed.uid
+    assert [a.uid for a in ln.Artifact.filter(key="keep/me.txt")] == [again.uid]
+    assert ln.Artifact.get("keep/me.txt").uid == again.uid
+    assert Path(ln.Artifact.get("keep/me.txt").cache()).read_bytes() == content
+    # under another key too: visible under the key asked for
+    other = ln.Artifact(make_file(b"also trashed"), key="x/old.txt").save()
+    other.delete()
+    moved = ln.Artifact(make_file(b"also trashed"), key="x/new.txt").save()
+    assert ln.Artifact.get("x/new.txt").uid == moved.uid and not moved.is_trashed
+    trashed.restore()  # both stay loadable
+    assert Path(trashed.cache()).read_bytes() == content
+    assert ln.check(deep=True).is_consistent
