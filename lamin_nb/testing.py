@@ -289,9 +289,7 @@ def local_postgres(*, quiet: bool = False) -> LocalPostgres | None:
     try:
         pg = LocalPostgres(server)
     except ImportError as error:
-        raise InstanceError(
-            "PostgreSQL needs psycopg: pip install 'lamin_nb[postgres]'"
-        ) from error
+        raise InstanceError("PostgreSQL needs psycopg: pip install 'lamin_nb[postgres]'") from error
     except Exception as error:  # any failure to reach the server: fall back, and say so
         if not quiet:
             print(
