@@ -45,7 +45,14 @@ def _condition(name: str, value: Any) -> Any:
 
 
 class QuerySet:
-    """Lazy: nothing runs until ``all``, ``first``, ``count``, ``df`` or iteration."""
+    """Lazy: nothing runs until ``all``, ``first``, ``count``, ``df`` or iteration.
+
+    Every version that matches is returned (as in LaminDB, ``filter`` does not narrow to
+    latest versions; pass ``is_latest=True`` or call ``latest_version()`` for that). ``all``,
+    ``df`` and iteration list matches in the order they were saved, oldest first. ``first``
+    answers "the one under this key": the latest version among the matches (what
+    ``ln.Artifact.get(key)`` returns), else the highest version, else the newest.
+    """
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self._conditions = [_condition(k, v) for k, v in fields.items()]
@@ -61,9 +68,16 @@ class QuerySet:
         return [Artifact._from_row(row) for row in rows]
 
     def first(self) -> Artifact | None:
+        newest = (ArtifactRow.is_latest.desc(), ArtifactRow.version.desc(), ArtifactRow.id.desc())
         with _instance.current().db.read() as session:
-            row = session.scalars(self._select().order_by(ArtifactRow.id).limit(1)).first()
+            row = session.scalars(self._select().order_by(*newest).limit(1)).first()
         return None if row is None else Artifact._from_row(row)
+
+    def latest_version(self) -> QuerySet:
+        """Only the latest version of each key (and every artifact without a key)."""
+        narrowed = QuerySet({})
+        narrowed._conditions = [*self._conditions, ArtifactRow.is_latest.is_(True)]
+        return narrowed
 
     def count(self) -> int:
         stmt = select(func.count()).select_from(self._select().subquery())
