@@ -11,7 +11,7 @@ from . import instance as _instance
 from .artifact import Artifact
 from .errors import NotFoundError, ValidationError
 from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
-from .validate import check_query_value, shorten
+from .validate import check_query_value, normalize_key, shorten
 
 _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
 _LOOKUPS = {"startswith", "contains", "in", "gt", "gte", "lt", "lte"}
@@ -28,6 +28,8 @@ def _condition(name: str, value: Any) -> Any:
             f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}"
         )
     value = check_query_value(name, lookup, value, column.type.python_type)
+    if field == "key" and value is not None:  # keys are stored in NFC: look them up so
+        value = [normalize_key(v) for v in value] if lookup == "in" else normalize_key(value)
     if not lookup:
         return column.is_(None) if value is None else column == value
     if lookup == "startswith":
@@ -105,6 +107,7 @@ def get(uid_or_key: str) -> Artifact:
     if not isinstance(uid_or_key, str):
         raise TypeError(f"get expects a uid or key string, not {type(uid_or_key).__name__}")
     check_query_value("uid_or_key", "", uid_or_key, str)
+    uid_or_key = normalize_key(uid_or_key)  # a uid is ASCII: only a key can change
     visible = (ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(False))
     candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *visible)]
     if len(uid_or_key) == 16:

@@ -215,3 +215,22 @@ def test_filter_first_is_the_latest_version(backend, make_file):
     versions[-1].delete()  # trashed: the previous version is the one under the key
     assert ln.Artifact.filter(key=key).first().uid == versions[1].uid
 
+
+def test_keys_are_one_spelling_in_unicode(backend, make_file):
+    composed, decomposed = "caf\u00e9/t.txt", "cafe\u0301/t.txt"
+    assert composed != decomposed
+    v1 = ln.Artifact(make_file(b"1"), key=composed).save()
+    v2 = ln.Artifact(make_file(b"2"), key=decomposed).save()
+    assert v1.key == v2.key == composed and (v1.version, v2.version) == (1, 2)
+    assert ln.Artifact.get(decomposed).uid == v2.uid
+    assert ln.Artifact.filter(key=decomposed).count() == 2
+    assert ln.Artifact.filter(key__startswith="cafe\u0301/").count() == 2
+    assert ln.Artifact.filter(key__in=[decomposed], is_latest=True).first().uid == v2.uid
+    for space in ("\u00a0", "\u2003", "\u3000", "\u202f"):
+        key = f"my{space}data/x.txt"
+        with pytest.raises(ln.ValidationError, match=f"U\\+{ord(space):04X}") as error:
+            ln.Artifact(make_file(b"3"), key=key)
+        assert repr(key) in str(error.value)
+    with pytest.raises(ln.ValidationError, match="U\\+00A0"):
+        ln.Artifact.from_dir(make_file(b"4").parent, key="a\u00a0b")
+    assert ln.Artifact(make_file(b"5"), key="my data/x.txt").key == "my data/x.txt"
