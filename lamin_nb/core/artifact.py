@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import instance as _instance
-from .errors import NotFoundError, ValidationError
+from .errors import IntegrityError, NotFoundError, ValidationError
 from .hashing import HASH_TYPE, hash_file
 from .models import ArtifactRow
 from .settings import home
@@ -271,9 +271,30 @@ class Artifact:
                 raise NotFoundError(f"{self!r} has no content")
             return self._source
         inst = self._home()
+        self._check_still_stored(inst)
         if inst.storage.is_local:
             return Path(inst.storage.managed) / self._object_name
         return _download(inst, self)
+
+    def _check_still_stored(self, inst: _instance.Instance) -> None:
+        """An object in hand may be stale: its row deleted since (by another handle or
+        process), or no longer the content it recorded. Never hand out other bytes."""
+        from .models import COMMITTED
+        from .rows import by_uids
+
+        with inst.db.read_rows() as conn:
+            row = by_uids(conn, [self.uid]).get(self.uid)
+        if row is None or row.status != COMMITTED:
+            state = "was deleted permanently" if row is None else f"is {row.status}"
+            raise NotFoundError(
+                f"artifact {self.uid} (key {self.key!r}) {state}; nothing to load. "
+                "Look it up again: ln.Artifact.filter(key=...)"
+            )
+        if row.hash != self._hash or row.suffix != self.suffix:
+            raise IntegrityError(
+                f"artifact {self.uid} holds other content than this object recorded "
+                f"(hash {self._hash} -> {row.hash}); get it again with ln.Artifact.get"
+            )
 
     def load(self) -> Any:
         """The data: an AnnData, a DataFrame, or the local path of any other file."""
@@ -340,14 +361,14 @@ def predict_uids(artifacts: list[Artifact]) -> None:
     keys = [a.key for a in artifacts if a.key is not None]
     if inst is None or not keys:
         return
-    from .rows import latest_by_key
+    from .rows import families
 
     with inst.db.read() as session:
-        latest = latest_by_key(session, keys)
+        found = families(session, keys)
     for artifact in artifacts:
-        family = latest.get(artifact.key or "")
+        family = found.get(artifact.key or "")
         if family is not None:
-            artifact.uid = family.uid[:16] + version_suffix(family.version + 1)
+            artifact.uid = family.stem + version_suffix(family.next_version)
 
 
 def _visible_files(folder: Path) -> list[Path]:
