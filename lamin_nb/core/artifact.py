@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from . import instance as _instance
 from .errors import IntegrityError, NotFoundError, ValidationError
 from .hashing import HASH_TYPE, hash_file
+from .localfiles import staging_dir, touch, trim_cache
 from .models import ArtifactRow
-from .settings import home
 from .validate import check_description, check_key, check_source, suffix_of
 
 if TYPE_CHECKING:
@@ -147,10 +148,11 @@ class Artifact:
         artifact = cls.__new__(cls)
         artifact._init_fields(check_key(key), check_description(description), suffix)
         artifact.otype = otype
-        staging = home() / "staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        artifact._source = staging / f"{artifact.uid}{suffix}"
+        artifact._source = staging_dir() / f"{artifact.uid}{suffix}"
         artifact._staged = True
+        # built but never saved: the file goes when the artifact does (or the process ends);
+        # after a crash, the next process's sweep removes it. A save moves it away first.
+        weakref.finalize(artifact, _unlink_quietly, artifact._source)
         return artifact
 
     @classmethod
@@ -394,6 +396,7 @@ def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     target = cache_path(inst, artifact)
     if target.exists() and target.stat().st_size == artifact.size:
+        touch(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".{os.getpid()}.part")
@@ -402,6 +405,7 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    trim_cache(keep=target)
     return target
 
 
@@ -415,5 +419,13 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
         target = cache_path(inst, artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(artifact._source), target)
+        trim_cache(keep=target)
     artifact._source = None
     artifact._staged = False
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the settings folder is gone or read-only: the sweep gets it later

@@ -157,6 +157,7 @@ def connect(name: str | None = None) -> Instance:
     instance.db.migrate()
     _activate(instance)
     _recover_quietly(instance)
+    _sweep_quietly()
     return instance
 
 
@@ -284,6 +285,16 @@ def _adopt(instance: Instance) -> Instance:
             f"{describe(exc)}"
         ) from exc
     return instance
+
+
+def _sweep_quietly() -> None:
+    """Staging files of processes that no longer run (built, never saved): cheap, one listing."""
+    from .localfiles import sweep_staging
+
+    try:
+        sweep_staging()
+    except OSError as exc:
+        logger.warning("could not sweep the staging folder: %s", describe(exc))
 
 
 def _recover_quietly(instance: Instance) -> None:
