@@ -266,7 +266,7 @@ def test_upload_with_a_bad_key_prefix_writes_nothing(local_instance, lamin_home)
     upload.picker.set_state(picked(("a.csv", b"1")))
     click(upload.save_button)
     assert (
-        "nothing was saved" in upload.status.value
+        "nothing saved: " in upload.status.value
         and "lamin-status-error" in upload.status._dom_classes
     )
     assert upload.progress is None and ln.check().n_objects == 0
