@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import ipywidgets as w
 
 from ..core.errors import describe
-from ._common import TextRepr, Tone, age, esc, human_size, set_visible, toggle_class, toned
+from ._common import TextRepr, Tone, esc, human_age, human_size, set_visible, toggle_class, toned
 
 if TYPE_CHECKING:
     from ..core.consistency import ConsistencyReport
@@ -325,7 +325,7 @@ def _entry_cells(entry: Any) -> str:
     """One row of a list: what it is, where it is, and what is wrong with it."""
     kind = type(entry).__name__
     if kind == "Orphan":
-        cells = [entry.name, human_size(entry.size), f"{age(entry.age_seconds)} old", ""]
+        cells = [entry.name, human_size(entry.size), f"{human_age(entry.age_seconds)} old", ""]
     elif kind == "Mismatch":
         cells = [
             entry.key or entry.uid,
@@ -338,7 +338,7 @@ def _entry_cells(entry: Any) -> str:
         cells = [
             entry.key or entry.uid,
             entry.name,
-            f"age {age(entry.age_seconds)}, {state}",
+            f"age {human_age(entry.age_seconds)}, {state}",
             f"owner {entry.owner}",
         ]
     else:
