@@ -216,7 +216,28 @@ def test_panels_in_each_final_state_in_light_and_dark(page, lab):
     for name in ("validation", "interrupt", "database-down"):
         header = page.locator(f".panel-{name} .lamin-save-header").text_content()
         assert "nothing saved: " in header, (name, header)
+    assert saved_text(page, "inconsistent")[0].startswith("storage and database are NOT")
+
+    # a click in the page (no cell runs): the text Lab will save follows the panel too
+    panel = page.locator(".panel-inconsistent").first
+    panel.scroll_into_view_if_needed()
+    panel.locator(".lamin-confirm-button").click()
+    panel.locator(".lamin-consistency-status.lamin-consistent").wait_for()
+    page.wait_for_function(SAVED_TEXT_STARTS, arg=["inconsistent", "storage and database are con"])
     nb.run_tagged("cleanup")
+
+
+# the text/plain of a panel's output in Lab's notebook model: what Lab writes to the file
+SAVED_TEXT = """(name) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const cell = nb.widgets.find(c => c.node.querySelector('.panel-' + name));
+  return cell.model.outputs.toJSON().map(o => (o.data || {})['text/plain']).filter(Boolean);
+}"""
+SAVED_TEXT_STARTS = "([name, start]) => (" + SAVED_TEXT + ")(name).some(t => t.startsWith(start))"
+
+
+def saved_text(page: Any, name: str) -> list[str]:
+    return list(page.evaluate(SAVED_TEXT, name))
 
 
 def check_layout(page: Any) -> None:
