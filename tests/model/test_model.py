@@ -360,6 +360,10 @@ class LaminMachine(RuleBasedStateMachine):
         artifacts, raised = self._save(items, atomic=False, hook=interrupt)
         assert interrupt.first and isinstance(raised, KeyboardInterrupt), raised
         FIGURES["saves interrupted during their undo"] += interrupt.second
+        if self.denied_deletes and not self.denied_puts:
+            # objects were uploaded and may not be deleted: the undo leaves their pending rows
+            # (owner not alive) for repair, as the protocol says
+            self.dirty = True
         for artifact, outcome in zip(artifacts, outcomes, strict=True):
             if outcome.kind == DEDUP and outcome.leader is None:
                 assert artifact.uid in outcome.onto, artifact  # decided before any upload
@@ -410,8 +414,8 @@ class LaminMachine(RuleBasedStateMachine):
         would: it is a new artifact, never the deleted uid again."""
         self._step("delete permanently")
         rec = self._pick(list(self.model.recs.values()), pick)
-        handle = rec.handle
-        if not self._delete(rec, fresh) or not resave or handle is None or fresh:
+        handle = rec.handle  # built from rec.source, unless another process saved it
+        if not self._delete(rec, fresh) or not resave or rec.source is None or fresh:
             return
         self._step("save a deleted artifact again")
         items = [(rec.source.read_bytes(), rec.key)]
@@ -506,7 +510,7 @@ class LaminMachine(RuleBasedStateMachine):
         spec = {"op": "save", "items": [[str(p), k] for p, (_, k) in pairs]}
         self._child(spec, f"{point}:kill")
         if point == "after_commit":
-            self._adopt_committed_by_child(items, paths)
+            self._adopt_committed_by_child(items)
         else:
             self.dirty = True
         if rerun:
@@ -515,22 +519,19 @@ class LaminMachine(RuleBasedStateMachine):
             self._apply(items, artifacts, outcomes, raised)
             FIGURES["saves re-run after a killed writer"] += 1
 
-    def _adopt_committed_by_child(
-        self, items: list[tuple[bytes, str | None]], paths: list[Path]
-    ) -> None:
+    def _adopt_committed_by_child(self, items: list[tuple[bytes, str | None]]) -> None:
         """The child committed before it was killed: its artifacts are there, as saved."""
         found = [a for a in ln.Artifact.filter().all() if a.uid not in self.model.recs]
         assert len(found) == len(items), (found, items)
         wanted = sorted((c, nfc(k) or "") for c, k in items)
         loaded = sorted((Path(a.load()).read_bytes(), a.key or "") for a in found)
         assert loaded == wanted, (loaded, wanted)
-        pairs = zip(items, paths, strict=True)
-        by_content = {content: (key, path) for (content, key), path in pairs}
+        by_content = dict(items)
         for artifact in sorted(found, key=lambda a: a.version):
             content = Path(artifact.load()).read_bytes()
-            key, path = by_content[content]
-            self._check_new(artifact, key, content)
-            rec = Rec(artifact.uid, artifact.key, artifact.version, content, False, artifact, path)
+            self._check_new(artifact, by_content[content], content)
+            # the handle comes from a query: no file of this process is behind it
+            rec = Rec(artifact.uid, artifact.key, artifact.version, content, False, artifact)
             self.model.add(rec)
 
     @precondition(
