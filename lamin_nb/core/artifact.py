@@ -271,9 +271,8 @@ class Artifact:
                 raise NotFoundError(f"{self!r} has no content")
             return self._source
         inst = self._home()
-        if inst.storage.is_local:
-            return Path(inst.storage.managed) / self._object_name
-        return _download(inst, self)
+        stored = inst.storage.local_path(self._object_name)
+        return stored if stored is not None else _download(inst, self)
 
     def load(self) -> Any:
         """The data: an AnnData, a DataFrame, or the local path of any other file."""
@@ -388,7 +387,7 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
     """After a save, a staging file becomes the S3 cache copy (or is dropped if local)."""
     if not artifact._staged or artifact._source is None:
         return
-    if inst.storage.is_local:
+    if inst.storage.local_path(artifact._object_name) is not None:  # no cache for local objects
         artifact._source.unlink(missing_ok=True)
     else:
         target = cache_path(inst, artifact)
