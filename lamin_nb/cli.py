@@ -91,22 +91,18 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import lamin_nb as ln
 
     from .core.callbacks import TextProgress
+    from .core.validate import key_of_item
 
-    if len(args.paths) == 1:
-        artifacts = [ln.Artifact(args.paths[0], key=args.key, description=args.description)]
-    else:
-        from pathlib import Path
-
-        prefix = args.key.rstrip("/") + "/" if args.key else None
-        artifacts = [
-            ln.Artifact(
-                p, key=(prefix + Path(p).name) if prefix else None, description=args.description
-            )
-            for p in args.paths
-        ]
+    many = len(args.paths) > 1
+    artifacts = [
+        ln.Artifact(p, key=key_of_item(args.key, Path(p).name, many), description=args.description)
+        for p in args.paths
+    ]
     try:
         ln.save(artifacts, atomic=args.atomic, callback=TextProgress(sys.stdout))
     except ln.SaveError:

@@ -13,7 +13,14 @@ from .errors import NotFoundError, ValidationError
 from .hashing import HASH_TYPE, hash_file
 from .models import ArtifactRow
 from .settings import home
-from .validate import check_description, check_key, check_source, suffix_of
+from .validate import (
+    check_description,
+    check_key,
+    check_key_prefix,
+    check_source,
+    key_under,
+    suffix_of,
+)
 
 if TYPE_CHECKING:
     from .callbacks import SaveCallback
@@ -126,12 +133,12 @@ class Artifact:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise ValidationError(f"{str(folder)!r} is not a folder")
-        prefix = check_key(key) if key is not None else folder.resolve().name
+        prefix = check_key_prefix(key) if key is not None else folder.resolve().name
         files = _visible_files(folder)
         artifacts = [cls.__new__(cls) for _ in files]
         for artifact, file in zip(artifacts, files, strict=True):
             artifact._init_fields(
-                check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
+                key_under(prefix, file.relative_to(folder).as_posix()),
                 check_description(description),
                 suffix_of(file),
             )

@@ -124,8 +124,10 @@ class UploadWidget(TextRepr, w.VBox):
     def _artifacts(self, files: list[Any], staging: Path) -> list[Artifact]:
         """Write each upload to its own staging folder (keeps its name) and wrap it."""
         import lamin_nb as ln
+        from lamin_nb.core.validate import check_key_prefix, key_under
 
-        prefix = self.key_field.value.strip().strip("/")
+        # a text field's surrounding blanks are not part of what was typed
+        prefix = check_key_prefix(self.key_field.value.strip())  # before anything is written
         description = self.description_field.value.strip() or None
         artifacts = []
         for number, upload in enumerate(files):
@@ -133,7 +135,7 @@ class UploadWidget(TextRepr, w.VBox):
             path = staging / str(number) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_content(upload["content"]))
-            key = f"{prefix}/{name}" if prefix else name
+            key = key_under(prefix, name)
             artifacts.append(ln.Artifact(path, key=key, description=description))
         return artifacts
 
