@@ -31,6 +31,7 @@ _EXPORTS = {
     "SaveError": "lamin_nb.core.errors",
     "ValidationError": "lamin_nb.core.errors",
     "StorageError": "lamin_nb.core.errors",
+    "DatabaseError": "lamin_nb.core.errors",
     "NotFoundError": "lamin_nb.core.errors",
     "IntegrityError": "lamin_nb.core.errors",
     "InstanceError": "lamin_nb.core.errors",
@@ -41,6 +42,7 @@ _EXPORTS = {
 __all__ = [
     "Artifact",
     "ConsistencyReport",
+    "DatabaseError",
     "InstanceError",
     "IntegrityError",
     "LaminNbError",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.callbacks import SaveCallback, TextProgress
     from lamin_nb.core.consistency import ConsistencyReport, check
     from lamin_nb.core.errors import (
+        DatabaseError,
         InstanceError,
         IntegrityError,
         LaminNbError,

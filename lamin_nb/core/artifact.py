@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import instance as _instance
-from .errors import NotFoundError, ValidationError
+from .db import database_errors
+from .errors import NotFoundError, StorageError, ValidationError, describe
 from .hashing import HASH_TYPE, hash_file
 from .models import ArtifactRow
 from .settings import home
@@ -327,7 +328,10 @@ def predict_uids(artifacts: list[Artifact]) -> None:
         return
     from .rows import latest_by_key
 
-    with inst.db.read() as session:
+    doing = f"looking up the versions of key {keys[0]!r}" + (
+        f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+    )
+    with database_errors(doing), inst.db.read() as session:
         latest = latest_by_key(session, keys)
     for artifact in artifacts:
         family = latest.get(artifact.key or "")
@@ -356,6 +360,8 @@ def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
 
 
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
+    from .storage import storage_failure
+
     target = cache_path(inst, artifact)
     if target.exists() and target.stat().st_size == artifact.size:
         return target
@@ -364,6 +370,14 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     try:
         inst.storage.get_file(artifact._object_name, tmp)
         os.replace(tmp, target)
+    except Exception as exc:
+        if not storage_failure(exc) or isinstance(exc, StorageError):
+            raise
+        raise StorageError(
+            f"cannot download {artifact.key or artifact.uid} from {inst.storage.root}: "
+            f"{describe(exc)}; the artifact is unchanged; load it again once the storage "
+            "is reachable"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target

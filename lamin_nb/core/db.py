@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import InstanceError
+from .errors import DatabaseError, InstanceError
 from .models import SCHEMA_VERSION
 from .settings import mask_url
 
@@ -145,6 +145,25 @@ class Database:
             raise InstanceError(
                 f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
             ) from exc
+
+
+UNCHANGED = "nothing was changed"
+
+
+@contextmanager
+def database_errors(
+    doing: str,
+    state: str = UNCHANGED,
+    then: str = "run it again once the database is reachable",
+) -> Iterator[None]:
+    """Turn a SQLAlchemy error (connection refused or lost, database locked, ...) raised while
+    ``doing`` into a ``DatabaseError`` that says the state the data is in and what to run."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"{doing} failed: database error: {driver_cause(exc)}; {state}; {then}"
+        ) from exc
 
 
 def driver_cause(exc: BaseException) -> str:

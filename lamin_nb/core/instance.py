@@ -25,7 +25,7 @@ from .settings import (
     set_current,
     validate_name,
 )
-from .storage import Storage
+from .storage import Storage, storage_failure
 
 logger = logging.getLogger("lamin_nb")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -188,8 +188,12 @@ def _claim_storage(instance: Instance) -> None:
         storage.write_marker("instance.json", json.dumps(marker).encode())
     except ValidationError:
         raise
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot use storage {storage.root!r}: {describe(exc)}") from exc
+    except Exception as exc:
+        if not (storage_failure(exc) or isinstance(exc, ValueError)):
+            raise
+        raise StorageError(
+            f"cannot use storage {storage.root!r}: {describe(exc)}; no instance was created"
+        ) from exc
 
 
 def _recover_quietly(instance: Instance) -> None:

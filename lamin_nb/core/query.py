@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, select
 
 from . import instance as _instance
 from .artifact import Artifact
+from .db import database_errors
 from .errors import NotFoundError, ValidationError
 from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
 from .validate import check_query_value, shorten
@@ -56,18 +57,18 @@ class QuerySet:
         return select(ArtifactRow).where(ArtifactRow.status == COMMITTED, *self._conditions)
 
     def all(self) -> list[Artifact]:
-        with _instance.current().db.read() as session:
+        with database_errors("ln.Artifact.filter"), _instance.current().db.read() as session:
             rows = session.scalars(self._select().order_by(ArtifactRow.id)).all()
         return [Artifact._from_row(row) for row in rows]
 
     def first(self) -> Artifact | None:
-        with _instance.current().db.read() as session:
+        with database_errors("ln.Artifact.filter"), _instance.current().db.read() as session:
             row = session.scalars(self._select().order_by(ArtifactRow.id).limit(1)).first()
         return None if row is None else Artifact._from_row(row)
 
     def count(self) -> int:
         stmt = select(func.count()).select_from(self._select().subquery())
-        with _instance.current().db.read() as session:
+        with database_errors("ln.Artifact.filter"), _instance.current().db.read() as session:
             return int(session.scalar(stmt) or 0)
 
     def df(self) -> Any:
@@ -100,7 +101,7 @@ def get(uid_or_key: str) -> Artifact:
             )
         )
     candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *visible))
-    with _instance.current().db.read() as session:
+    with database_errors("ln.Artifact.get"), _instance.current().db.read() as session:
         for stmt in candidates:
             ordered = stmt.order_by(ArtifactRow.is_latest.desc(), ArtifactRow.version.desc())
             row = session.scalars(ordered.limit(1)).first()
