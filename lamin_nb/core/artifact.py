@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import instance as _instance
-from .errors import IntegrityError, NotFoundError, ValidationError
+from .db import database_errors
+from .errors import IntegrityError, NotFoundError, StorageError, ValidationError, describe
 from .hashing import HASH_TYPE, hash_file
 from .localfiles import staging_dir, touch, trim_cache
 from .models import ArtifactRow
@@ -736,7 +737,10 @@ def predict_uids(artifacts: list[Artifact]) -> None:
         return
     from .rows import families
 
-    with inst.db.read() as session:
+    doing = f"looking up the versions of key {keys[0]!r}" + (
+        f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+    )
+    with database_errors(doing), inst.db.read() as session:
         found = families(session, keys)
     for artifact in artifacts:
         family = found.get(artifact.key or "")
@@ -765,6 +769,8 @@ def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
 
 
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
+    from .storage import storage_failure
+
     target = cache_path(inst, artifact)
     if target.exists() and target.stat().st_size == artifact.size:
         touch(target)
@@ -774,6 +780,14 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     try:
         inst.storage.get_file(artifact._object_name, tmp)
         os.replace(tmp, target)
+    except Exception as exc:
+        if not storage_failure(exc) or isinstance(exc, StorageError):
+            raise
+        raise StorageError(
+            f"cannot download {artifact.key or artifact.uid} from {inst.storage.root}: "
+            f"{describe(exc)}; the artifact is unchanged; load it again once the storage "
+            "is reachable"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     trim_cache(keep=target)

@@ -20,7 +20,7 @@ from . import recovery, rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
 from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
 from .callbacks import item_label as label
-from .errors import LaminNbError, StorageError, ValidationError, describe
+from .errors import DatabaseError, LaminNbError, StorageError, ValidationError, describe
 from .faults import fault
 from .instance import Instance, random_base62
 from .models import COMMITTED, PENDING, utcnow
@@ -156,9 +156,7 @@ class SaveRun:
         except Exception as exc:
             for item in items:
                 if not item.done:
-                    self._fail(
-                        item, StorageError(f"cannot reserve a database row: {describe(exc)}"), exc
-                    )
+                    self._fail(item, _db_error("cannot reserve a database row", exc), exc)
             return []
 
     def _reserve_in(self, session: Any, items: list[Item], reclaim: bool) -> list[Item]:
@@ -343,7 +341,7 @@ class SaveRun:
                 rows.raise_marks(session, [i.artifact.key for i in ready])
                 stored = rows.by_uids(session, mine)
         except Exception as exc:
-            self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc)
+            self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc, _db_kind(exc))
             return
         fault("after_commit")
         self._adopt_committed(ready, stored)
@@ -365,6 +363,7 @@ class SaveRun:
         final: ItemState,
         reason: str = "",
         cause: BaseException | None = None,
+        kind: type[LaminNbError] = StorageError,
     ) -> None:
         """End every unfinished item: saved if its row is committed after all, else ``final``;
         then remove uploads and pending rows, or leave both to recovery if the row cannot be
@@ -387,7 +386,7 @@ class SaveRun:
         for item in items:
             if not item.done:
                 if final == S.FAILED:
-                    self._fail(item, StorageError(reason or "not saved"), cause)
+                    self._fail(item, kind(reason or "not saved"), cause)
                 else:
                     self._set(item, final)
         if status is not None:
@@ -539,6 +538,19 @@ def key_not_saved(requested: str, kept: str | None, uid: str) -> str:
 
 class _Cancelled(Exception):
     pass
+
+
+def _db_kind(exc: BaseException) -> type[LaminNbError]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return DatabaseError if isinstance(exc, SQLAlchemyError) else StorageError
+
+
+def _db_error(what: str, exc: BaseException) -> LaminNbError:
+    """A database failure of a save step: nothing of the item was saved; run it again."""
+    kind = _db_kind(exc)
+    then = "; nothing was saved; save again once the database is reachable"
+    return kind(f"{what}: {describe(exc)}" + (then if kind is DatabaseError else ""))
 
 
 class _Abandoned(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from . import rows
+from .db import database_errors
 from .hashing import hash_stream
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
@@ -266,6 +267,11 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     if not isinstance(deep, bool):
         raise TypeError(f"deep must be True or False, not {type(deep).__name__}")
     inst = instance or current()
+    with database_errors("ln.check()"):
+        return _check(inst, deep)
+
+
+def _check(inst: Instance, deep: bool) -> ConsistencyReport:
     now = utcnow()
     listing = {info.name: info for info in inst.storage.list_objects()}
     report = ConsistencyReport(inst.storage.root, deep, now, n_objects=len(listing))

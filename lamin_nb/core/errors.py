@@ -61,6 +61,11 @@ class StorageError(LaminNbError, OSError):
     """
 
 
+class DatabaseError(LaminNbError, RuntimeError):
+    """The database could not be reached or refused the operation; the message says what
+    state the data is in and what to run next."""
+
+
 class NotFoundError(LaminNbError, LookupError):
     """No committed artifact matches.
 

@@ -29,7 +29,7 @@ from .settings import (
     set_current,
     validate_name,
 )
-from .storage import Storage
+from .storage import Storage, storage_failure
 from .validate import check_flag
 
 if TYPE_CHECKING:
@@ -348,8 +348,12 @@ def _claim_storage(instance: Instance, adopt: bool = False) -> None:
         storage.write_marker("instance.json", json.dumps(marker).encode())
     except ValidationError:
         raise
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot use storage {storage.root!r}: {describe(exc)}") from exc
+    except Exception as exc:
+        if not (storage_failure(exc) or isinstance(exc, ValueError)):
+            raise
+        raise StorageError(
+            f"cannot use storage {storage.root!r}: {describe(exc)}; no instance was created"
+        ) from exc
 
 
 def _check_adoptable(instance: Instance, previous: str | None) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, select
 
 from . import instance as _instance
 from .artifact import Artifact
+from .db import database_errors
 from .errors import NotFoundError, ValidationError
 from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
 from .validate import check_query_value, normalize_key, shorten
@@ -71,14 +72,14 @@ class QuerySet:
 
     def all(self) -> list[Artifact]:
         inst = _instance.current()
-        with inst.db.read() as session:
+        with database_errors("ln.Artifact.filter"), inst.db.read() as session:
             rows = session.scalars(self._select().order_by(ArtifactRow.id)).all()
         return [Artifact._from_row(row, inst) for row in rows]
 
     def first(self) -> Artifact | None:
         newest = (ArtifactRow.is_latest.desc(), ArtifactRow.version.desc(), ArtifactRow.id.desc())
         inst = _instance.current()
-        with inst.db.read() as session:
+        with database_errors("ln.Artifact.filter"), inst.db.read() as session:
             row = session.scalars(self._select().order_by(*newest).limit(1)).first()
         return None if row is None else Artifact._from_row(row, inst)
 
@@ -90,7 +91,7 @@ class QuerySet:
 
     def count(self) -> int:
         stmt = select(func.count()).select_from(self._select().subquery())
-        with _instance.current().db.read() as session:
+        with database_errors("ln.Artifact.filter"), _instance.current().db.read() as session:
             return int(session.scalar(stmt) or 0)
 
     def df(self) -> Any:
@@ -125,7 +126,7 @@ def get(uid_or_key: str) -> Artifact:
         )
     candidates.append(select(ArtifactRow).where(ArtifactRow.key == uid_or_key, *shown))
     inst = _instance.current()
-    with inst.db.read() as session:
+    with database_errors("ln.Artifact.get"), inst.db.read() as session:
         for stmt in candidates:
             ordered = stmt.order_by(ArtifactRow.is_latest.desc(), ArtifactRow.version.desc())
             row = session.scalars(ordered.limit(1)).first()

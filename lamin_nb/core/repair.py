@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from . import recovery, rows
 from .consistency import ConsistencyReport, InFlight, check
-from .errors import ValidationError, describe
+from .db import database_errors
+from .errors import DatabaseError, ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
@@ -210,7 +211,10 @@ def repair(
     if not dry_run:
         _apply(inst, plan, grace_seconds == 0)
         plan.applied = True
-        plan.after = check(instance=inst)
+        try:
+            plan.after = check(instance=inst)
+        except DatabaseError as exc:  # the actions are done; only the look afterwards failed
+            logger.warning("repair applied; the check afterwards failed: %s", exc)
     return plan
 
 
@@ -269,7 +273,9 @@ def _in_flight_detail(row: InFlight) -> str:
 
 
 def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
-    stuck = {row.uid: row for row in recovery.expired_rows(inst, all_leases=all_leases)}
+    with database_errors("ln.repair()"):
+        found = recovery.expired_rows(inst, all_leases=all_leases)
+    stuck = {row.uid: row for row in found}
     stamp = utcnow().strftime(STAMP)
     for action in list(plan.actions):
         try:

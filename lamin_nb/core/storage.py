@@ -38,6 +38,31 @@ class ObjectInfo:
     mtime: datetime  # naive UTC
 
 
+def storage_failure(exc: BaseException) -> bool:
+    """Raised by the storage or on the way to it: an OSError, or botocore's own errors
+    (endpoint unreachable, credentials, ClientError), which are not OSErrors."""
+    if isinstance(exc, OSError):
+        return True
+    import sys
+
+    boto = sys.modules.get("botocore.exceptions")
+    return boto is not None and isinstance(exc, (boto.BotoCoreError, boto.ClientError))
+
+
+def _retry_defaults(given: dict[str, Any] | None) -> dict[str, Any]:
+    """botocore's legacy retries (5 attempts) take ~9 s to report an unreachable endpoint.
+    s3fs itself retries throttling ("SlowDown") and dropped connections, so botocore's
+    standard mode with 2 attempts is enough, and an unreachable endpoint fails at once.
+    Whatever the user configured (options, AWS_MAX_ATTEMPTS, AWS_RETRY_MODE) wins."""
+    config = dict(given or {})
+    if "retries" not in config and not (
+        os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE")
+    ):
+        config["retries"] = {"mode": "standard", "max_attempts": 2}
+    config.setdefault("connect_timeout", 10)
+    return config
+
+
 def temp_name(name: str) -> str:
     return f"{name}.{secrets.token_hex(4)}.tmp"
 
@@ -77,6 +102,7 @@ class Storage:
         except ImportError as exc:
             raise ImportError(S3_INSTALL_HINT) from exc
         options = {"use_listings_cache": False, **self.options}
+        options["config_kwargs"] = _retry_defaults(options.get("config_kwargs"))
         return s3fs.S3FileSystem(**options)
 
     def path(self, name: str) -> str:
