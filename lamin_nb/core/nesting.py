@@ -44,7 +44,13 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
 
 
 def _nested_prefix(storage: Storage) -> str | None:
-    """The first managed prefix below ``storage``'s own, or None (one listing, at init only)."""
+    """The first managed prefix below ``storage``'s own, or None.
+
+    Only a prefix no instance has claimed yet is listed (once, when its instance is created):
+    a claimed one is either this instance's (a second user joining it) or refused anyway.
+    """
+    if storage.read_marker("instance.json") is not None:
+        return None
     marker = f"/{MANAGED}/"
     if storage.is_local:
         for folder, dirs, _ in os.walk(storage.managed):
