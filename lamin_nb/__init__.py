@@ -32,6 +32,7 @@ _EXPORTS = {
     "SaveError": "lamin_nb.core.errors",
     "ValidationError": "lamin_nb.core.errors",
     "StorageError": "lamin_nb.core.errors",
+    "DatabaseError": "lamin_nb.core.errors",
     "NotFoundError": "lamin_nb.core.errors",
     "IntegrityError": "lamin_nb.core.errors",
     "KeyNotSavedWarning": "lamin_nb.core.errors",
@@ -43,6 +44,7 @@ _EXPORTS = {
 __all__ = [
     "Artifact",
     "ConsistencyReport",
+    "DatabaseError",
     "InstanceError",
     "IntegrityError",
     "KeyNotSavedWarning",
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.callbacks import SaveCallback, TextProgress
     from lamin_nb.core.consistency import ConsistencyReport, check
     from lamin_nb.core.errors import (
+        DatabaseError,
         InstanceError,
         IntegrityError,
         KeyNotSavedWarning,

@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy import select
 
 from . import rows
+from .db import database_errors
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
 from .storage import ObjectInfo, owner_of_temp
+from .units import human_age
 
 BATCH = 5000
 RECHECK_ONE_BY_ONE = 200  # beyond this, a second listing is cheaper than lookups
@@ -24,6 +26,8 @@ RECHECK_ONE_BY_ONE = 200  # beyond this, a second listing is cheaper than lookup
 
 @dataclass(frozen=True)
 class RowIssue:
+    """A row of ``ConsistencyReport.missing`` or ``.lost``: its artifact and object name."""
+
     uid: str
     key: str | None
     name: str  # object name under the managed prefix
@@ -32,6 +36,8 @@ class RowIssue:
 
 @dataclass(frozen=True)
 class Mismatch:
+    """A committed object whose size or (deep check) hash differs from its row."""
+
     uid: str
     key: str | None
     name: str
@@ -42,6 +48,8 @@ class Mismatch:
 
 @dataclass(frozen=True)
 class Orphan:
+    """An object under the managed prefix that no row claims."""
+
     name: str
     size: int
     age_seconds: float
@@ -49,6 +57,8 @@ class Orphan:
 
 @dataclass(frozen=True)
 class InFlight:
+    """A pending (upload) or deleting row: who holds it, since when, whether it is stuck."""
+
     uid: str
     key: str | None
     name: str
@@ -66,6 +76,47 @@ class InFlight:
 
 @dataclass
 class ConsistencyReport:
+    """What ``ln.check`` found: rows against objects (DESIGN invariants I1 and I2).
+
+    Plain data; widgets and the CLI render it, ``to_dict`` gives it as JSON-ready values.
+
+    Attributes
+    ----------
+    storage : str
+        The storage root that was checked.
+    deep : bool
+        Whether every committed object was re-hashed.
+    checked_at : datetime.datetime
+        When the check ran (UTC).
+    n_ok : int
+        Committed rows whose object is present with the recorded size (and hash, if deep).
+    n_rows : int
+        Rows read, any status.
+    n_objects : int
+        Objects listed under the managed prefix.
+    missing : list of RowIssue
+        Committed rows without their object (I1 broken).
+    orphans : list of Orphan
+        Objects that no row claims (I2 broken); ``ln.repair`` quarantines them.
+    mismatched : list of Mismatch
+        Committed objects whose size or hash differs from the row.
+    pending : list of InFlight
+        Uploads in progress or interrupted; ``stuck`` ones wait for ``ln.repair``.
+    deleting : list of InFlight
+        Permanent deletes in progress or interrupted.
+    lost : list of RowIssue
+        Rows that ``ln.repair(mark_lost=True)`` marked lost (hidden, kept for the record).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> report = ln.check()  # doctest: +SKIP
+    >>> report.is_consistent  # doctest: +SKIP
+    True
+    >>> report.summary()  # doctest: +SKIP
+    'storage and database are consistent: 12 ok, 0 missing, 0 orphans, ...'
+    """
+
     storage: str
     deep: bool
     checked_at: datetime
@@ -81,18 +132,52 @@ class ConsistencyReport:
 
     @property
     def is_consistent(self) -> bool:
-        """I1 and I2 hold and nothing waits for repair (live uploads and deletes are fine;
-        rows whose writer is gone are not, lease or no lease)."""
+        """True when I1 and I2 hold and nothing waits for repair.
+
+        Live uploads and deletes are fine; rows whose writer is gone are not, lease or no
+        lease.
+        """
         stuck = any(r.stuck for r in self.pending + self.deleting)
         return not (self.missing or self.orphans or self.mismatched or stuck)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain, JSON-ready values (what the REST API serves).
+
+        Returns
+        -------
+        dict
+            Every attribute (entries as dicts, ``checked_at`` as ISO 8601 with ``Z``), plus
+            ``is_consistent``.
+
+        Examples
+        --------
+        >>> from datetime import datetime
+        >>> import lamin_nb as ln
+        >>> report = ln.ConsistencyReport("/data", False, datetime(2026, 1, 2))
+        >>> report.to_dict()["checked_at"], report.to_dict()["is_consistent"]
+        ('2026-01-02T00:00:00Z', True)
+        """
         data = asdict(self)
         data["checked_at"] = self.checked_at.isoformat() + "Z"
         data["is_consistent"] = self.is_consistent
         return data
 
     def summary(self) -> str:
+        """One line: the verdict and the count of each kind of finding.
+
+        Returns
+        -------
+        str
+            ``"storage and database are consistent: ..."`` or ``"... NOT consistent: ..."``.
+
+        Examples
+        --------
+        >>> from datetime import datetime
+        >>> import lamin_nb as ln
+        >>> report = ln.ConsistencyReport("/data", False, datetime(2026, 1, 2), n_ok=3)
+        >>> report.summary()  # doctest: +ELLIPSIS
+        'storage and database are consistent: 3 ok, 0 missing, 0 orphans, ..., 0 deleting'
+        """
         verdict = "consistent" if self.is_consistent else "NOT consistent"
         parts = [
             f"{self.n_ok} ok",
@@ -124,7 +209,7 @@ class ConsistencyReport:
 
 def _describe(entry: Any) -> str:
     if isinstance(entry, Orphan):
-        return f"{entry.name} ({entry.size} bytes, {entry.age_seconds:.0f} s old)"
+        return f"{entry.name} ({entry.size} bytes, {human_age(entry.age_seconds)} old)"
     if isinstance(entry, Mismatch):
         return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
     if isinstance(entry, InFlight):
@@ -135,7 +220,7 @@ def _describe(entry: Any) -> str:
             if entry.expired
             else "in flight"
         )
-        return f"{entry.name} ({state}, {entry.age_seconds:.0f} s, owner {entry.owner})"
+        return f"{entry.name} ({state}, {human_age(entry.age_seconds)}, owner {entry.owner})"
     return f"{entry.name} key={entry.key!r}"
 
 
@@ -145,11 +230,47 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     One listing first, then the rows streamed in batches. Rows always exist before their
     objects and outlive them, so a writer active during the check can only make a committed
     row look missing (uploaded after the listing) or an object look orphaned (deleted after
-    the listing); both kinds are looked at once more before they are reported.
+    the listing); both kinds are looked at once more before they are reported. Nothing is
+    changed; ``ln.repair`` acts on what the check finds.
+
+    Parameters
+    ----------
+    deep : bool
+        Also re-hash every committed object (reads every byte; on S3 over the network).
+    instance : Instance or None
+        The instance to check; None: the current one.
+
+    Returns
+    -------
+    ConsistencyReport
+        ``.is_consistent``, ``.missing``, ``.orphans``, ``.mismatched``, ``.pending``,
+        ``.deleting``, ``.n_ok``.
+
+    Raises
+    ------
+    InstanceError
+        There is no current instance.
+    OSError
+        The storage cannot be listed or read (as the filesystem reports it).
+    TypeError
+        ``deep`` is not True or False.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.check()  # doctest: +SKIP
+    storage and database are consistent: 12 ok, 0 missing, 0 orphans, 0 mismatched, ...
+    >>> ln.check(deep=True).mismatched  # doctest: +SKIP
+    []
     """
     if not isinstance(deep, bool):
         raise TypeError(f"deep must be True or False, not {type(deep).__name__}")
     inst = instance or current()
+    with database_errors("ln.check()"):
+        return _check(inst, deep)
+
+
+def _check(inst: Instance, deep: bool) -> ConsistencyReport:
     now = utcnow()
     listing = {info.name: info for info in inst.storage.list_objects()}
     report = ConsistencyReport(inst.storage.root, deep, now, n_objects=len(listing))

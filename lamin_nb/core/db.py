@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import InstanceError
+from .errors import DatabaseError, InstanceError
 from .models import SCHEMA_VERSION
 from .settings import home, mask_url
 
@@ -199,6 +199,25 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
+
+
+UNCHANGED = "nothing was changed"
+
+
+@contextmanager
+def database_errors(
+    doing: str,
+    state: str = UNCHANGED,
+    then: str = "run it again once the database is reachable",
+) -> Iterator[None]:
+    """Turn a SQLAlchemy error (connection refused or lost, database locked, ...) raised while
+    ``doing`` into a ``DatabaseError`` that says the state the data is in and what to run."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"{doing} failed: database error: {driver_cause(exc)}; {state}; {then}"
+        ) from exc
 
 
 def driver_cause(exc: BaseException) -> str:

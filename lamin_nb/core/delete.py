@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from . import rows
+from .db import database_errors
 from .errors import NotFoundError, StorageError, describe
 from .faults import fault
 from .instance import Instance
@@ -32,7 +33,8 @@ def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
 
 def _set_trashed(artifact: Artifact, trashed: bool) -> None:
     inst = artifact._home()
-    with inst.db.write() as session:
+    doing = f"{'trashing' if trashed else 'restoring'} {artifact.key or artifact.uid}"
+    with database_errors(doing), inst.db.write() as session:
         row = _committed_row(session, artifact)
         row.is_trashed = trashed
         row.updated_at = utcnow()
@@ -58,8 +60,9 @@ def delete_permanently(artifact: Artifact) -> None:
     if even that fails, the ``deleting`` row is rolled forward by ``ln.repair()``.
     """
     inst = artifact._home()
+    doing = f"deleting {artifact.key or artifact.uid}"
     with running() as owner:  # a deleting row left behind is then known to be abandoned
-        with inst.db.write() as session:
+        with database_errors(doing), inst.db.write() as session:
             row = _committed_row(session, artifact)
             row.status, row.owner, row.lease_expires_at = DELETING, owner, rows.lease_until()
             session.flush()
@@ -71,8 +74,10 @@ def delete_permanently(artifact: Artifact) -> None:
         except Exception as exc:
             _after_failed_delete(inst, artifact, exc, owner)
         fault("after_object_delete")
-        with inst.db.write() as session:
-            rows.delete_rows(session, [artifact.uid], DELETING)
+        left = "object deleted, row left for repair"
+        with database_errors(doing, left, "run ln.repair() once the database is reachable"):
+            with inst.db.write() as session:
+                rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
     artifact.status = None
     artifact.is_latest = False

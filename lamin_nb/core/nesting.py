@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .errors import StorageError, ValidationError, describe
-from .storage import MANAGED, open_storage
+from .storage import MANAGED, Storage, open_storage
 
 SCHEME = "s3://"
 
@@ -30,7 +30,7 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
         )
     storage = open_storage(root, options)
     try:
-        inner = storage.find_folder(MANAGED)  # one listing, at init only
+        inner = _nested_prefix(storage)
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot use storage {root!r}: {describe(exc)}") from exc
     if inner is not None:
@@ -40,6 +40,17 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
             f"{inner!r}, the managed prefix of {_described(inner_root, options)}, whose objects "
             f"would look like orphans to {root!r}. Move that instance's storage out first"
         )
+
+
+def _nested_prefix(storage: Storage) -> str | None:
+    """The first managed prefix below ``storage``'s own, or None.
+
+    Only a prefix no instance has claimed yet is listed (once, when its instance is created):
+    a claimed one is either this instance's (a second user joining it) or refused anyway.
+    """
+    if storage.read_marker("instance.json") is not None:
+        return None
+    return storage.find_folder(MANAGED)
 
 
 def _described(root: str, options: dict[str, Any]) -> str:

@@ -16,10 +16,12 @@ from sqlalchemy import select
 
 from . import recovery, rows
 from .consistency import ConsistencyReport, InFlight, check
-from .errors import ValidationError, describe
+from .db import database_errors
+from .errors import DatabaseError, ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
+from .units import human_age
 
 logger = logging.getLogger("lamin_nb")
 STAMP = "%Y%m%dT%H%M%S"
@@ -29,6 +31,8 @@ DEFAULT_RETENTION = 7 * 86400
 
 @dataclass
 class RepairAction:
+    """One step of a ``RepairPlan``: what (``kind``), on what (``target``), and its outcome."""
+
     kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost |
     #            abort incomplete upload | purge quarantined
     target: str
@@ -40,6 +44,39 @@ class RepairAction:
 
 @dataclass
 class RepairPlan:
+    """What ``ln.repair`` would do (dry run) or did, made from a ``ConsistencyReport``.
+
+    Attributes
+    ----------
+    actions : list of RepairAction
+        The steps: ``roll back pending``, ``roll forward deleting``, ``quarantine orphan``,
+        ``mark lost``, ``abort incomplete upload``, ``purge quarantined``. Once applied, each
+        has ``done`` set, or ``error`` saying why it failed.
+    skipped : list of RepairAction
+        Findings left alone, with the reason in ``detail``: rows whose writer is still at
+        work, orphans and uploads younger than the grace period, missing objects without
+        ``mark_lost``, size or hash mismatches, and steps whose situation changed before
+        they were applied.
+    report : ConsistencyReport
+        The check the plan was made from.
+    dry_run : bool
+        True when nothing was applied.
+    applied : bool
+        True after ``ln.repair(dry_run=False)`` ran the actions.
+    after : ConsistencyReport or None
+        The check run after applying; None for a dry run.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> plan = ln.repair()  # doctest: +SKIP
+    >>> plan  # doctest: +SKIP
+    repair plan (dry run): quarantine orphan x1; left alone: 0
+      quarantine orphan: ... (12 bytes, 7200 s old)
+    >>> ln.repair(dry_run=False).after.is_consistent  # doctest: +SKIP
+    True
+    """
+
     actions: list[RepairAction]
     skipped: list[RepairAction]
     report: ConsistencyReport
@@ -49,9 +86,18 @@ class RepairPlan:
 
     @property
     def is_empty(self) -> bool:
+        """True when there is nothing to do (skipped findings do not count)."""
         return not self.actions
 
     def summary(self) -> str:
+        """One line: the mode, the count of each kind of action, and how many were left alone.
+
+        Returns
+        -------
+        str
+            For example ``"repair plan (dry run): roll back pending x2; left alone: 1"``, or
+            ``"nothing to repair"``.
+        """
         mode = "applied" if self.applied else "plan (dry run)"
         if not self.actions:
             return "nothing to repair" + (
@@ -71,6 +117,14 @@ class RepairPlan:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as plain, JSON-ready values (what the REST API serves).
+
+        Returns
+        -------
+        dict
+            ``summary``, ``dry_run``, ``applied``, and ``actions`` and ``skipped`` as lists of
+            dicts with the fields of ``RepairAction``.
+        """
         return {
             "summary": self.summary(),
             "dry_run": self.dry_run,
@@ -90,6 +144,57 @@ def repair(
     """Plan (and with ``dry_run=False`` apply) what makes the instance consistent again.
 
     ``grace_seconds=0`` also treats every lease as expired: use it only when no writer runs.
+
+    The plan comes from ``ln.check()``: pending rows whose lease expired or whose writer is
+    gone are rolled back (object and row deleted), such deleting rows are rolled forward,
+    orphans are moved into ``_quarantine/<timestamp>/`` under the managed prefix (undo with
+    ``ln.restore_quarantined``), incomplete S3 multipart uploads are aborted. Missing objects
+    cannot be recreated; their rows are marked lost only with ``mark_lost=True``. Nothing
+    outside the managed prefix is ever touched. When applied, each action is checked again
+    first (a writer may have finished it meanwhile) and a failing action is recorded in the
+    plan, not raised.
+
+    Parameters
+    ----------
+    dry_run : bool
+        True (default): only plan. False: apply the plan.
+    grace_seconds : float
+        Orphans and incomplete uploads younger than this are left alone (a writer may still
+        be at work); 0 also treats every lease as expired.
+    mark_lost : bool
+        Mark committed rows whose object is missing as ``lost`` (hidden from queries, kept
+        for the record).
+    purge : bool
+        Also delete quarantined objects older than ``retention_seconds``.
+    retention_seconds : float
+        How long quarantined objects are kept before ``purge`` deletes them (default: 7
+        days).
+
+    Returns
+    -------
+    RepairPlan
+        The actions (done or not, with any error) and what was left alone; after applying,
+        ``.after`` holds a fresh check.
+
+    Raises
+    ------
+    ValidationError
+        ``grace_seconds`` or ``retention_seconds`` is negative, not finite or too large.
+    InstanceError
+        There is no current instance.
+    OSError
+        The storage cannot be listed or read (as the filesystem reports it).
+    TypeError
+        A flag is not True or False, or a duration is not a number.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.repair()  # doctest: +SKIP
+    nothing to repair
+    >>> ln.repair(dry_run=False, grace_seconds=0)  # doctest: +SKIP
+    repair applied: roll back pending x1; left alone: 0
+      roll back pending: ... done
     """
     for name, flag in (("dry_run", dry_run), ("mark_lost", mark_lost), ("purge", purge)):
         if not isinstance(flag, bool):
@@ -105,7 +210,10 @@ def repair(
     if not dry_run:
         _apply(inst, plan, grace_seconds == 0)
         plan.applied = True
-        plan.after = check(instance=inst)
+        try:
+            plan.after = check(instance=inst)
+        except DatabaseError as exc:  # the actions are done; only the look afterwards failed
+            logger.warning("repair applied; the check afterwards failed: %s", exc)
     return plan
 
 
@@ -131,7 +239,7 @@ def _plan(
             RepairAction(
                 "quarantine orphan",
                 orphan.name,
-                f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)",
+                f"({orphan.size} bytes, {human_age(orphan.age_seconds)} old)",
             )
         )
     for missing in report.missing:
@@ -164,7 +272,9 @@ def _in_flight_detail(row: InFlight) -> str:
 
 
 def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
-    stuck = {row.uid: row for row in recovery.expired_rows(inst, all_leases=all_leases)}
+    with database_errors("ln.repair()"):
+        found = recovery.expired_rows(inst, all_leases=all_leases)
+    stuck = {row.uid: row for row in found}
     stamp = utcnow().strftime(STAMP)
     for action in list(plan.actions):
         try:
@@ -245,7 +355,10 @@ def _incomplete_uploads(
     for upload in uploads:
         age = (now - upload.started).total_seconds()
         action = RepairAction(
-            "abort incomplete upload", upload.name, f"({age:.0f} s old)", ref=upload.upload_id
+            "abort incomplete upload",
+            upload.name,
+            f"({human_age(age)} old)",
+            ref=upload.upload_id,
         )
         (skipped if upload.name in live or age < grace else actions).append(action)
     return actions, skipped
@@ -266,11 +379,57 @@ def _purgeable(inst: Instance, retention: float) -> list[str]:
 
 
 def list_quarantined() -> list[str]:
+    """The objects ``ln.repair`` moved into quarantine and that are still there.
+
+    Returns
+    -------
+    list of str
+        Names under the managed prefix, ``_quarantine/<timestamp>/<original name>``.
+
+    Raises
+    ------
+    InstanceError
+        There is no current instance.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.list_quarantined()  # doctest: +SKIP
+    ['_quarantine/20260102T030405/stray.bin']
+    """
     return [info.name for info in current().storage.list_objects(QUARANTINE)]
 
 
 def restore_quarantined(names: list[str] | str | None = None) -> list[str]:
-    """Move quarantined objects back (all, or those whose original name is given)."""
+    """Move quarantined objects back (all, or those whose original name is given).
+
+    A restored object no row claims is an orphan again for ``ln.check``.
+
+    Parameters
+    ----------
+    names : list of str or str or None
+        Original names (or quarantined names, as ``list_quarantined`` shows them) to
+        restore; names not in quarantine are ignored. None: every quarantined object.
+
+    Returns
+    -------
+    list of str
+        The original names restored.
+
+    Raises
+    ------
+    ValidationError
+        An object with the original name exists again; objects handled before it were
+        restored, the rest stay in quarantine.
+    InstanceError
+        There is no current instance.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.restore_quarantined("stray.bin")  # doctest: +SKIP
+    ['stray.bin']
+    """
     inst = current()
     wanted = {names} if isinstance(names, str) else set(names) if names is not None else None
     restored = []

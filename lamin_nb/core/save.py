@@ -49,7 +49,45 @@ class KeyConflict:
 
 @dataclass
 class SaveReport:
-    """What a save did, item by item. ``failed`` holds ``(artifact, exception)`` pairs."""
+    """What a save did, item by item. ``failed`` holds ``(artifact, exception)`` pairs.
+
+    Returned by ``ln.save``, carried by ``SaveError.report``, and passed to
+    ``SaveCallback.finish``. Every artifact passed ends in exactly one of ``saved``,
+    ``deduplicated``, ``already_saved``, ``rolled_back`` or ``failed``.
+
+    Attributes
+    ----------
+    saved : list of Artifact
+        Uploaded and committed by this save.
+    failed : list of tuple
+        ``(artifact, exception)`` pairs: items that were not saved, and why (each was
+        undone).
+    deduplicated : list of Artifact
+        The same content was already stored: nothing was uploaded, and the artifact now
+        holds the stored one's fields.
+    already_saved : list of Artifact
+        Artifacts that were saved before this call, left untouched.
+    rolled_back : list of Artifact
+        With ``atomic=True``: undone (or never started) because another item failed.
+    key_conflicts : list of KeyConflict
+        Deduplicated items whose requested key was not saved: ``requested_key``,
+        ``kept_key``, ``uid`` and ``artifact`` of each.
+    atomic : bool
+        Whether the save was all or nothing.
+    error : BaseException or None
+        What stopped the save before any item was tried (invalid input, no instance, an
+        interrupt); that exception is raised to the caller, so only a callback's ``finish``
+        sees a report with it.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> report = ln.save(artifacts)  # doctest: +SKIP
+    >>> report  # doctest: +SKIP
+    SaveReport(saved 3, deduplicated 1)
+    >>> [a.key for a in report.saved]  # doctest: +SKIP
+    ['runs/a.csv', 'runs/b.csv', 'runs/c.csv']
+    """
 
     saved: list[Artifact] = field(default_factory=list)
     failed: list[tuple[Artifact, BaseException]] = field(default_factory=list)
@@ -64,6 +102,7 @@ class SaveReport:
 
     @property
     def ok(self) -> bool:
+        """True when no item failed and nothing stopped the save."""
         return not self.failed and self.error is None
 
     @property
@@ -73,7 +112,20 @@ class SaveReport:
         return not kept and (bool(self.failed) or self.error is not None)
 
     def reason(self) -> str:
-        """Why the save stopped or failed, in a few words (empty if it did not)."""
+        """Why the save stopped or failed, in a few words (empty if it did not).
+
+        Returns
+        -------
+        str
+            The cause shared by every failed item (e.g. ``"Access Denied (...)"``), else
+            ``"<n> items failed"``; empty for a save that succeeded.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> ln.SaveReport().reason()
+        ''
+        """
         if self.error is not None:
             return _why(self.error)
         reasons = {_why(exc) for _, exc in self.failed}
@@ -82,6 +134,20 @@ class SaveReport:
         return f"{len(self.failed)} items failed" if self.failed else ""
 
     def summary(self) -> str:
+        """One line: how many items were saved, deduplicated, already saved, failed, ....
+
+        Returns
+        -------
+        str
+            For example ``"saved 3, deduplicated 1"``, or ``"nothing saved: <reason>"`` when
+            the save was stopped before any item was tried.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> ln.SaveReport().summary()
+        'saved 0'
+        """
         if self.error is not None:
             return f"nothing saved: {self.reason()}"
         parts = [f"saved {len(self.saved)}"]
@@ -98,6 +164,28 @@ class SaveReport:
         return ", ".join(parts)
 
     def message(self) -> str:
+        """The text of the ``SaveError``: what failed and why, and what was saved.
+
+        At most 20 artifacts are listed per group; the report holds them all.
+
+        Returns
+        -------
+        str
+            Several lines, or one for a single failed item.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> try:  # doctest: +SKIP
+        ...     ln.save(artifacts)
+        ... except ln.SaveError as exc:
+        ...     print(exc.report.message())
+        1 of 3 artifacts could not be saved:
+          - Artifact(uid=...): could not upload runs/a.csv: Access Denied (...)
+        saved (2):
+          - Artifact(uid=...)
+          - Artifact(uid=...)
+        """
         if len(self.failed) == 1 and not (self.saved or self.rolled_back or self.deduplicated):
             artifact, exc = self.failed[0]
             return f"could not save {artifact!r}: {describe(exc)}"
@@ -140,8 +228,60 @@ def save(
 
     Items that succeed stay saved; if any fails, the others are still tried, then
     ``SaveError`` (a RuntimeError) is raised with the ``SaveReport`` as ``.report``. Running the
-    same call again saves only what failed. ``max_workers`` bounds parallel hashing and uploads
-    (default: ``LAMIN_NB_MAX_WORKERS``, else 8 for a local folder and 16 for S3).
+    same call again saves only what failed. Every artifact is validated before anything is
+    written. Content already stored is deduplicated (nothing uploaded), artifacts saved before
+    are reported as such and left untouched, and an artifact listed twice is saved once. A
+    KeyboardInterrupt undoes what is in flight, then propagates.
+
+    Parameters
+    ----------
+    records : Artifact or iterable of Artifact
+        The artifacts to save.
+    atomic : bool
+        False (default): every item is atomic on its own. True: all or nothing; any failure
+        rolls back every item of the batch.
+    callback : SaveCallback or None
+        Receives progress events (for example ``ln.TextProgress()``); a broken callback
+        never fails the save.
+    max_workers : int or None
+        Bounds parallel hashing and uploads, 1 to 256 (default: ``LAMIN_NB_MAX_WORKERS``,
+        else 8 for a local folder and 16 for S3).
+
+    Returns
+    -------
+    SaveReport
+        What was saved, deduplicated and already saved (nothing failed).
+
+    Raises
+    ------
+    SaveError
+        At least one item failed (each was undone). ``.report`` tells what was saved and what
+        failed; with ``atomic=True`` nothing of the batch was saved.
+    ValidationError
+        An unsaved artifact's file, key or description cannot be used, or ``max_workers``
+        (or ``LAMIN_NB_MAX_WORKERS``) is out of range; nothing was written.
+    InstanceError
+        There is no current instance (run ``ln.init``).
+    TypeError
+        ``records`` is not an iterable of artifacts (the message names the index and the
+        type), or another argument has the wrong type; nothing was written.
+
+    Warns
+    -----
+    KeyNotSavedWarning
+        Some requested keys were not saved because their content is already stored under
+        another key (listed in ``SaveReport.key_conflicts``).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> artifacts = [ln.Artifact(p, key=f"runs/{p}") for p in ("a.csv", "b.csv")]  # doctest: +SKIP
+    >>> ln.save(artifacts, callback=ln.TextProgress())  # doctest: +SKIP
+    SaveReport(saved 2)
+    >>> try:  # doctest: +SKIP
+    ...     ln.save(artifacts, atomic=True)
+    ... except ln.SaveError as exc:
+    ...     print(exc.report.summary())
     """
     progress = Guarded(check_callback(callback) or NO_PROGRESS)
     report = SaveReport(atomic=atomic)
@@ -213,7 +353,7 @@ def check_records(records: Any) -> list[Artifact]:
 
 def _check_unsaved(artifact: Artifact) -> None:
     """What may have changed since the artifact was built: its fields, and its source file."""
-    check_key(artifact.key)
+    artifact.key = check_key(artifact.key)
     check_description(artifact.description)
     if artifact._source is None:
         raise ValidationError("it has no content to save")

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +24,13 @@ from lamin_nb.core import bulk, owners
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
 from lamin_nb.core.instance import current
 from lamin_nb.core.models import ArtifactRow, utcnow
-from tests.support.crashes import assert_i1_i2_i3, rows_by_status, run_child, start_child
+from tests.support.crashes import (
+    assert_i1_i2_i3,
+    rows_by_status,
+    run_child,
+    start_child,
+    wait_until_stopped,
+)
 
 KEY = "runs/table.csv"
 
@@ -86,16 +91,6 @@ def test_a_reused_pid_is_not_taken_for_the_writer(local_instance, make_file, sho
         sleeper.kill()
         sleeper.wait()
     assert_i1_i2_i3()
-
-
-def wait_until_stopped(pid: int) -> None:
-    """The child froze itself at its fault point (state T in /proc)."""
-    for _ in range(600):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] == "T":
-            return
-        time.sleep(0.1)
-    raise AssertionError("the child never reached its fault point")
 
 
 class KillOnWait(RecordingCallback):

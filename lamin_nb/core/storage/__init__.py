@@ -14,6 +14,7 @@ from .base import (
     ObjectInfo,
     Storage,
     owner_of_temp,
+    storage_failure,
     temp_name,
 )
 from .local import LocalStorage
@@ -31,6 +32,7 @@ __all__ = [
     "Storage",
     "open_storage",
     "owner_of_temp",
+    "storage_failure",
     "temp_name",
 ]
 

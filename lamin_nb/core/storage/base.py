@@ -38,6 +38,17 @@ class IncompleteUpload:
     started: datetime  # naive UTC
 
 
+def storage_failure(exc: BaseException) -> bool:
+    """Raised by the storage or on the way to it: an OSError, or botocore's own errors
+    (endpoint unreachable, credentials, ClientError), which are not OSErrors."""
+    if isinstance(exc, OSError):
+        return True
+    import sys
+
+    boto = sys.modules.get("botocore.exceptions")
+    return boto is not None and isinstance(exc, (boto.BotoCoreError, boto.ClientError))
+
+
 def temp_name(name: str) -> str:
     return f"{name}.{secrets.token_hex(4)}.tmp"
 

@@ -3,6 +3,7 @@ its PUT or multipart upload completes, so there are no temporary names to clean 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ class S3Storage(FsspecStorage):
         except ImportError as exc:
             raise ImportError(S3_INSTALL_HINT) from exc
         options = {"use_listings_cache": False, **self.options}
+        options["config_kwargs"] = _retry_defaults(options.get("config_kwargs"))
         return s3fs.S3FileSystem(**options)
 
     def _bucket_and_prefix(self) -> tuple[str, str]:
@@ -117,6 +119,20 @@ class S3Storage(FsspecStorage):
     def abort_upload(self, name: str, upload_id: str) -> None:
         bucket, prefix = self._bucket_and_prefix()
         multipart.abort_upload(self.fs, bucket, prefix + name, upload_id)
+
+
+def _retry_defaults(given: dict[str, Any] | None) -> dict[str, Any]:
+    """botocore's legacy retries (5 attempts) take ~9 s to report an unreachable endpoint.
+    s3fs itself retries throttling ("SlowDown") and dropped connections, so botocore's
+    standard mode with 2 attempts is enough, and an unreachable endpoint fails at once.
+    Whatever the user configured (options, AWS_MAX_ATTEMPTS, AWS_RETRY_MODE) wins."""
+    config = dict(given or {})
+    if "retries" not in config and not (
+        os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE")
+    ):
+        config["retries"] = {"mode": "standard", "max_attempts": 2}
+    config.setdefault("connect_timeout", 10)
+    return config
 
 
 def _s3_mtime(info: dict[str, Any]) -> datetime:
