@@ -115,6 +115,10 @@ def test_artifacts_are_listed_newest_first_paged_and_filtered(server):
     assert get(server, "artifacts", key_prefix="raw_")["total"] == 0
     assert get(server, "artifacts", key_prefix="%")["total"] == 0
 
+    # JupyterLab's requests carry a cache-busting ?<timestamp>: not an unknown parameter
+    r = requests.get(api(server, "artifacts") + "?1796199351165", headers=auth(server))
+    assert r.status_code == 200 and r.json()["total"] == 4
+
     # the token as a query parameter works as everywhere in Jupyter
     r = requests.get(api(server, "artifacts") + f"?token={server['proc'].token}", timeout=30)
     assert r.status_code == 200
