@@ -321,6 +321,12 @@ def test_saves_files_and_folders_from_the_server_root(server):
     # saved again: nothing new, every item says so
     again = wait_for_save(server, post(server, "saves", {"paths": ["upload"]}, status=202)["id"])
     assert again["status"] == "done" and again["counts"] == {"deduplicated": 6}
+    # a changed file becomes the next version of its key, in the same uid family
+    (server["root"] / "upload" / "notes.txt").write_text("notes, revised")
+    body = {"paths": ["upload/notes.txt"], "key_prefix": "runs/7"}
+    assert wait_for_save(server, post(server, "saves", body, status=202)["id"])["status"] == "done"
+    notes = get(server, "artifacts", key_prefix="runs/7/notes.txt")["artifacts"]
+    assert [a["version"] for a in notes] == [2, 1] and notes[0]["uid"][:16] == notes[1]["uid"][:16]
 
 
 def test_saves_refuse_paths_that_leave_the_root(server, tmp_path):
