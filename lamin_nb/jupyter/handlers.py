@@ -143,7 +143,8 @@ class LaminHandler(APIHandler):
 
     def query_params(self) -> dict[str, str]:
         """The query arguments, refusing unknown names so that a typo is not silently ignored."""
-        names = set(self.request.query_arguments) - AUTH_PARAMS
+        # JupyterLab's ServerConnection appends a cache-busting ``?<timestamp>`` to GETs
+        names = {n for n in self.request.query_arguments if not n.isdigit()} - AUTH_PARAMS
         unknown = sorted(names - self.allowed - {"instance"})
         if unknown:
             allowed = ", ".join(sorted(self.allowed | {"instance"}))
