@@ -120,7 +120,8 @@ def test_delete_arguments_are_checked(backend, make_file):
 
 
 def test_a_uid_that_comes_back_never_serves_old_cached_bytes(backend, make_file):
-    """Deleting the latest version frees its version number; the next save reuses the uid."""
+    """Deleting the latest version never frees its uid: the next save gets a new one, and no
+    cached copy of the deleted version is ever served (cache copies are named by hash too)."""
     old = ln.Artifact(make_file(b"old bytes"), key="r/result.txt").save()
     ln.Artifact(make_file(b"v2 bytes!"), key="r/result.txt").save()
     second = ln.Artifact.get("r/result.txt")
@@ -129,4 +130,4 @@ def test_a_uid_that_comes_back_never_serves_old_cached_bytes(backend, make_file)
     third = ln.Artifact(make_file(b"new bytes"), key="r/result.txt").save()
     assert open(ln.Artifact.get("r/result.txt").load(), "rb").read() == b"new bytes"
     assert open(ln.Artifact.get(old.uid).load(), "rb").read() == b"old bytes"
-    assert third.version == 2
+    assert third.version == 3 and third.uid != second.uid
