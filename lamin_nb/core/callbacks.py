@@ -192,3 +192,15 @@ def _human(n: float) -> str:
 
 def human_size(n: Any) -> str:
     return _human(float(n or 0))
+
+
+def human_age(seconds: float) -> str:
+    """'12 s', '3 min', '2.5 h', '4.0 d': every age shown (check, repair plan, panels)."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from . import rows
+from .callbacks import human_age
 from .hashing import hash_stream
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
@@ -117,12 +118,12 @@ class ConsistencyReport:
 
 def _describe(entry: Any) -> str:
     if isinstance(entry, Orphan):
-        return f"{entry.name} ({entry.size} bytes, {entry.age_seconds:.0f} s old)"
+        return f"{entry.name} ({entry.size} bytes, {human_age(entry.age_seconds)} old)"
     if isinstance(entry, Mismatch):
         return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
     if isinstance(entry, InFlight):
         state = "expired" if entry.expired else "in flight"
-        return f"{entry.name} ({state}, {entry.age_seconds:.0f} s, owner {entry.owner})"
+        return f"{entry.name} ({state}, {human_age(entry.age_seconds)}, owner {entry.owner})"
     return f"{entry.name} key={entry.key!r}"
 
 

@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import select
 
 from . import recovery, rows
+from .callbacks import human_age
 from .consistency import ConsistencyReport, check
 from .errors import ValidationError, describe
 from .instance import Instance, current
-from .models import COMMITTED, LOST, ArtifactRow, utcnow
+from .models import COMMITTED, LOST, PENDING, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
 
 logger = logging.getLogger("lamin_nb")
@@ -132,7 +133,7 @@ def _plan(
             RepairAction(
                 "quarantine orphan",
                 orphan.name,
-                f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)",
+                f"({orphan.size} bytes, {human_age(orphan.age_seconds)} old)",
             )
         )
     for missing in report.missing:
@@ -203,12 +204,16 @@ def _apply_one(
 
 
 def _has_row(inst: Instance, name: str) -> bool:
-    """Does any row (any status) own the object or temporary upload called ``name``?"""
-    base = owner_of_temp(name) or name
+    """Does a row own the object called ``name`` (any status), or the temporary upload called
+    ``name`` (only a pending row: beside a committed object, a temp is a leftover)?"""
+    owner = owner_of_temp(name)
+    base = owner or name
     uid = base[:UID_LENGTH]
     with inst.db.read() as session:
         row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid)).first()
-    return row is not None and f"{row.uid}{row.suffix}" == base
+    if row is None or f"{row.uid}{row.suffix}" != base:
+        return False
+    return owner is None or row.status == PENDING
 
 
 def _mark_lost(inst: Instance, uid: str) -> None:
@@ -243,7 +248,9 @@ def _incomplete_uploads(
         return actions, skipped
     for name, upload_id, started in uploads:
         age = (now - started).total_seconds()
-        action = RepairAction("abort incomplete upload", name, f"({age:.0f} s old)", ref=upload_id)
+        action = RepairAction(
+            "abort incomplete upload", name, f"({human_age(age)} old)", ref=upload_id
+        )
         (skipped if name in live or age < grace else actions).append(action)
     return actions, skipped
 

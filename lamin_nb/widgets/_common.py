@@ -15,15 +15,10 @@ def esc(value: Any) -> str:
 
 
 def age(seconds: float) -> str:
-    """'12 s', '3 min', '2.5 h', '4 d': readable at a glance in a table cell."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+    """'12 s', '3 min', '2.5 h', '4 d': the core's one age format (as in the repair plan)."""
+    from ..core.callbacks import human_age
+
+    return human_age(seconds)
 
 
 def set_visible(widget: Any, visible: bool) -> None:
