@@ -15,6 +15,7 @@ from .errors import IntegrityError, NotFoundError, StorageError, ValidationError
 from .hashing import HASH_TYPE, hash_file
 from .localfiles import staging_dir, touch, trim_cache
 from .models import ArtifactRow
+from .storage import READ_ONLY
 from .validate import check_description, check_key, check_source, suffix_of
 
 if TYPE_CHECKING:
@@ -509,7 +510,7 @@ class Artifact:
         inst = self._home()
         self._check_still_stored(inst)
         if inst.storage.is_local:
-            return Path(inst.storage.managed) / self._object_name
+            return _stored_file(Path(inst.storage.managed) / self._object_name, self)
         return _download(inst, self)
 
     def _check_still_stored(self, inst: _instance.Instance) -> None:
@@ -762,6 +763,17 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def _stored_file(path: Path, artifact: Artifact) -> Path:
+    """The stored object, if it is still the file that was saved (a folder put in its
+    place would load as an empty table without this check)."""
+    if path.is_dir():
+        raise IntegrityError(
+            f"the stored object of {artifact.uid} (key {artifact.key!r}) is a folder, not the "
+            f"file that was saved: {path}; run ln.check() and ln.repair()"
+        )
+    return path
+
+
 def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
     """Where the local copy of an S3 object lives; named by content hash as well as uid,
     because a uid can come back after its version was deleted, with other bytes."""
@@ -779,6 +791,7 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     tmp = target.with_name(target.name + f".{os.getpid()}.part")
     try:
         inst.storage.get_file(artifact._object_name, tmp)
+        os.chmod(tmp, READ_ONLY)  # like a stored object: edit a copy, never the cache
         os.replace(tmp, target)
     except Exception as exc:
         if not storage_failure(exc) or isinstance(exc, StorageError):
@@ -804,6 +817,7 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
         target = cache_path(inst, artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(artifact._source), target)
+        os.chmod(target, READ_ONLY)
         trim_cache(keep=target)
     artifact._source = None
     artifact._staged = False

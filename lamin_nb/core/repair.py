@@ -20,7 +20,7 @@ from .consistency import ConsistencyReport, InFlight, check
 from .db import database_errors
 from .errors import DatabaseError, ValidationError, describe
 from .instance import Instance, current
-from .models import COMMITTED, LOST, ArtifactRow, utcnow
+from .models import COMMITTED, LOST, PENDING, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
 from .units import human_age
 
@@ -317,12 +317,16 @@ def _apply_one(
 
 
 def _has_row(inst: Instance, name: str) -> bool:
-    """Does any row (any status) own the object or temporary upload called ``name``?"""
-    base = owner_of_temp(name) or name
+    """Does a row own the object called ``name`` (any status), or the temporary upload called
+    ``name`` (only a pending row: beside a committed object, a temp is a leftover)?"""
+    owner = owner_of_temp(name)
+    base = owner or name
     uid = base[:UID_LENGTH]
     with inst.db.read() as session:
         row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid)).first()
-    return row is not None and f"{row.uid}{row.suffix}" == base
+    if row is None or f"{row.uid}{row.suffix}" != base:
+        return False
+    return owner is None or row.status == PENDING
 
 
 def _mark_lost(inst: Instance, uid: str) -> None:

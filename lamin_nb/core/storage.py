@@ -28,6 +28,7 @@ COPY_STEP = 32 * 1024 * 1024  # bytes per kernel copy call (progress and cancel 
 PARALLEL_FLUSH = 32 * 1024 * 1024  # from this size, flush to disk while re-hashing
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 RESERVED = (META, QUARANTINE)
+READ_ONLY = 0o444
 S3_INSTALL_HINT = "S3 storage needs s3fs: pip install 'lamin_nb[s3]'"
 
 
@@ -149,6 +150,9 @@ class Storage:
                     os.fdatasync(dst.fileno())
                 elif _hash_while_flushing(dst) != expected_hash:
                     raise IntegrityError(f"{source} changed after it was hashed; save it again")
+                # a stored object is never edited in place (load() returns its path): read-only
+                # from the moment it appears; deleting it needs only the folder's write access
+                os.fchmod(dst.fileno(), READ_ONLY)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
