@@ -143,6 +143,10 @@ class Storage:
                 while n := _copy_chunk(src, dst):
                     if on_bytes is not None:
                         on_bytes(n)
+                    if os.fstat(dst.fileno()).st_nlink == 0:  # cheap, once per piece
+                        raise FileNotFoundError(
+                            errno.ENOENT, "the temporary upload was removed meanwhile", str(tmp)
+                        )
                     if first:
                         fault("mid_upload")
                         first = False
