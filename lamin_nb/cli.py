@@ -87,7 +87,31 @@ def _info(args: argparse.Namespace) -> int:
         counts = count_by_status(session)
     print(repr(inst))
     print("rows by status: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    for line in _local_usage():
+        print(line)
     return 0
+
+
+def _local_usage() -> list[str]:
+    """Sizes of what lamin_nb keeps in the settings folder besides settings."""
+    from .core.localfiles import CACHE_LIMIT_ENV, cache_limit, cache_root, usage
+    from .core.settings import home
+
+    staging, cache = usage(home() / "staging"), usage(cache_root())
+    return [
+        f"staging files: {staging.files} ({_human(staging.bytes)}) in {home() / 'staging'}",
+        f"S3 read cache: {cache.files} files ({_human(cache.bytes)} of at most "
+        f"{_human(cache_limit())}, {CACHE_LIMIT_ENV}) in {cache_root()}",
+    ]
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
 
 
 def _save(args: argparse.Namespace) -> int:

@@ -1,13 +1,16 @@
 """The tutorial notebooks are the docs: each one runs top to bottom in a real kernel.
 
-Every notebook in ``notebooks/`` is executed with nbclient against real S3 (moto) and
-PostgreSQL; a failing cell (its asserts included) fails the test. The stored widget state
-shows what the progress and consistency panels displayed when the cells finished.
+Every notebook in ``notebooks/`` is executed with nbclient in a kernel with no S3
+configuration at all, as on a fresh machine: the notebooks start their own local S3 server and
+use the local PostgreSQL; a failing cell (its asserts included) fails the test. The stored
+widget state shows what the progress and consistency panels displayed when the cells finished.
 Executed copies are kept under ``test-artifacts/notebooks/`` for inspection.
 """
 
 from __future__ import annotations
 
+import os
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -29,17 +32,14 @@ OUT = REPO / "test-artifacts" / "notebooks"
 
 
 @pytest.fixture(scope="module")
-def run_notebook(
-    s3_server: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[[str], Any]:
+def run_notebook(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
     """Execute a notebook once per test session; later calls get the executed notebook."""
     done: dict[str, Any] = {}
 
     def run(name: str) -> Any:
         if name not in done:
             tmp = tmp_path_factory.mktemp(name.removesuffix(".ipynb"))
-            env = kernel_env(tmp)  # AWS_* point at the moto server (s3_server fixture)
+            env = kernel_env(tmp)  # no AWS_* at all
             done[name] = execute_file(NOTEBOOKS / name, tmp, env)
             OUT.mkdir(parents=True, exist_ok=True)
             nbformat.write(done[name], OUT / name)
@@ -87,14 +87,55 @@ def test_acid_shows_the_seed_errors(run_notebook):
     assert "roll back pending" in text
 
 
-def test_executed_notebook_renders_as_html_docs(run_notebook):
-    """What ``./scripts/docs`` writes for each notebook (it executes them the same way)."""
-    from tests.support.docs import to_html
+def test_docs_site_builds_offline_from_the_executed_notebooks(run_notebook):
+    """``./scripts/docs``: Sphinx with warnings as errors, no CDN, every internal link works."""
+    from tests.support.docs import BUILD, build
 
-    page = to_html(run_notebook("acid.ipynb"), "acid.ipynb")
-    assert "<title>acid</title>" in page
-    assert "Will data &amp; metadata stay in sync?" in page
-    assert "1 of 3 artifacts could not be saved" in page
+    problems = build({name: run_notebook(name) for name in ALL})
+    assert problems == []
+    acid = (BUILD / "tutorials" / "acid.html").read_text()
+    assert "Will data &amp; metadata stay in sync?" in acid
+    assert "1 of 3 artifacts could not be saved" in acid
+    panels = (BUILD / "tutorials" / "consistency.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in panels  # rendered from saved state
+    assert "_static/widgets/embed-amd.js" in panels  # by the renderer shipped with the site
+    api = (BUILD / "generated" / "api.html").read_text()
+    assert "lamin_nb.Artifact" in api and "Parameters" in api
+    for page in ("tutorials.html", "design.html", "performance.html", "generated/cli.html"):
+        assert (BUILD / page).is_file(), page
+
+
+def test_a_tutorial_stopped_half_way_leaves_nothing_behind(tmp_path):
+    """Setup as the tutorials do it, then a failing cell: the kernel's exit cleans up."""
+    import psycopg
+
+    from tests.support.notebooks import code_notebook, execute
+    from tests.support.servers import PG_URL
+
+    nb = code_notebook(
+        "from lamin_nb.testing import local_postgres, local_s3, scratch_dir\n"
+        "workdir = scratch_dir('lamin-halfway-')\n"
+        "server = local_s3()\n"
+        "bucket = server.new_bucket()\n"
+        "pg = local_postgres()\n"
+        "import lamin_nb as ln\n"
+        "ln.init(storage=f's3://{bucket}/x', db=pg.url)\n"
+        "print('STATE', workdir, pg.name, server.endpoint)",
+        "raise RuntimeError('the tutorial stops here')",
+    )
+    nb.cells[1].metadata["tags"] = ["raises-exception"]
+    executed = execute(nb, tmp_path, kernel_env(tmp_path), timeout=120)
+    state = next(o["text"] for o in executed.cells[0].outputs if "STATE" in o.get("text", ""))
+    workdir, database, endpoint = state.split("STATE ", 1)[1].split()
+    assert (
+        "no endpoint configured; started a local S3 server" in executed.cells[0].outputs[0]["text"]
+    )
+    assert not os.path.exists(workdir)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        rows = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        assert rows.fetchall() == []
+    with pytest.raises(OSError):
+        urllib.request.urlopen(endpoint + "/moto-api/", timeout=2)
 
 
 # -- what the panels showed: the stored widget state of the executed notebooks ------------

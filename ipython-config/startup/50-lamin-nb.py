@@ -12,7 +12,11 @@ def _lamin_nb_autoload() -> None:
 
         shell = get_ipython()
         if shell is not None:
-            shell.extension_manager.load_extension("lamin_nb")
+            # not through shell.extension_manager: it would record the extension as loaded,
+            # and a later "%load_ext lamin_nb" would answer "already loaded"
+            import lamin_nb
+
+            lamin_nb.load_ipython_extension(shell)
     except Exception:  # noqa: BLE001 - a broken install or instance must never break a kernel
         import logging
 

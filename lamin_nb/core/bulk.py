@@ -217,14 +217,16 @@ class SaveRun:
     def _pending_rows(
         self, session: Any, items: list[Item], known: dict[str, Row[Any]]
     ) -> list[dict[str, Any]]:
-        latest = rows.latest_by_key(session, [i.artifact.key for i in items if i.artifact.key])
-        next_version = {k: r.version + 1 for k, r in latest.items()}
+        families = rows.families(session, [i.artifact.key for i in items if i.artifact.key])
+        next_version = {k: f.next_version for k, f in families.items()}
+        stems = {k: f.stem for k, f in families.items()}
         now, until = utcnow(), rows.lease_until()
         uid_before = {id(i): i.artifact.uid for i in items}
-        stems = {key: row.uid[:16] for key, row in latest.items()}
+        described: dict[int, str | None] = {}
         for item in items:
             a = item.artifact
             a.version = 1
+            described[id(item)] = a.description
             if a.key is not None:
                 a.version = next_version.get(a.key, 1)
                 next_version[a.key] = a.version + 1
@@ -232,6 +234,14 @@ class SaveRun:
                 # a new key's first item gives its stem to later versions in this batch
                 stem = stems.setdefault(a.key, a.uid[:16])
                 a.uid = stem + version_suffix(a.version)
+                family = families.get(a.key)
+                if a.description is None and family is not None:
+                    # a new version is "the same thing": it keeps the description it had
+                    described[id(item)] = family.description
+        rows.record_families(
+            session,
+            {k: stem for k, stem in stems.items() if k not in families or not families[k].known},
+        )
         # only uids that changed above need a look-up: ``known`` holds the rest
         taken = rows.existing_uids(
             session, [i.artifact.uid for i in items if i.artifact.uid != uid_before[id(i)]]
@@ -240,13 +250,15 @@ class SaveRun:
             a = item.artifact
             if a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
                 a.uid = random_base62(16) + version_suffix(a.version or 1)
-        return [self._row_values(i.artifact, now, until) for i in items]
+        return [self._row_values(i.artifact, now, until, described[id(i)]) for i in items]
 
-    def _row_values(self, a: Artifact, now: Any, until: Any) -> dict[str, Any]:
+    def _row_values(
+        self, a: Artifact, now: Any, until: Any, description: str | None
+    ) -> dict[str, Any]:
         return {
             "uid": a.uid,
             "key": a.key,
-            "description": a.description,
+            "description": description,
             "suffix": a.suffix,
             "size": a.size,
             "hash": a._hash,
@@ -328,6 +340,7 @@ class SaveRun:
                 fault("before_commit")
                 mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
                 rows.refresh_latest(session, [i.artifact.key for i in ready])
+                rows.raise_marks(session, [i.artifact.key for i in ready])
                 stored = rows.by_uids(session, mine)
         except Exception as exc:
             self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc)

@@ -28,7 +28,9 @@ import sys
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from .units import human_size
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -186,7 +188,7 @@ class TextProgress(SaveCallback):
         self.labels = {item.index: _printable(item.label) for item in items}
         self.total = len(items)
         size = sum(item.size or 0 for item in items)
-        self._write(f"saving {self.total} item(s), {_human(size)}")
+        self._write(f"saving {self.total} item(s), {human_size(size)}")
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
         if state is ItemState.WAITING:  # a wait is never silent
@@ -211,15 +213,3 @@ class TextProgress(SaveCallback):
 def _printable(text: str) -> str:
     """File names and server messages reach a terminal: never raw escapes or bidi overrides."""
     return text if text.isprintable() else repr(text)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def human_size(n: Any) -> str:
-    return _human(float(n or 0))

@@ -18,6 +18,7 @@ from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
 from .storage import ObjectInfo, owner_of_temp
+from .units import human_age
 
 BATCH = 5000
 RECHECK_ONE_BY_ONE = 200  # beyond this, a second listing is cheaper than lookups
@@ -125,7 +126,7 @@ class ConsistencyReport:
 
 def _describe(entry: Any) -> str:
     if isinstance(entry, Orphan):
-        return f"{entry.name} ({entry.size} bytes, {entry.age_seconds:.0f} s old)"
+        return f"{entry.name} ({entry.size} bytes, {human_age(entry.age_seconds)} old)"
     if isinstance(entry, Mismatch):
         return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
     if isinstance(entry, InFlight):
@@ -136,7 +137,7 @@ def _describe(entry: Any) -> str:
             if entry.expired
             else "in flight"
         )
-        return f"{entry.name} ({state}, {entry.age_seconds:.0f} s, owner {entry.owner})"
+        return f"{entry.name} ({state}, {human_age(entry.age_seconds)}, owner {entry.owner})"
     return f"{entry.name} key={entry.key!r}"
 
 

@@ -9,36 +9,156 @@ if TYPE_CHECKING:
 
 
 class LaminNbError(Exception):
-    """Base class of every error lamin_nb raises on purpose."""
+    """Base class of every error lamin_nb raises on purpose.
+
+    Catch it to handle any lamin_nb failure in one place; most subclasses also mix in the
+    builtin a caller would expect (``RuntimeError``, ``ValueError``, ``OSError``,
+    ``LookupError``). The message names the item, the cause and what to run next, and never
+    shows a password.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> issubclass(ln.SaveError, ln.LaminNbError)
+    True
+    """
 
 
 class ValidationError(LaminNbError, ValueError):
-    """Input that cannot be saved: named item, named cause, nothing written."""
+    """Input that cannot be used: named item, named cause, nothing written.
+
+    Raised before anything is saved: an unsafe key (absolute, ``..``, a NUL or invisible
+    character, too long), a path that is not a readable regular file, an unknown filter field
+    or lookup, an out-of-range number, an instance name or database URL that cannot be used,
+    or a storage managed by another instance. No artifact row and no object was written; fix
+    the input and call again. It is a ``ValueError``.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.Artifact("results.csv", key="../escape.csv")  # doctest: +SKIP
+    Traceback (most recent call last):
+    ValidationError: key '../escape.csv' has an empty, '.' or '..' path segment
+    """
 
 
 class StorageError(LaminNbError, OSError):
-    """The storage location refused or failed an operation."""
+    """The storage location refused or failed an operation.
+
+    Raised when the storage root cannot be prepared or listed, or when an object cannot be
+    deleted. The message says what state the data is in: after a failed permanent delete the
+    artifact is either unchanged, or hidden and marked ``deleting`` until ``ln.repair()``
+    finishes the delete. Inside a save it is the cause of a ``SaveError`` (found in
+    ``SaveError.report.failed``), never raised on its own. It is an ``OSError``.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     artifact.delete(permanent=True)
+    ... except ln.StorageError as exc:
+    ...     print(exc)  # says whether the artifact is unchanged or waits for ln.repair()
+    """
 
 
 class NotFoundError(LaminNbError, LookupError):
-    """No committed artifact (or instance) matches."""
+    """No committed artifact matches.
+
+    Raised by ``Artifact.get`` when no committed, untrashed artifact has the uid or key, by
+    ``Artifact.delete``/``restore`` on an artifact that is not saved (anymore), and by
+    ``Artifact.cache``/``load`` on an unsaved artifact without content. Nothing was changed.
+    It is a ``LookupError``.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     ln.Artifact.get("runs/missing.csv")
+    ... except ln.NotFoundError as exc:
+    ...     print(exc)
+    no artifact with uid or key 'runs/missing.csv'
+    """
 
 
 class IntegrityError(LaminNbError):
-    """Storage and database disagree in a way the operation cannot fix itself."""
+    """Storage and database disagree in a way the operation cannot fix itself.
+
+    For example a source file that changed between hashing and upload: the upload is
+    discarded, nothing is committed, and saving again stores the new content. Inside a save it
+    is the cause of the item's error in ``SaveError.report.failed``. ``ln.check()`` reports
+    the state of an instance and ``ln.repair()`` plans what brings it back to consistency.
+    """
 
 
 class KeyNotSavedWarning(UserWarning):
-    """A key asked for was not saved: the same content is already stored under another key
-    (the artifact returned is that one). ``SaveReport.key_conflicts`` lists every case."""
+    """A key asked for was not saved: the same content is already stored under another key.
+
+    Emitted (a warning, not an error) by ``ln.save`` and ``Artifact.save`` when an artifact
+    was deduplicated onto an existing one with a different key: the save succeeded, the
+    artifact returned is the stored one, and the key asked for exists nowhere.
+    ``SaveReport.key_conflicts`` lists every case.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import lamin_nb as ln
+    >>> with warnings.catch_warnings():  # doctest: +SKIP
+    ...     warnings.simplefilter("error", ln.KeyNotSavedWarning)
+    ...     ln.Artifact("copy.csv", key="runs/copy.csv").save()
+    """
 
 
 class InstanceError(LaminNbError, RuntimeError):
-    """No current instance, or the instance settings cannot be used."""
+    """No current instance, or the instance settings cannot be used.
+
+    Raised when no instance was created yet (run ``ln.init(storage=...)``), when the named
+    instance has no settings under ``LAMIN_NB_HOME`` or they cannot be read, when the
+    database schema cannot be created or upgraded, and when the SQLite file was deleted or
+    replaced while this process had it open. Nothing was written by the failing call; the
+    message says what to run next. It is a ``RuntimeError``.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     ln.connect("no-such-instance")
+    ... except ln.InstanceError as exc:
+    ...     print(exc)
+    no instance named 'no-such-instance' under the settings folder; run ln.init(storage=...)
+    """
 
 
 class SaveError(LaminNbError, RuntimeError):
-    """A save failed; `.report` tells what was saved and what failed."""
+    """A save failed; ``.report`` tells what was saved and what failed.
+
+    Raised by ``Artifact.save`` and ``ln.save`` after every item was tried. Each failed item
+    was undone: its upload deleted and its pending row removed (if the cleanup itself could
+    not run, the pending row stays and ``ln.repair()`` or the next connect finishes it). With
+    ``atomic=False`` the items that succeeded stay saved and are listed in the message; with
+    ``atomic=True`` nothing of the batch is saved. Running the same save again saves only what
+    failed. It is a ``RuntimeError``, chained from the first item's cause.
+
+    Parameters
+    ----------
+    message : str
+        What failed, and what was saved.
+    report : SaveReport or None
+        The report of the save.
+
+    Attributes
+    ----------
+    report : SaveReport or None
+        ``.saved``, ``.failed`` as ``(artifact, exception)`` pairs, ``.deduplicated``,
+        ``.rolled_back`` and the rest of the save's outcome.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     ln.save(artifacts)
+    ... except ln.SaveError as exc:
+    ...     retry = [artifact for artifact, _ in exc.report.failed]
+    """
 
     def __init__(self, message: str, report: SaveReport | None = None) -> None:
         super().__init__(message)

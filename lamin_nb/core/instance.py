@@ -93,7 +93,17 @@ def disconnect() -> None:
 
     The settings folder still names it as the current instance, so the next call that needs
     one connects again; ``ln.init``/``ln.connect`` choose another. Artifacts keep their own
-    instance and reconnect to it when used.
+    instance and reconnect to it when used. Calling it with no instance open does nothing.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.disconnect()
+    >>> ln.disconnect()  # nothing open: nothing to do
     """
     global _current
     if _current is not None:
@@ -119,10 +129,59 @@ def init(
 ) -> Instance:
     """Create an instance (or connect to it if it already exists) and make it current.
 
-    ``adopt=True`` recovers from lost metadata (a deleted settings folder, a lost database):
-    the storage is taken over from the instance it names, and every object without a row gets
-    a committed row, re-hashed from its bytes. Keys and descriptions live only in the database
-    and cannot be recovered; ``instance.adopted`` reports what was rebuilt and what was not.
+    The instance's settings are written under ``LAMIN_NB_HOME`` (default ``~/.lamin_nb``, read
+    at call time), never inside the storage root, so the storage may be S3, shared or
+    read-only. Calling ``init`` again with the same name and storage connects to the existing
+    instance.
+
+    Parameters
+    ----------
+    storage : str or os.PathLike or upath.UPath
+        The storage root: a local folder (made absolute) or ``s3://bucket/prefix``. S3 honours
+        the standard AWS configuration (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, profiles,
+        ...); credentials never belong in the URL.
+    db : str or None
+        The database URL: ``postgresql://user:pw@host:5432/name`` (run through psycopg 3) or
+        ``sqlite:///path``. None: a SQLite file in the instance's settings folder.
+    name : str or None
+        The instance name (letters, digits, ``.``, ``_``, ``-``; at most 64). None: the last
+        path part of the storage root.
+    storage_options : dict or None
+        Options for the S3 filesystem (s3fs), kept with the instance settings; secret-looking
+        values are masked wherever they are shown.
+    adopt : bool
+        Recover from lost metadata (a deleted settings folder, a lost database): the storage
+        is taken over from the instance it names, and every object without a row gets a
+        committed row, re-hashed from its bytes. Keys and descriptions live only in the
+        database and cannot be recovered; ``instance.adopted`` reports what was rebuilt and
+        what was not.
+
+    Returns
+    -------
+    Instance
+        The instance, now current; its repr masks the database password.
+
+    Raises
+    ------
+    ValidationError
+        An invalid name or database URL; a storage URL that is not local or S3; an instance
+        of this name with another storage or database; a database or storage that belongs to
+        another instance; a storage root nested in another instance's; ``adopt=True`` with a
+        database that already holds artifacts.
+    StorageError
+        The storage root cannot be created, read or written (or, with ``adopt=True``, listed).
+    InstanceError
+        The database schema cannot be created or upgraded.
+    TypeError
+        An argument of the wrong type.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.init(storage="./data")  # doctest: +SKIP
+    Instance(name='data', storage='/home/me/data', db='sqlite:///...')
+    >>> ln.init(storage="s3://bucket/project", db="postgresql://me:pw@db/lab")  # doctest: +SKIP
+    Instance(name='project', storage='s3://bucket/project', db='postgresql+psycopg://me:***@db/lab')
     """
     check_flag("adopt", adopt)
     root = normalize_storage_root(storage)
@@ -149,7 +208,38 @@ def init(
 
 
 def connect(name: str | None = None) -> Instance:
-    """Reconnect to the named instance, or to the current one, e.g. in a new process."""
+    """Reconnect to the named instance, or to the current one, e.g. in a new process.
+
+    The instance becomes current. Rows that crashed writers left behind (pending or deleting,
+    with an expired lease or a writer known to be gone) are finished on the way, best effort:
+    a failure there is logged and left for ``ln.repair()``, never fails the connect.
+
+    Parameters
+    ----------
+    name : str or None
+        The instance to connect to; None: the current one (``LAMIN_NB_INSTANCE``, else the
+        one the settings folder names).
+
+    Returns
+    -------
+    Instance
+        The instance, now current.
+
+    Raises
+    ------
+    InstanceError
+        No instance was ever created (run ``ln.init(storage=...)``), none of that name has
+        settings under ``LAMIN_NB_HOME``, its settings cannot be read, or its database schema
+        cannot be created or upgraded.
+    ValidationError
+        ``name`` is not a valid instance name.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> ln.connect("data")  # doctest: +SKIP
+    Instance(name='data', storage='/home/me/data', db='sqlite:///...')
+    """
     name = validate_name(name) if name is not None else current_name()
     if name is None:
         raise InstanceError("no lamin_nb instance to connect to: call ln.init(storage=...) first")
@@ -157,6 +247,7 @@ def connect(name: str | None = None) -> Instance:
     instance.db.migrate()
     _activate(instance)
     _recover_quietly(instance)
+    _sweep_quietly()
     return instance
 
 
@@ -284,6 +375,16 @@ def _adopt(instance: Instance) -> Instance:
             f"{describe(exc)}"
         ) from exc
     return instance
+
+
+def _sweep_quietly() -> None:
+    """Staging files of processes that no longer run (built, never saved): cheap, one listing."""
+    from .localfiles import sweep_staging
+
+    try:
+        sweep_staging()
+    except OSError as exc:
+        logger.warning("could not sweep the staging folder: %s", describe(exc))
 
 
 def _recover_quietly(instance: Instance) -> None:

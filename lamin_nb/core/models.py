@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 
 PENDING = "pending"
 COMMITTED = "committed"
@@ -49,7 +49,22 @@ class ArtifactRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),)
+    __table_args__ = (
+        Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),
+        Index("ix_lamin_artifact_key_version", "key", "version"),
+        Index("ix_lamin_artifact_key_latest", "key", "is_latest"),
+    )
+
+
+class FamilyRow(Base):
+    """One per key ever saved: the versions issued so far never come back (a permanently
+    deleted latest version does not lower ``last_version``), so neither does a uid."""
+
+    __tablename__ = "lamin_family"
+
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    stem: Mapped[str] = mapped_column(String(16))
+    last_version: Mapped[int] = mapped_column(Integer)
 
 
 class InstanceRow(Base):

@@ -11,7 +11,7 @@ from . import instance as _instance
 from .artifact import Artifact
 from .errors import NotFoundError, ValidationError
 from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
-from .validate import check_query_value, shorten
+from .validate import check_query_value, normalize_key, shorten
 
 _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
 _LOOKUPS = {"startswith", "contains", "in", "gt", "gte", "lt", "lte"}
@@ -33,6 +33,8 @@ def _condition(name: str, value: Any) -> Any:
             f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}"
         )
     value = check_query_value(name, lookup, value, column.type.python_type)
+    if field == "key" and value is not None:  # keys are stored in NFC: look them up so
+        value = [normalize_key(v) for v in value] if lookup == "in" else normalize_key(value)
     if not lookup:
         return column.is_(None) if value is None else column == value
     if lookup == "startswith":
@@ -50,7 +52,14 @@ def _condition(name: str, value: Any) -> Any:
 
 
 class QuerySet:
-    """Lazy: nothing runs until ``all``, ``first``, ``count``, ``df`` or iteration."""
+    """Lazy: nothing runs until ``all``, ``first``, ``count``, ``df`` or iteration.
+
+    Every version that matches is returned (as in LaminDB, ``filter`` does not narrow to
+    latest versions; pass ``is_latest=True`` or call ``latest_version()`` for that). ``all``,
+    ``df`` and iteration list matches in the order they were saved, oldest first. ``first``
+    answers "the one under this key": the latest version among the matches (what
+    ``ln.Artifact.get(key)`` returns), else the highest version, else the newest.
+    """
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self._conditions = [_condition(k, v) for k, v in fields.items()]
@@ -67,10 +76,17 @@ class QuerySet:
         return [Artifact._from_row(row, inst) for row in rows]
 
     def first(self) -> Artifact | None:
+        newest = (ArtifactRow.is_latest.desc(), ArtifactRow.version.desc(), ArtifactRow.id.desc())
         inst = _instance.current()
         with inst.db.read() as session:
-            row = session.scalars(self._select().order_by(ArtifactRow.id).limit(1)).first()
+            row = session.scalars(self._select().order_by(*newest).limit(1)).first()
         return None if row is None else Artifact._from_row(row, inst)
+
+    def latest_version(self) -> QuerySet:
+        """Only the latest version of each key (and every artifact without a key)."""
+        narrowed = QuerySet({})
+        narrowed._conditions = [*self._conditions, ArtifactRow.is_latest.is_(True)]
+        return narrowed
 
     def count(self) -> int:
         stmt = select(func.count()).select_from(self._select().subquery())
@@ -98,6 +114,7 @@ def get(uid_or_key: str) -> Artifact:
     if not isinstance(uid_or_key, str):
         raise TypeError(f"get expects a uid or key string, not {type(uid_or_key).__name__}")
     check_query_value("uid_or_key", "", uid_or_key, str)
+    uid_or_key = normalize_key(uid_or_key)  # a uid is ASCII: only a key can change
     shown = visible()
     candidates = [select(ArtifactRow).where(ArtifactRow.uid == uid_or_key, *shown)]
     if len(uid_or_key) == 16:

@@ -21,6 +21,7 @@ from .errors import ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
+from .units import human_age
 
 logger = logging.getLogger("lamin_nb")
 STAMP = "%Y%m%dT%H%M%S"
@@ -132,7 +133,7 @@ def _plan(
             RepairAction(
                 "quarantine orphan",
                 orphan.name,
-                f"({orphan.size} bytes, {orphan.age_seconds:.0f} s old)",
+                f"({orphan.size} bytes, {human_age(orphan.age_seconds)} old)",
             )
         )
     for missing in report.missing:
@@ -254,7 +255,9 @@ def _incomplete_uploads(
         return actions, skipped
     for name, upload_id, started in uploads:
         age = (now - started).total_seconds()
-        action = RepairAction("abort incomplete upload", name, f"({age:.0f} s old)", ref=upload_id)
+        action = RepairAction(
+            "abort incomplete upload", name, f"({human_age(age)} old)", ref=upload_id
+        )
         (skipped if name in live or age < grace else actions).append(action)
     return actions, skipped
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, false, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
-from .models import COMMITTED, DELETING, PENDING, ArtifactRow, utcnow
+from .models import COMMITTED, DELETING, PENDING, ArtifactRow, FamilyRow, utcnow
 from .owners import is_dead
 
 T = TypeVar("T")
 Executor = Session | Connection  # the save path runs on bare Core connections
 TABLE = ArtifactRow.__table__
+FAMILY = FamilyRow.__table__
 CHUNK = 500  # stays far below every backend's bound-parameter limit
 
 
@@ -36,6 +38,41 @@ _LATEST_INPUTS = select(
     TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest, TABLE.c.status, TABLE.c.is_trashed
 ).where(TABLE.c.key.in_(_many("keys")))
 _SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(is_latest=bindparam("value"))
+
+_HIGHEST = select(func.max(TABLE.c.version)).where(TABLE.c.key == FAMILY.c.key).scalar_subquery()
+# A key's look-ups walk the (key, version) index from its top: their cost does not grow with
+# the number of versions (the family table lists the keys, one row each).
+_VISIBLE_OF_FAMILY = (
+    TABLE.c.key == FAMILY.c.key,
+    TABLE.c.status == COMMITTED,
+    TABLE.c.is_trashed == false(),
+)
+_FAMILIES = select(
+    FAMILY.c.key,
+    FAMILY.c.stem,
+    FAMILY.c.last_version,
+    _HIGHEST,
+    select(TABLE.c.description)
+    .where(*_VISIBLE_OF_FAMILY)
+    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+).where(FAMILY.c.key.in_(_many("keys")))
+_WINNERS = select(
+    FAMILY.c.key,
+    select(TABLE.c.id)
+    .where(*_VISIBLE_OF_FAMILY)
+    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+).where(FAMILY.c.key.in_(_many("keys")))
+_FLAGGED = select(TABLE.c.id).where(TABLE.c.key.in_(_many("keys")), TABLE.c.is_latest == true())
+_NEW_FAMILY = insert(FAMILY)
+_RAISE_MARKS = (
+    update(FAMILY)
+    .where(FAMILY.c.key.in_(_many("keys")), FAMILY.c.last_version < _HIGHEST)
+    .values(last_version=_HIGHEST)
+)
 
 
 _COMMIT = (
@@ -132,6 +169,61 @@ def latest_by_key(session: Executor, keys: Iterable[str]) -> dict[str, Row[Any]]
     return found
 
 
+@dataclass(frozen=True)
+class Family:
+    """What a new version of a key needs: the uid stem, the next version number (never one
+    issued before) and the description of the version users see now."""
+
+    stem: str
+    next_version: int
+    description: str | None
+    known: bool  # has its row in the family table
+
+
+def families(session: Executor, keys: Iterable[str]) -> dict[str, Family]:
+    found: dict[str, Family] = {}
+    wanted = sorted(set(keys))
+    for part in chunks(wanted):
+        for key, stem, mark, highest, description in session.execute(
+            _FAMILIES, {"keys": list(part)}
+        ):
+            found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
+    missing = [k for k in wanted if k not in found]
+    if missing:  # rows written before families were recorded (or rebuilt from objects)
+        for key, rows in _rows_by_key(session, missing).items():
+            visible = [r for r in rows if r.status == COMMITTED and not r.is_trashed]
+            found[key] = Family(
+                rows[-1].uid[:16],
+                rows[-1].version + 1,
+                visible[-1].description if visible else None,
+                False,
+            )
+    return found
+
+
+def record_families(session: Executor, new: dict[str, str]) -> None:
+    """Create the family rows of keys seen for the first time (``key -> uid stem``)."""
+    values = [{"key": k, "stem": stem, "last_version": 0} for k, stem in sorted(new.items())]
+    for part in chunks(values):
+        session.execute(_NEW_FAMILY, list(part))
+
+
+def raise_marks(session: Executor, keys: Iterable[str | None]) -> None:
+    """At commit: the versions a family has now are issued for good, so its mark only ever
+    goes up (a version given back by a failed save is not committed, and is reused by its
+    retry)."""
+    for part in chunks(sorted({k for k in keys if k is not None})):
+        session.execute(_RAISE_MARKS, {"keys": list(part)})
+
+
+def _rows_by_key(session: Executor, keys: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    found: dict[str, list[Row[Any]]] = defaultdict(list)
+    for part in chunks(list(keys)):
+        for row in session.execute(_BY_KEY, {"keys": list(part)}):
+            found[row.key or ""].append(row)
+    return found
+
+
 def in_flight(row: Any) -> bool:
     """A pending row whose writer may still be alive; an expired one, or one whose writer is
     known to be gone (see ``owners``), is left to recovery."""
@@ -205,6 +297,19 @@ def statuses(session: Executor, uids: Sequence[str]) -> dict[str, str]:
 def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
     """Exactly one latest per key: the highest committed, untrashed version."""
     wanted = sorted({k for k in keys if k is not None})
+    winners: dict[str, int | None] = {}
+    for part in chunks(wanted):
+        winners.update((key, best) for key, best in session.execute(_WINNERS, {"keys": list(part)}))
+    _refresh_by_scan(session, [k for k in wanted if k not in winners])
+    for part in chunks([k for k in wanted if k in winners]):
+        flagged = set(session.scalars(_FLAGGED, {"keys": list(part)}))
+        best = {winners[k] for k in part} - {None}
+        _set_latest(session, sorted(flagged - best), False)
+        _set_latest(session, sorted(best - flagged), True)  # type: ignore[arg-type]
+
+
+def _refresh_by_scan(session: Executor, wanted: list[str]) -> None:
+    """``refresh_latest`` for keys without a family row: reads every version."""
     for part in chunks(wanted):
         best: dict[str, tuple[int, int]] = {}
         flags: dict[int, bool] = {}

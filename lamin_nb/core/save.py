@@ -213,7 +213,7 @@ def check_records(records: Any) -> list[Artifact]:
 
 def _check_unsaved(artifact: Artifact) -> None:
     """What may have changed since the artifact was built: its fields, and its source file."""
-    check_key(artifact.key)
+    artifact.key = check_key(artifact.key)
     check_description(artifact.description)
     if artifact._source is None:
         raise ValidationError("it has no content to save")

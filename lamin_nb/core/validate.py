@@ -33,7 +33,11 @@ _DESCRIPTION_WHITESPACE = {"\t", "\n", "\r"}
 
 
 def check_key(key: Any) -> str | None:
-    """A key is a virtual, relative, forward-slash path: never absolute, never escaping."""
+    """A key is a virtual, relative, forward-slash path: never absolute, never escaping.
+
+    Returned in Unicode NFC: 'café' typed composed or decomposed is one key, not two that
+    print alike. Space-like characters other than the ASCII space are refused for the same
+    reason (a no-break space looks like a space)."""
     if key is None:
         return None
     if not isinstance(key, str):
@@ -42,6 +46,14 @@ def check_key(key: Any) -> str | None:
     if not key.strip():
         raise ValidationError("key must not be empty")
     _check_unicode("key", key)
+    key = normalize_key(key)
+    for ch in key:
+        if ch != " " and unicodedata.category(ch) == "Zs":
+            name = unicodedata.name(ch, "space-like character")
+            raise ValidationError(
+                f"key {shown} contains U+{ord(ch):04X} ({name}), which looks like a space; "
+                "use an ordinary space or none"
+            )
     if len(key.encode("utf-8")) > MAX_KEY_LENGTH:
         raise ValidationError(f"key {shown} is longer than {MAX_KEY_LENGTH} bytes")
     if any(_is_hidden(ch) for ch in key):
@@ -57,6 +69,11 @@ def check_key(key: Any) -> str | None:
         if any(part in ("", ".", "..") for part in parts):
             raise ValidationError(f"key {shown} has an empty, '.' or '..' path segment")
     return key
+
+
+def normalize_key(key: str) -> str:
+    """The one spelling of a key, used to store it and to look it up."""
+    return unicodedata.normalize("NFC", key)
 
 
 def check_description(description: Any) -> str | None:

@@ -150,6 +150,7 @@ class CheckState:
 
     summary: dict[str, Any] | None = None
     at: float = 0.0  # time.monotonic() when it finished
+    tried: float | None = None  # time.monotonic() when the last one started (failed ones too)
     running: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -185,10 +186,11 @@ class Checks:
         """True (and marks it running) when the status bar's slow check should run now."""
         state = self.state(name)
         with state.lock:
-            stale = state.summary is None or time.monotonic() - state.at >= self.interval
+            now = time.monotonic()
+            stale = state.tried is None or now - state.tried >= self.interval
             if state.running or not stale:
                 return False
-            state.running = True
+            state.running, state.tried = True, now
             return True
 
     def run(self, registry: Registry, name: str | None, deep: bool) -> dict[str, Any]:
@@ -196,6 +198,8 @@ class Checks:
 
         inst = registry.get(name)
         state = self.state(inst.name)
+        with state.lock:
+            state.running, state.tried = True, time.monotonic()
         try:
             report = check(deep=deep, instance=inst)
         finally:

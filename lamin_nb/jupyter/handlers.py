@@ -228,15 +228,16 @@ class StatusHandler(LaminHandler):
         except BadRequest as exc:
             return self.fail(400, str(exc))
         lamin = self.lamin
+        self.schedule_slow_check(name)  # first, so that the answer says a check is running
         await self.respond(functools.partial(status, lamin.registry, lamin.checks, name))
-        if self.get_status() == 200:
-            self.schedule_slow_check(name)
 
     def schedule_slow_check(self, name: str | None) -> None:
         """At most one full check per interval and instance, in the background."""
+        from lamin_nb.core.settings import known_names
+
         lamin = self.lamin
         shown = name or lamin.registry.pin()
-        if shown is None or not lamin.checks.due(shown):
+        if shown is None or shown not in known_names() or not lamin.checks.due(shown):
             return
         future = _CHECKS.submit(lamin.checks.run, lamin.registry, shown, False)
         future.add_done_callback(self._log_failed_check)

@@ -36,7 +36,26 @@ def parse_argstring(magic: Any, line: str) -> Any:
         argv = shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"cannot parse {_shown(repr(line))}: {exc}") from exc
-    return magic.parser.parse_args(argv)
+    try:
+        return magic.parser.parse_args(argv)
+    except UsageError as exc:
+        raise UsageError(f"{exc}{_did_you_mean(magic.parser, argv)}") from None
+
+
+def _did_you_mean(parser: Any, argv: list[str]) -> str:
+    """'; did you mean --key?' for the first flag the magic does not know (``--kye``)."""
+    import difflib
+
+    known = list(parser._option_string_actions)
+    for token in argv:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("--") or any(k.startswith(flag) for k in known):
+            continue  # a value, or a known flag (or the unique start of one)
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]}?" if close else ""
+    return ""
 
 
 def _shown(text: str, limit: int = 300) -> str:
@@ -77,7 +96,19 @@ def _friendly(magic: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as exc:
             raise UsageError(_shown(describe(exc))) from exc
 
+    run.__doc__ = _help_text(magic.__doc__)
     return run
+
+
+def _help_text(doc: str | None) -> str | None:
+    """``%magic?`` shows the docstring raw: drop the reST ``::`` that IPython puts before the
+    usage, and align the usage's continuation lines under the first argument."""
+    if not doc or not doc.startswith("::\n\n"):
+        return doc
+    usage, _, rest = doc[len("::\n\n") :].partition("\n\n")
+    first, *more = (line.strip() for line in usage.splitlines())
+    indent = " " * (first.find(" ") + 1)  # '%lamin_save ' is as wide as the magic's name
+    return "\n".join([first, *(indent + line for line in more)]) + "\n\n" + rest
 
 
 def _short_error(exc: BaseException) -> list[str]:
@@ -146,7 +177,7 @@ class LaminMagics(Magics):
 
         One item is saved on its own (atomic). Several are saved in bulk: each atomic on its
         own, or all or nothing with --atomic; --key is then a prefix (``<prefix>/<name>``).
-        A glob or several items return a list, one plain item returns the artifact::
+        A glob or several items return a list, one plain item returns the artifact. For example:
 
             a = %lamin_save adata --key mouse/lymph_node.h5ad --description "scRNA-seq"
             files = %lamin_save results/*.csv --key runs/2024-05-01/

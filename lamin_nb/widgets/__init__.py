@@ -17,15 +17,29 @@
   writer may still be active) and rows whose object is missing unless "mark missing as lost"
   is ticked; set grace to 0 only when no other process is saving.
 - ``show_progress()``: the progress callback for where the code runs: a displayed
-  ``SaveProgress`` in a kernel, ``TextProgress`` lines outside, nothing when disabled.
+  ``SaveProgress`` in a kernel, ``TextProgress`` lines outside (or in a kernel where the widget
+  cannot be built or shown), nothing when disabled. It never raises.
 
-Every widget's ``repr`` is a readable text summary (what executed notebooks and logs keep).
+A ``SaveProgress`` always ends in a final state, whatever stopped the save: "nothing saved:
+<reason>" with a full red bar for a validation error, an interrupt or a database that is down.
+
+Every widget's ``repr`` is a readable text summary, and it is the ``text/plain`` of its
+display: each display has a display id and is re-published when the panel reaches a final
+state (a save ends, a check or repair finishes, an upload ends), so a saved notebook shows
+the final state on GitHub, nbviewer, in nbconvert without widget state and in a text diff.
+
+Status lines are coloured with JupyterLab's theme variables (``--jp-error-color1``,
+``--jp-warn-color1``, ``--jp-success-color1``), so they read in the light and the dark theme.
 
 Stable CSS classes (for browser tests and styling; ``widget.add_class`` puts them on the
 widget's root DOM node, e.g. ``.lamin-save-progress .lamin-item-failed``):
 
-SaveProgress: ``lamin-save-progress`` (root), ``lamin-save-header`` (counts text),
-``lamin-save-overall`` (overall bar; ``.progress-bar-success`` / ``-danger`` at the end),
+Coloured text: ``lamin-tone-error``, ``lamin-tone-warn``, ``lamin-tone-ok`` (spans).
+
+SaveProgress: ``lamin-save-progress`` (root; plus ``lamin-save-done`` once finished and
+``lamin-save-failed`` when an item failed or nothing was saved), ``lamin-save-header``
+(counts text), ``lamin-save-overall`` (overall bar; ``.progress-bar-success`` /
+``-danger`` at the end),
 ``lamin-item-rows``, ``lamin-item-row`` (one row), ``lamin-item-name``, ``lamin-item-size``
 (span in the name), ``lamin-item-bar``, ``lamin-item-state``, final states on the row:
 ``lamin-item-saved``, ``lamin-item-deduplicated``, ``lamin-item-already-saved``,

@@ -8,13 +8,13 @@ import logging
 import sys
 from typing import Any, Literal
 
-from ..core.callbacks import human_size
+from ..core.units import human_age, human_size
 
 __all__ = [
     "TextRepr",
     "Tone",
     "toned",
-    "age",
+    "human_age",
     "esc",
     "human_size",
     "in_kernel",
@@ -38,18 +38,6 @@ def in_kernel() -> bool:
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def age(seconds: float) -> str:
-    """'12 s', '3 min', '2.5 h', '4 d': readable at a glance in a table cell."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 Tone = Literal["error", "warn", "ok"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import ipywidgets as w
 
 from ..core.errors import describe
-from ._common import TextRepr, age, esc, human_size, set_visible, toggle_class
+from ._common import TextRepr, Tone, esc, human_age, human_size, set_visible, toggle_class, toned
 
 if TYPE_CHECKING:
     from ..core.consistency import ConsistencyReport
@@ -29,6 +29,8 @@ LEFT_ALONE_HINT = (
     "(left alone: anything younger than 'grace (s)', since a writer may still be "
     "active, and missing objects unless 'mark missing as lost' is ticked)"
 )
+# long plan lines wrap between words (a 60-character object name still breaks if it must)
+PLAN_TEXT = "white-space: pre-wrap; word-break: normal; overflow-wrap: break-word"
 CATEGORIES = (
     ("missing", "missing objects"),
     ("orphans", "orphans"),
@@ -204,10 +206,10 @@ class ConsistencyPanel(TextRepr, w.VBox):
         verdict = "consistent" if report.is_consistent else "NOT consistent"
         checked = report.checked_at.strftime("%H:%M:%S")
         mode = "deep" if report.deep else "sizes"
+        mark = "&#10004;" if report.is_consistent else "&#10008;"
         parts.status.value = (
-            f"<b>{'&#10004;' if report.is_consistent else '&#10008;'} "
-            f"storage and database are {verdict}</b> &middot; "
-            f"{esc(report.storage)} &middot; checked {checked} UTC ({mode})"
+            toned(f"<b>{mark} storage and database are {verdict}</b>", _tone(report))
+            + f" &middot; {esc(report.storage)} &middot; checked {checked} UTC ({mode})"
         )
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
@@ -220,8 +222,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
         )
         for (name, _), html_widget in zip(CATEGORIES, parts.lists, strict=True):
             html_widget.value = _entries_html(getattr(report, name))
-        parts.error.value = esc(self.error or "")
+        parts.error.value = toned(esc(self.error or ""), "error")
         set_visible(parts.error, self.error is not None)
+        self.republish()  # what a saved notebook shows: the last check, not the first
 
     def _render_plan(self, note: str) -> None:
         parts, plan = self.parts, self.plan
@@ -230,12 +233,13 @@ class ConsistencyPanel(TextRepr, w.VBox):
         else:
             parts.plan.value = (
                 f"<b>{esc(plan.summary())}</b>"
-                + (f"<br><i>{esc(note)}</i>" if note else "")
-                + f"<pre>{esc(_plan_lines(plan))}</pre>"
+                + (f"<br>{toned(f'<i>{esc(note)}</i>', 'warn')}" if note else "")
+                + f'<pre style="{PLAN_TEXT}">{esc(_plan_lines(plan))}</pre>'
             )
         set_visible(parts.plan, plan is not None)
         set_visible(parts.confirm_button, self._pending())
         set_visible(parts.cancel_button, self._pending())
+        self.republish()
 
     def __repr__(self) -> str:
         lines = [repr(self.report)]
@@ -321,7 +325,7 @@ def _entry_cells(entry: Any) -> str:
     """One row of a list: what it is, where it is, and what is wrong with it."""
     kind = type(entry).__name__
     if kind == "Orphan":
-        cells = [entry.name, human_size(entry.size), f"{age(entry.age_seconds)} old", ""]
+        cells = [entry.name, human_size(entry.size), f"{human_age(entry.age_seconds)} old", ""]
     elif kind == "Mismatch":
         cells = [
             entry.key or entry.uid,
@@ -340,7 +344,7 @@ def _entry_cells(entry: Any) -> str:
         cells = [
             entry.key or entry.uid,
             entry.name,
-            f"age {age(entry.age_seconds)}, {state}",
+            f"age {human_age(entry.age_seconds)}, {state}",
             f"owner {entry.owner}",
         ]
     else:
@@ -358,6 +362,14 @@ def _plan_lines(plan: RepairPlan) -> str:
     if plan.skipped and not plan.applied:
         lines.append(LEFT_ALONE_HINT)
     return "\n".join(lines) or "nothing to do"
+
+
+def _tone(report: ConsistencyReport) -> Tone:
+    """Green when consistent; red when an object is missing, orphaned or mismatched; orange
+    when the only findings are stuck rows that ``repair`` finishes."""
+    if report.is_consistent:
+        return "ok"
+    return "error" if report.missing or report.orphans or report.mismatched else "warn"
 
 
 def _targets(plan: RepairPlan) -> set[tuple[str, str]]:

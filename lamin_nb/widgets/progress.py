@@ -384,7 +384,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
             self.overall.bar_style = "danger"
         elif self._done:
             self.overall.bar_style = "success"
-        summary = toned(esc(self._summary(counts)), self._tone(failed or stopped))
+        summary = toned(esc(self._summary(counts)), self._tone(bool(failed or stopped)))
         self.header.value = f"<b>{esc(self.title)}</b> {summary}"
         toggle_class(self, "lamin-save-failed", bool(failed or stopped))
         toggle_class(self, "lamin-save-done", self._done)

@@ -16,7 +16,7 @@ import ipywidgets as w
 
 from ..core.errors import LaminNbError, SaveError, describe
 from ..core.settings import home
-from ._common import TextRepr, esc, set_visible, toggle_class
+from ._common import TextRepr, esc, set_visible, toggle_class, toned
 from .progress import SaveProgress
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class UploadWidget(TextRepr, w.VBox):
         self.progress: SaveProgress | None = None
         self.report: SaveReport | None = None
         self.artifacts: list[Artifact] = []
+        self.message = ""  # the status line as text
         save_button.on_click(lambda _: self.save())
 
     def save(self) -> list[Artifact]:
@@ -97,7 +98,7 @@ class UploadWidget(TextRepr, w.VBox):
         try:
             artifacts = self._artifacts(files, staging)
         except USER_ERRORS as exc:
-            self._show(f"nothing was saved: {describe(exc)}", ok=False)
+            self._show(f"nothing saved: {describe(exc)}", ok=False)
             return []
         self.progress = SaveProgress(title=f"uploading {len(artifacts)} file(s)")
         self.progress_box.children = (self.progress,)
@@ -113,11 +114,11 @@ class UploadWidget(TextRepr, w.VBox):
                 ok=False,
             )
         except USER_ERRORS as exc:
-            self._show(f"nothing was saved: {describe(exc)}", ok=False)
+            self._show(f"nothing saved: {describe(exc)}", ok=False)
             return []
         else:
             self.picker.value = ()  # saved: clicking Save again must not save them twice
-            self._show(f"saved {len(artifacts)} file(s): {self.report.summary()}", ok=True)
+            self._show(_saved_message(len(artifacts), self.report), ok=True)
         self.artifacts = [a for a in artifacts if a.status == "committed"]
         return self.artifacts
 
@@ -138,17 +139,19 @@ class UploadWidget(TextRepr, w.VBox):
         return artifacts
 
     def _show(self, message: str, ok: bool) -> None:
-        self.status.value = esc(message)
+        self.message = message
+        self.status.value = toned(esc(message), "ok" if ok else "error")
         toggle_class(self.status, "lamin-status-ok", ok)
         toggle_class(self.status, "lamin-status-error", not ok)
         set_visible(self.status, True)
+        self.republish()  # a saved notebook keeps this outcome, not the empty picker
 
     def __repr__(self) -> str:
         names = [_safe_name(f["name"]) for f in self.picker.value]
         picked = f"{len(names)} file(s) picked" + (f" ({', '.join(names[:5])})" if names else "")
         lines = [f"UploadWidget: {picked}, key prefix {self.key_field.value.strip()!r}"]
-        if self.status.layout.display != "none":
-            lines.append(f"  {_unescape(self.status.value)}")
+        if self.message:
+            lines.append(f"  {self.message}")
         if self.progress is not None:
             lines.append(repr(self.progress))
         return "\n".join(lines)
@@ -168,7 +171,8 @@ def _name(artifact: Artifact) -> str:
     return artifact.key or artifact.uid
 
 
-def _unescape(text: str) -> str:
-    import html
-
-    return html.unescape(text)
+def _saved_message(n: int, report: SaveReport) -> str:
+    """'saved 3 file(s)', or what happened to each kind when it was not a plain save."""
+    if len(report.saved) == n:
+        return f"saved {n} file(s)"
+    return f"{n} file(s): {report.summary()}"

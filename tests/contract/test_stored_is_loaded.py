@@ -165,3 +165,72 @@ def test_same_content_as_a_trashed_artifact_gives_a_visible_one(backend, make_fi
     trashed.restore()  # both stay loadable
     assert Path(trashed.cache()).read_bytes() == content
     assert ln.check(deep=True).is_consistent
+
+
+def test_a_uid_and_version_are_never_issued_twice(backend, make_file):
+    v1 = ln.Artifact(make_file(b"one"), key="run/model.bin").save()
+    v2 = ln.Artifact(make_file(b"two"), key="run/model.bin").save()
+    recorded, stale = v2.uid, ln.Artifact.get(v2.uid)
+    v2.delete(permanent=True)
+    v3 = ln.Artifact(make_file(b"three"), key="run/model.bin").save()
+    assert (v3.version, v3.uid[:16]) == (3, v1.uid[:16]) and v3.uid != recorded
+    with pytest.raises(ln.NotFoundError):
+        ln.Artifact.get(recorded)
+    with pytest.raises(ln.NotFoundError, match=f"{recorded}.*deleted permanently"):
+        stale.load()
+    # even with the whole family gone, the versions go on
+    for artifact in ln.Artifact.filter(key="run/model.bin"):
+        artifact.delete(permanent=True)
+    v4 = ln.Artifact(make_file(b"four"), key="run/model.bin").save()
+    assert v4.version == 4 and v4.uid not in {v1.uid, recorded, v3.uid}
+    assert Path(ln.Artifact.get("run/model.bin").cache()).read_bytes() == b"four"
+    # a failed save gives its version back: the retry keeps its uid
+    backend.deny_writes()
+    retry = ln.Artifact(make_file(b"five"), key="run/model.bin")
+    with pytest.raises(ln.SaveError):
+        retry.save()
+    uid = retry.uid
+    backend.allow_writes()
+    assert retry.save().uid == uid and retry.version == 5
+    assert ln.check(deep=True).is_consistent
+
+
+def test_new_version_keeps_the_description(backend, make_file):
+    key = "tables/t.csv"
+    v1 = ln.Artifact(make_file(b"1"), key=key, description="counts per gene").save()
+    v2 = ln.Artifact(make_file(b"2"), key=key).save()
+    assert (v1.description, v2.description) == ("counts per gene", "counts per gene")
+    v3 = ln.Artifact(make_file(b"3"), key=key, description="normalised").save()
+    v4 = ln.Artifact(make_file(b"4"), key=key).save()
+    assert (v3.description, v4.description) == ("normalised", "normalised")
+    assert ln.Artifact.get(key).description == "normalised"
+
+
+def test_filter_first_is_the_latest_version(backend, make_file):
+    key = "runs/metrics.json"
+    versions = [ln.Artifact(make_file(bytes([i])), key=key).save() for i in range(3)]
+    assert ln.Artifact.filter(key=key).first().uid == versions[-1].uid
+    assert [a.uid for a in ln.Artifact.filter(key=key).all()] == [a.uid for a in versions]
+    assert [a.uid for a in ln.Artifact.filter(key=key).latest_version()] == [versions[-1].uid]
+    versions[-1].delete()  # trashed: the previous version is the one under the key
+    assert ln.Artifact.filter(key=key).first().uid == versions[1].uid
+
+
+def test_keys_are_one_spelling_in_unicode(backend, make_file):
+    composed, decomposed = "caf\u00e9/t.txt", "cafe\u0301/t.txt"
+    assert composed != decomposed
+    v1 = ln.Artifact(make_file(b"1"), key=composed).save()
+    v2 = ln.Artifact(make_file(b"2"), key=decomposed).save()
+    assert v1.key == v2.key == composed and (v1.version, v2.version) == (1, 2)
+    assert ln.Artifact.get(decomposed).uid == v2.uid
+    assert ln.Artifact.filter(key=decomposed).count() == 2
+    assert ln.Artifact.filter(key__startswith="cafe\u0301/").count() == 2
+    assert ln.Artifact.filter(key__in=[decomposed], is_latest=True).first().uid == v2.uid
+    for space in ("\u00a0", "\u2003", "\u3000", "\u202f"):
+        key = f"my{space}data/x.txt"
+        with pytest.raises(ln.ValidationError, match=f"U\\+{ord(space):04X}") as error:
+            ln.Artifact(make_file(b"3"), key=key)
+        assert repr(key) in str(error.value)
+    with pytest.raises(ln.ValidationError, match="U\\+00A0"):
+        ln.Artifact.from_dir(make_file(b"4").parent, key="a\u00a0b")
+    assert ln.Artifact(make_file(b"5"), key="my data/x.txt").key == "my data/x.txt"

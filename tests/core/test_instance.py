@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 import lamin_nb as ln
 from lamin_nb.core.instance import current
+from lamin_nb.core.models import SCHEMA_VERSION
 from lamin_nb.core.settings import mask_url, normalize_db_url
 
 
@@ -25,7 +26,9 @@ def test_init_defaults(tmp_path, lamin_home):
     with current().db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_VERSION
+        )
 
 
 def test_init_is_idempotent_and_connect_works_in_a_new_process(tmp_path, lamin_home, make_file):
@@ -137,8 +140,10 @@ def test_postgres_instance_shared_by_two_users(tmp_path, pg_url, monkeypatch, ma
 def test_migrations_run_once_and_are_recorded(tmp_path, pg_url):
     ln.init(storage=str(tmp_path / "s"), db=pg_url)
     with current().db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
-    assert current().db.schema_version() == "0001"
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_VERSION
+        )
+    assert current().db.schema_version() == SCHEMA_VERSION
     current().db.migrate()  # a no-op at head
 
 

@@ -26,7 +26,7 @@ import lamin_nb as ln
 from lamin_nb import cli
 from lamin_nb.core.callbacks import TextProgress
 from tests.support.faults_env import allow_connections, count, terminate_lamin_backends
-from tests.support.servers import MotoServer
+from tests.support.servers import MotoServer, s3_env
 
 PG_PW = "pgpw-PLANTED-5b7e01"
 S3_ENV_SECRET = "s3env-PLANTED-91c4aa"
@@ -399,7 +399,7 @@ def test_no_secret_in_an_executed_notebook_or_its_widgets(
     env = kernel_env(
         tmp_path,
         LAMIN_NB_HOME=str(tmp_path / "nb-home"),
-        AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
+        **{**s3_env(planted_s3.endpoint), "AWS_SECRET_ACCESS_KEY": S3_ENV_SECRET},
         NB_STORAGE=f"s3://{bucket}/nb",
         NB_DB=db,
         NB_DB_CLOSED=db.replace(":5432/", ":1/"),
@@ -431,7 +431,7 @@ def test_no_secret_in_the_team_setup_tutorial(tmp_path: Path, planted_s3: MotoSe
     assert "postgres@" in server
     env = kernel_env(
         tmp_path,
-        AWS_SECRET_ACCESS_KEY=S3_ENV_SECRET,
+        **{**s3_env(planted_s3.endpoint), "AWS_SECRET_ACCESS_KEY": S3_ENV_SECRET},
         LAMIN_NB_TEST_PG_URL=server.replace("postgres@", f"postgres:{PG_PW}@"),
     )
     executed = execute_file(NOTEBOOKS / "team-setup.ipynb", tmp_path, env, timeout=300)

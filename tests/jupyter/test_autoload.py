@@ -57,9 +57,18 @@ def broken_home(tmp_path: Path) -> Path:
 
 def test_magics_are_there_without_load_ext(tmp_path):
     state, _ = probe(tmp_path, LAMIN_NB_HOME=str(tmp_path / "no-instance-yet"))
-    assert state["magics"] == MAGICS and state["loaded"]
+    # registered directly, not through the extension manager: a later %load_ext stays silent
+    assert state["magics"] == MAGICS and not state["loaded"]
     assert state["leaked"] == []  # the startup file cleans up after itself
     assert state["heavy"] == []  # loading the magics costs every kernel little
+
+
+def test_load_ext_in_an_autoloaded_kernel_is_a_silent_no_op(tmp_path):
+    """``%load_ext lamin_nb`` (in older notebooks, and habit) must not answer "already loaded"
+    where the startup file loaded the magics; the magics keep working."""
+    state, outputs = probe(tmp_path, "%load_ext lamin_nb", LAMIN_NB_HOME=str(tmp_path / "h"))
+    assert outputs == []
+    assert state["magics"] == MAGICS
 
 
 def test_a_broken_instance_never_breaks_kernel_start(tmp_path):

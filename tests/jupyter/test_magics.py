@@ -59,6 +59,8 @@ def usage_error(ip: Any, capsys: pytest.CaptureFixture[str], line: str) -> str:
     [
         ("%lamin_save", "the following arguments are required: NAME_OR_PATH"),
         ("%lamin_save --bogus {src}/a.csv", "unrecognized arguments: --bogus"),
+        ("%lamin_save {src}/a.csv --kye k.csv", "--kye k.csv; did you mean --key?"),
+        ("%lamin_ls --limt=3", "did you mean --limit?"),
         (
             "%lamin_save not_defined",
             "'not_defined' is neither a variable of this notebook nor a file",
@@ -210,6 +212,8 @@ def test_help_and_other_magics(ip, capsys, local_instance, pg_url, tmp_path):
     help_text = capsys.readouterr().out
     for part in ("NAME_OR_PATH", "--atomic", "AnnData", "a = %lamin_save adata", "SaveError"):
         assert part in help_text
+    assert "::" not in help_text  # reST markup is not help a user reads
+    assert "Docstring:\n%lamin_save [--key KEY]" in help_text
     assert ip.run_cell("up = %lamin_upload --key uploads").success
     assert ip.user_ns["up"].key_field.value == "uploads"
     url = pg_url.replace("postgres@", "postgres:s3cr3t-pw@")  # trust auth ignores it

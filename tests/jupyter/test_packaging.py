@@ -1,4 +1,4 @@
-"""What ``pip install`` puts where: the wheel's Jupyter config and IPython startup file."""
+"""What ``pip install`` puts where: Jupyter config, IPython startup file, JupyterLab extension."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ SOURCES = {
     SERVER_CONFIG: REPO / "jupyter-config/jupyter_server_config.d/lamin_nb.json",
     STARTUP: REPO / "ipython-config/startup/50-lamin-nb.py",
 }
+LABEXTENSION = "share/jupyter/labextensions/@lamin-nb/jupyterlab"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -53,13 +54,30 @@ def test_wheel_ships_jupyter_config_and_startup_file(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         data = {n.split(".data/data/", 1)[1]: zf.read(n) for n in names if ".data/data/" in n}
-    assert set(data) == {SERVER_CONFIG, STARTUP}
+    assert {n for n in data if not n.startswith(LABEXTENSION + "/")} == {SERVER_CONFIG, STARTUP}
     for target, source in SOURCES.items():
         assert data[target] == source.read_bytes()
     config = json.loads(data[SERVER_CONFIG])
     assert config == {"ServerApp": {"jpserver_extensions": {"lamin_nb.jupyter.server": True}}}
     assert "lamin_nb/jupyter/server.py" in names and "lamin_nb/jupyter/handlers.py" in names
-    assert not [n for n in names if n.startswith(("tests/", "notebooks/", ".venv"))]
+    assert not [n for n in names if n.startswith(("tests/", "notebooks/", ".venv", "packages/"))]
+
+
+def test_wheel_ships_the_prebuilt_jupyterlab_extension(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        data = {n.split(".data/data/", 1)[1]: zf.read(n) for n in names if ".data/data/" in n}
+    package = json.loads(data[f"{LABEXTENSION}/package.json"])
+    assert package["name"] == "@lamin-nb/jupyterlab"
+    assert package["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    assert f"{LABEXTENSION}/{package['jupyterlab']['_build']['load']}" in data
+    assert f"{LABEXTENSION}/static/style.js" in data
+    assert json.loads(data[f"{LABEXTENSION}/install.json"])["packageName"] == "lamin_nb"
+    schema = json.loads(data[f"{LABEXTENSION}/schemas/@lamin-nb/jupyterlab/plugin.json"])
+    assert "statusInterval" in schema["properties"]
+    # shipped once: not also inside the Python package, and no TypeScript sources or modules
+    assert not [n for n in names if n.startswith("lamin_nb/labextension/")]
+    assert not [n for n in names if "node_modules" in n or n.endswith(".ts")]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +133,9 @@ def test_installing_the_wheel_enables_the_server_extension(installed, tmp_path):
     ours = _extension_list(env, python, cwd=tmp_path)[str(installed / "etc" / "jupyter")]
     assert "lamin_nb.jupyter.server enabled" in ours
     assert re.search(r"lamin_nb\.jupyter\.server +\S* *OK", ours)
+    lab = _labextension_list(env, python, cwd=tmp_path)
+    assert re.search(r"@lamin-nb/jupyterlab v0\.1\.0 enabled +OK \(python, lamin_nb\)", lab), lab
+    assert str(installed / "share" / "jupyter" / "labextensions") in lab
 
 
 def test_development_install_has_the_same_files():
@@ -125,6 +146,14 @@ def test_development_install_has_the_same_files():
         assert installed.read_bytes() == source.read_bytes(), (
             f"{installed} is stale: run pip install -e '.[dev]'"
         )
+
+
+def test_development_install_has_the_jupyterlab_extension(tmp_path):
+    """``pip install -e '.[dev]'`` builds the extension (Node.js is there) and installs it."""
+    installed = Path(sys.prefix) / LABEXTENSION / "package.json"
+    assert installed.exists(), f"{installed} missing: run pip install -e '.[dev]' with Node.js"
+    lab = _labextension_list(isolated_env(tmp_path / "jhome"))
+    assert re.search(r"@lamin-nb/jupyterlab v0\.1\.0 enabled +OK", lab), lab
 
 
 def test_extension_list_shows_lamin_nb_enabled_and_ok(tmp_path):
@@ -154,3 +183,20 @@ def _extension_list(
         folder, _, body = chunk.partition("\n")
         sections[folder.strip()] = body
     return sections
+
+
+def _labextension_list(
+    env: dict[str, str],
+    python: str = sys.executable,
+    cwd: Path | None = None,
+) -> str:
+    """``jupyter labextension list`` as a user runs it."""
+    out = subprocess.run(
+        [python, "-m", "jupyterlab.labextensions", "list"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return ANSI.sub("", out.stdout + out.stderr)

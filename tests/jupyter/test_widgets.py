@@ -234,7 +234,7 @@ def test_upload_widget_saves_the_picked_files(local_instance, lamin_home):
     assert progress.overall.bar_style == "success"
     assert all("lamin-item-saved" in progress.row_view(i).box._dom_classes for i in range(3))
     assert staging_left(lamin_home) == []
-    assert "saved 3" in repr(upload)
+    assert upload.message == "saved 3 file(s)" and "saved 3 file(s)" in repr(upload)
 
 
 def test_upload_failure_is_shown_per_file_and_nothing_is_half_saved(local_instance, lamin_home):
@@ -266,7 +266,7 @@ def test_upload_with_a_bad_key_prefix_writes_nothing(local_instance, lamin_home)
     upload.picker.set_state(picked(("a.csv", b"1")))
     click(upload.save_button)
     assert (
-        "nothing was saved" in upload.status.value
+        "nothing saved: " in upload.status.value
         and "lamin-status-error" in upload.status._dom_classes
     )
     assert upload.progress is None and ln.check().n_objects == 0
@@ -371,3 +371,16 @@ def test_panel_lists_what_a_killed_writer_left_with_its_age(local_instance, tmp_
     assert panel.parts.details.titles[3] == "pending rows (1)"
     entry = panel.parts.lists[3].value
     assert "stuck.bin" in entry and "age " in entry and "owner " in entry
+
+
+def test_list_and_plan_say_ages_the_same_way(local_instance, tmp_path):
+    managed, _ = broken_instance(tmp_path)
+    two_days_ago = time.time() - 2 * 86400 - 60
+    os.utime(managed / "stray.bin", (two_days_ago, two_days_ago))
+    panel = ConsistencyPanel()
+    assert "2.0 d old" in panel.parts.lists[1].value
+    click(panel.parts.repair_button)
+    plan = panel.parts.plan.value
+    assert "quarantine orphan: stray.bin (14 bytes, 2.0 d old)" in plan and " s old" not in plan
+    assert "white-space: pre-wrap; word-break: normal" in plan  # wraps between words
+    assert "2.0 d old" in repr(panel.plan) and "2.0 d old" in repr(panel.report)

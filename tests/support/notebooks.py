@@ -14,7 +14,11 @@ STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def kernel_env(home: Path, **extra: str) -> dict[str, str]:
-    """The kernel's environment: private IPython folder, nothing from a user's faults."""
+    """The kernel's environment: a private IPython folder, no faults, no S3 configuration.
+
+    A tutorial must run where nothing is configured, so no ``AWS_*`` variable reaches it
+    (the tutorials start their own local S3 server); ``extra`` adds variables back.
+    """
     (home / "ipython").mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,
@@ -25,6 +29,8 @@ def kernel_env(home: Path, **extra: str) -> dict[str, str]:
     )
     for name in ("LAMIN_NB_FAULT", "LAMIN_NB_INSTANCE", "LAMIN_NB_NO_AUTOLOAD"):
         env.pop(name, None)
+    for name in [n for n in env if n.startswith("AWS_")]:
+        env.pop(name)
     env.update(extra)
     return env
 
