@@ -24,7 +24,7 @@ import shutil
 import string
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -89,10 +89,12 @@ class StagedUpload:
     state: str = RECEIVING
     artifact: str | None = None  # the uid, once saved
     chunk_size: int = CHUNK_SIZE
+    # where it was found (a kernel may have another settings folder than the server)
+    root: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def folder(self) -> Path:
-        return uploads_root() / self.id
+        return (self.root or uploads_root()) / self.id
 
     @property
     def path(self) -> Path:
@@ -129,7 +131,9 @@ class StagedUpload:
 
     def write_meta(self) -> None:
         tmp = self.folder / f".{META}.{secrets.token_hex(4)}"
-        tmp.write_text(json.dumps(asdict(self)))
+        record = asdict(self)
+        del record["root"]
+        tmp.write_text(json.dumps(record))
         os.replace(tmp, self.folder / META)
 
 
@@ -255,11 +259,18 @@ def load(upload_id: Any, owner: str | None) -> StagedUpload:
 
 
 def load_at(path: Any) -> StagedUpload:
-    """The upload whose staged file is ``path`` (what the notebook widget is told)."""
+    """The upload whose staged file is ``path``: what the notebook widget is told by the page.
+
+    The kernel reads the server's staging folder directly (same host), whatever its own
+    settings folder is.
+    """
     folder = Path(str(path)).parent.parent
-    upload = load(folder.name, owner=None)
-    if upload.path != Path(str(path)):
-        raise NotFoundError(f"{shorten(str(path))} is not a staged upload of this Jupyter host")
+    upload = _read(folder) if folder.name == _valid_id(folder.name) else None
+    if upload is None or upload.path != Path(str(path)):
+        raise NotFoundError(
+            f"{shorten(str(path))} is not a staged upload this kernel can read (a kernel on "
+            "another host than the Jupyter server cannot save browser uploads)"
+        )
     return upload
 
 
@@ -447,12 +458,21 @@ def _lock(file: BinaryIO, upload_id: str) -> None:
         ) from None
 
 
+def _valid_id(name: str) -> str | None:
+    try:
+        return check_id(name)
+    except NotFoundError:
+        return None
+
+
 def _read(folder: Path) -> StagedUpload | None:
     try:
         raw = json.loads((folder / META).read_text())
-        return StagedUpload(**raw)
+        upload = StagedUpload(**raw)
     except (OSError, ValueError, TypeError):
         return None
+    upload.root = folder.parent
+    return upload if upload.id == folder.name else None
 
 
 def _all(root: Path) -> list[StagedUpload]:
@@ -464,7 +484,7 @@ def _all(root: Path) -> list[StagedUpload]:
             shutil.rmtree(folder, ignore_errors=True)  # a removal cut short
             continue
         upload = _read(folder)
-        if upload is not None and upload.id == folder.name:
+        if upload is not None:
             found.append(upload)
     return found
 
