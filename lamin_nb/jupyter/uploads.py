@@ -63,7 +63,9 @@ def refusal(exc: BaseException) -> Refused:
         return exc
     if isinstance(exc, staged.OffsetConflict):
         return Refused(409, message, received=exc.received)
-    if isinstance(exc, (staged.UploadBusy, staged.IncompleteUpload, InstanceError)):
+    if isinstance(exc, staged.UploadBusy):
+        return Refused(409, message, retry=True)  # the lock goes with the other request
+    if isinstance(exc, (staged.IncompleteUpload, InstanceError)):
         return Refused(409, message)
     if isinstance(exc, staged.NotYourUpload):
         return Refused(403, message)

@@ -197,6 +197,7 @@ async function render({ model, el }) {
 
   async function send(file, entry, live) {
     let offset = entry.received;
+    let busyTries = 0;
     const chunk = entry.chunk_size || 32 * 1024 * 1024;
     while (offset < file.size) {
       const end = Math.min(offset + chunk, file.size);
@@ -206,6 +207,12 @@ async function render({ model, el }) {
         offset = answer.json.received; // the server's truth (a chunk that partly arrived)
         continue;
       }
+      if (answer.status === 409 && answer.json.retry && busyTries < 100) {
+        busyTries += 1; // an aborted request (a reload) still holds the upload: wait for it
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        continue;
+      }
+      busyTries = 0;
       if (!answer.ok) throw new Error(answer.json.error || `HTTP ${answer.status}`);
       offset = answer.json.received;
       const seconds = (performance.now() - live.started) / 1000;
