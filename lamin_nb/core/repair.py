@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import recovery, rows
+from . import recovery, rows, staged
 from .consistency import ConsistencyReport, InFlight, check
 from .db import database_errors
 from .errors import DatabaseError, ValidationError, describe
@@ -35,7 +35,7 @@ class RepairAction:
     """One step of a ``RepairPlan``: what (``kind``), on what (``target``), and its outcome."""
 
     kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost |
-    #            abort incomplete upload | purge quarantined
+    #            abort incomplete upload | remove abandoned browser upload | purge quarantined
     target: str
     detail: str = ""
     done: bool = False
@@ -263,6 +263,11 @@ def _plan(
     uploads, young_uploads = _incomplete_uploads(inst, report, grace)
     actions += uploads
     skipped += young_uploads
+    for upload in staged.abandoned(grace, instance=inst.name):  # browser uploads never saved
+        if upload.state == staged.RECEIVING:
+            actions.append(
+                RepairAction("remove abandoned browser upload", upload.id, f"({upload.name})")
+            )
     if purge:
         actions += [RepairAction("purge quarantined", name) for name in _purgeable(inst, retention)]
     return RepairPlan(actions, skipped, report)
@@ -311,6 +316,8 @@ def _apply_one(
         _mark_lost(inst, action.target)
     elif action.kind == "abort incomplete upload":
         _abort_upload(inst.storage, action.target, action.ref)
+    elif action.kind == "remove abandoned browser upload":
+        return staged.sweep_one(action.target)
     elif action.kind == "purge quarantined":
         inst.storage.delete(action.target)
     return True

@@ -35,6 +35,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from .uploads import UPLOAD_ROUTES
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_PREFIX = 1024
@@ -383,7 +385,7 @@ class SaveHandler(LaminHandler):
 
 
 UID = r"([A-Za-z0-9]{1,40})"
-ROUTES: list[tuple[str, type[LaminHandler]]] = [
+ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("instance", InstanceHandler),
     ("status", StatusHandler),
     ("artifacts", ArtifactsHandler),
@@ -393,6 +395,7 @@ ROUTES: list[tuple[str, type[LaminHandler]]] = [
     ("repair", RepairHandler),
     ("saves", SavesHandler),
     (r"saves/([0-9]{1,20})", SaveHandler),
+    *UPLOAD_ROUTES,  # chunked browser uploads: uploads.py
 ]
 
 
