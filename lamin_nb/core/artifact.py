@@ -15,6 +15,7 @@ from .errors import IntegrityError, NotFoundError, StorageError, ValidationError
 from .hashing import HASH_TYPE, hash_file
 from .localfiles import staging_dir, touch, trim_cache
 from .models import ArtifactRow
+from .storage import READ_ONLY
 from .validate import (
     check_description,
     check_key,
@@ -516,7 +517,7 @@ class Artifact:
         inst = self._home()
         self._check_still_stored(inst)
         stored = inst.storage.local_path(self._object_name)
-        return stored if stored is not None else _download(inst, self)
+        return _stored_file(stored, self) if stored is not None else _download(inst, self)
 
     def _check_still_stored(self, inst: _instance.Instance) -> None:
         """An object in hand may be stale: its row deleted since (by another handle or
@@ -768,6 +769,17 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def _stored_file(path: Path, artifact: Artifact) -> Path:
+    """The stored object, if it is still the file that was saved (a folder put in its
+    place would load as an empty table without this check)."""
+    if path.is_dir():
+        raise IntegrityError(
+            f"the stored object of {artifact.uid} (key {artifact.key!r}) is a folder, not the "
+            f"file that was saved: {path}; run ln.check() and ln.repair()"
+        )
+    return path
+
+
 def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
     """Where the local copy of an S3 object lives; named by content hash as well as uid,
     because a uid can come back after its version was deleted, with other bytes."""
@@ -785,6 +797,7 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     tmp = target.with_name(target.name + f".{os.getpid()}.part")
     try:
         inst.storage.get_file(artifact._object_name, tmp)
+        os.chmod(tmp, READ_ONLY)  # like a stored object: edit a copy, never the cache
         os.replace(tmp, target)
     except Exception as exc:
         if not storage_failure(exc) or isinstance(exc, StorageError):
@@ -810,6 +823,7 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
         target = cache_path(inst, artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(artifact._source), target)
+        os.chmod(target, READ_ONLY)
         trim_cache(keep=target)
     artifact._source = None
     artifact._staged = False

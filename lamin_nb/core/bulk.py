@@ -322,9 +322,23 @@ class SaveRun:
         except _Cancelled:
             return
         except Exception as exc:
-            self._fail(item, StorageError(f"could not upload {label(a)}: {describe(exc)}"), exc)
+            if self._reservation_gone(item):
+                # another process rolled it back (``ln.repair``, recovery after the lease) and
+                # removed the temporary upload: say that, not "FileNotFoundError: ....tmp"
+                error = StorageError(f"could not upload {label(a)}: {RESERVATION_GONE}")
+                error.__cause__ = exc
+                self._fail(item, error)
+            else:
+                self._fail(item, StorageError(f"could not upload {label(a)}: {describe(exc)}"), exc)
             if self.atomic:
                 self.cancel.set()
+
+    def _reservation_gone(self, item: Item) -> bool:
+        try:
+            with self.inst.db.read_rows() as session:
+                return not rows.claim_pending(session, [item.artifact.uid], self.owner)
+        except Exception:  # noqa: BLE001 - unknown: report the upload's own error
+            return False
 
     def _commit(self, items: list[Item]) -> None:
         if self.atomic and (self.cancel.is_set() or any(i.error for i in self.items)):
@@ -345,7 +359,7 @@ class SaveRun:
             return
         fault("after_commit")
         self._adopt_committed(ready, stored)
-        self._undo(items, S.FAILED, "its reservation expired and was rolled back")
+        self._undo(items, S.FAILED, RESERVATION_GONE)
 
     def _adopt_committed(self, items: list[Item], stored: dict[str, Row[Any]]) -> None:
         for item in items:
@@ -561,6 +575,10 @@ class _Abandoned(Exception):
         self.rows = dead
 
 
+RESERVATION_GONE = (
+    "your reservation expired and was rolled back by another process (ln.repair, or recovery "
+    "after its lease ran out); nothing of it was saved; save it again"
+)
 REPAIR_HINT = (
     "if that process is gone (and no other writer runs), run "
     "ln.repair(dry_run=False, grace_seconds=0)"

@@ -174,7 +174,11 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
-            with self.engine.begin() as conn:
+            # the write engine: on SQLite, BEGIN IMMEDIATE takes the lock up front and waits
+            # for it (busy timeout). A deferred transaction that read the schema would fail
+            # at once with "database is locked" when a process starting alongside migrates
+            # first; alembic then re-reads the version under the lock and does nothing.
+            with self._write_engine.begin() as conn:
                 if self.is_postgres:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
                 cfg.attributes["connection"] = conn

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import recovery, rows
+from . import recovery, rows, staged
 from .consistency import ConsistencyReport, InFlight, check
 from .db import database_errors
 from .errors import DatabaseError, ValidationError, describe
 from .instance import Instance, current
-from .models import COMMITTED, LOST, ArtifactRow, utcnow
+from .models import COMMITTED, LOST, PENDING, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
 from .units import human_age
 
@@ -34,7 +34,7 @@ class RepairAction:
     """One step of a ``RepairPlan``: what (``kind``), on what (``target``), and its outcome."""
 
     kind: str  # roll back pending | roll forward deleting | quarantine orphan | mark lost |
-    #            abort incomplete upload | purge quarantined
+    #            abort incomplete upload | remove abandoned browser upload | purge quarantined
     target: str
     detail: str = ""
     done: bool = False
@@ -262,6 +262,11 @@ def _plan(
     uploads, young_uploads = _incomplete_uploads(inst, report, grace)
     actions += uploads
     skipped += young_uploads
+    for upload in staged.abandoned(grace, instance=inst.name):  # browser uploads never saved
+        if upload.state == staged.RECEIVING:
+            actions.append(
+                RepairAction("remove abandoned browser upload", upload.id, f"({upload.name})")
+            )
     if purge:
         actions += [RepairAction("purge quarantined", name) for name in _purgeable(inst, retention)]
     return RepairPlan(actions, skipped, report)
@@ -310,18 +315,24 @@ def _apply_one(
         _mark_lost(inst, action.target)
     elif action.kind == "abort incomplete upload":
         inst.storage.abort_upload(action.target, action.ref)
+    elif action.kind == "remove abandoned browser upload":
+        return staged.sweep_one(action.target)
     elif action.kind == "purge quarantined":
         inst.storage.delete(action.target)
     return True
 
 
 def _has_row(inst: Instance, name: str) -> bool:
-    """Does any row (any status) own the object or temporary upload called ``name``?"""
-    base = owner_of_temp(name) or name
+    """Does a row own the object called ``name`` (any status), or the temporary upload called
+    ``name`` (only a pending row: beside a committed object, a temp is a leftover)?"""
+    owner = owner_of_temp(name)
+    base = owner or name
     uid = base[:UID_LENGTH]
     with inst.db.read() as session:
         row = session.scalars(select(ArtifactRow).where(ArtifactRow.uid == uid)).first()
-    return row is not None and f"{row.uid}{row.suffix}" == base
+    if row is None or f"{row.uid}{row.suffix}" != base:
+        return False
+    return owner is None or row.status == PENDING
 
 
 def _mark_lost(inst: Instance, uid: str) -> None:

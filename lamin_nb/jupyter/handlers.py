@@ -35,6 +35,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from .uploads import UPLOAD_ROUTES
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_PREFIX = 1024
@@ -154,7 +156,8 @@ class LaminHandler(APIHandler):
 
     def query_params(self) -> dict[str, str]:
         """The query arguments, refusing unknown names so that a typo is not silently ignored."""
-        names = set(self.request.query_arguments) - AUTH_PARAMS
+        # JupyterLab's ServerConnection appends a cache-busting ``?<timestamp>`` to GETs
+        names = {n for n in self.request.query_arguments if not n.isdigit()} - AUTH_PARAMS
         unknown = sorted(names - self.allowed - {"instance"})
         if unknown:
             allowed = ", ".join(sorted(self.allowed | {"instance"}))
@@ -394,7 +397,7 @@ class SaveHandler(LaminHandler):
 
 
 UID = r"([A-Za-z0-9]{1,40})"
-ROUTES: list[tuple[str, type[LaminHandler]]] = [
+ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("instance", InstanceHandler),
     ("status", StatusHandler),
     ("artifacts", ArtifactsHandler),
@@ -404,6 +407,7 @@ ROUTES: list[tuple[str, type[LaminHandler]]] = [
     ("repair", RepairHandler),
     ("saves", SavesHandler),
     (r"saves/([0-9]{1,20})", SaveHandler),
+    *UPLOAD_ROUTES,  # chunked browser uploads: uploads.py
 ]
 
 

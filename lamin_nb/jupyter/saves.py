@@ -164,14 +164,16 @@ def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
     job.status = "running"
     try:
         inst = registry.get(job.instance)
-        artifacts: list[Artifact] = []
-        for target in targets:
-            key = key_under(job.key_prefix, target.name)
-            if target.is_dir():
-                artifacts += Artifact.from_dir(target, key=key, description=job.description)
-            else:
-                artifacts.append(Artifact(target, key=key, description=job.description))
+        # built inside bound(): a new version of a key takes its family's uid stem from the
+        # instance, as in a kernel
         with bound(inst):
+            artifacts: list[Artifact] = []
+            for target in targets:
+                key = key_under(job.key_prefix, target.name)
+                if target.is_dir():
+                    artifacts += Artifact.from_dir(target, key=key, description=job.description)
+                else:
+                    artifacts.append(Artifact(target, key=key, description=job.description))
             save(artifacts, atomic=job.atomic, callback=job)
         job.status = "done"
     except SaveError as exc:

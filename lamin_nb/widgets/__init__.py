@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from .progress import SaveProgress
     from .upload import UploadWidget
 
-INSTALL_HINT = "the notebook widgets need ipywidgets: pip install 'lamin_nb[jupyter]'"
+INSTALL_HINT = "the notebook widgets need ipywidgets and anywidget: pip install 'lamin_nb[jupyter]'"
 _EXPORTS = {"SaveProgress": "progress", "UploadWidget": "upload", "ConsistencyPanel": "consistency"}
 __all__ = ["ConsistencyPanel", "SaveProgress", "UploadWidget", "in_kernel", "show_progress"]
 
@@ -89,7 +89,7 @@ def __getattr__(name: str) -> Any:
     try:
         value = getattr(import_module(f"{__name__}.{module}"), name)
     except ImportError as exc:
-        if exc.name not in ("ipywidgets", "IPython"):
+        if exc.name not in ("ipywidgets", "IPython", "anywidget"):
             raise
         raise ImportError(INSTALL_HINT) from exc
     globals()[name] = value

@@ -119,8 +119,9 @@ def test_delete_arguments_are_checked(backend, make_file):
     assert ln.Artifact.filter().count() == 1
 
 
-def test_a_deleted_latest_version_never_serves_old_cached_bytes(backend, make_file):
-    """Deleting the latest version does not free its uid or number: the next save is v3."""
+def test_a_uid_that_comes_back_never_serves_old_cached_bytes(backend, make_file):
+    """Deleting the latest version never frees its uid: the next save gets a new one, and no
+    cached copy of the deleted version is ever served (cache copies are named by hash too)."""
     old = ln.Artifact(make_file(b"old bytes"), key="r/result.txt").save()
     ln.Artifact(make_file(b"v2 bytes!"), key="r/result.txt").save()
     second = ln.Artifact.get("r/result.txt")

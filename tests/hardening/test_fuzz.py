@@ -267,6 +267,7 @@ def assert_safe_key(key: str) -> None:
         assert not variant.startswith("/") and "\\" not in variant and "://" not in variant
         assert not {"", ".", ".."} & set(variant.split("/")), key
     assert all(unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in key), key
+    assert all(ch == " " or unicodedata.category(ch) != "Zs" for ch in key), key  # look-alikes
 
 
 # -- keys, descriptions, file names and paths -----------------------------------------------
@@ -283,7 +284,9 @@ def test_hostile_keys(sandbox: Sandbox, key: str) -> None:
         artifact.save()
         count("fuzz saves that succeeded")
         got = ln.Artifact.get(artifact.uid)
-        assert got.key == key and ln.Artifact.get(key).uid == artifact.uid
+        # stored in NFC, and found under any spelling of it
+        assert got.key == unicodedata.normalize("NFC", key)
+        assert ln.Artifact.get(key).uid == artifact.uid
         assert (
             sandbox.managed / f"{artifact.uid}{artifact.suffix}"
         ).read_bytes() == source.read_bytes()

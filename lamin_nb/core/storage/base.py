@@ -20,6 +20,7 @@ MANAGED = ".lamindb"
 META = "_meta"
 QUARANTINE = "_quarantine"
 RESERVED = (META, QUARANTINE)
+READ_ONLY = 0o444  # the mode of stored objects and cached copies: never edited in place
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ..faults import fault
 from ..hashing import CHUNK, hash_file, hash_stream
 from .base import (
     META,
+    READ_ONLY,
     RESERVED,
     FsspecStorage,
     IncompleteUpload,
@@ -58,6 +59,10 @@ class LocalStorage(FsspecStorage):
                 while n := _copy_chunk(src, dst):
                     if on_bytes is not None:
                         on_bytes(n)
+                    if os.fstat(dst.fileno()).st_nlink == 0:  # cheap, once per piece
+                        raise FileNotFoundError(
+                            errno.ENOENT, "the temporary upload was removed meanwhile", str(tmp)
+                        )
                     if first:
                         fault("mid_upload")
                         first = False
@@ -65,6 +70,9 @@ class LocalStorage(FsspecStorage):
                     os.fdatasync(dst.fileno())
                 elif _hash_while_flushing(dst) != expected_hash:
                     raise IntegrityError(f"{source} changed after it was hashed; save it again")
+                # a stored object is never edited in place (load() returns its path): read-only
+                # from the moment it appears; deleting it needs only the folder's write access
+                os.fchmod(dst.fileno(), READ_ONLY)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -94,6 +94,8 @@ export class LaminSidebar extends Widget {
   /** Load the instance card and the list of the current tab. */
   async refresh(): Promise<void> {
     this.loaded = true;
+    // the list of an instance already picked loads side by side with its card
+    const early = this.api.instance ? this.artifacts.reload() : null;
     try {
       this.info = await this.api.instanceInfo();
     } catch (error) {
@@ -102,8 +104,10 @@ export class LaminSidebar extends Widget {
     }
     this.renderCard(this.info);
     if (this.info.instance) {
-      this.api.instance = this.info.instance.name;
-      await Promise.all([this.artifacts.reload(), this.tab === 'trash' ? this.trash.reload() : null]);
+      const picked = this.info.instance.name;
+      const list = early && this.api.instance === picked ? early : null;
+      this.api.instance = picked;
+      await Promise.all([list ?? this.artifacts.reload(), this.tab === 'trash' ? this.trash.reload() : null]);
     }
   }
 

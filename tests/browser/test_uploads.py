@@ -1,0 +1,176 @@
+"""Large uploads from the browser (headless Chromium, real JupyterLab, real files).
+
+The notebook's UploadWidget picks a file like a user (the file chooser), the page sends it in
+chunks to the Jupyter server, the kernel saves it; cancel and a page reload midway; and the
+server's memory while 1 GiB streams through it. Screenshots: ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.browser.conftest import SHOTS
+from tests.browser.labpage import NotebookPage
+from tests.support.jupyter import JupyterProcess
+
+pytestmark = pytest.mark.browser
+MiB = 2**20
+PICKER = ".lamin-upload-widget .lamin-picker"
+
+
+def widget_notebook(lab: JupyterProcess, name: str, storage: Path) -> str:
+    """A notebook whose kernel saves into its own instance (the server keeps its own)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"import lamin_nb as ln\nln.init(storage={str(storage)!r}, name={name!r})\n"
+            "from lamin_nb.widgets import UploadWidget"
+        ),
+        nbformat.v4.new_code_cell('upload = UploadWidget(key_prefix="big")\nupload'),
+    ]
+    nbformat.write(nb, lab.root / f"{name}.ipynb")
+    return f"{name}.ipynb"
+
+
+def big_file(folder: Path, name: str, size: int) -> tuple[Path, str]:
+    """A file of random-looking bytes (1 MiB of randomness, each MiB stamped with its index)."""
+    path = folder / name
+    block = bytearray(os.urandom(MiB))
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        for index in range(size // MiB):
+            block[:8] = index.to_bytes(8, "little")
+            out.write(block)
+            digest.update(block)
+    return path, digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(8 * MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def staging(lab: JupyterProcess) -> Path:
+    return Path(lab.env["LAMIN_NB_HOME"]) / "uploads"
+
+
+def staged_files(lab: JupyterProcess) -> list[Path]:
+    return [p for p in staging(lab).glob("*/file/*")] if staging(lab).exists() else []
+
+
+def objects(storage: Path) -> list[Path]:
+    managed = storage / ".lamindb"
+    return [p for p in managed.iterdir() if p.is_file()] if managed.exists() else []
+
+
+def rows(lab: JupyterProcess, name: str) -> int:
+    """Every row of the kernel's instance, whatever its state (pending included)."""
+    code = (
+        "import lamin_nb as ln\n"
+        "from lamin_nb.core.instance import current\n"
+        "from lamin_nb.core.models import ArtifactRow\n"
+        "from sqlalchemy import func, select\n"
+        f"ln.connect({name!r})\n"
+        "with current().db.read() as s: print(s.scalar(select(func.count(ArtifactRow.id))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=lab.env, capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def open_widget(page: Any, lab: JupyterProcess, notebook: str) -> Any:
+    nb = NotebookPage(page, lab, notebook).open()
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    picker = page.locator(PICKER).first
+    picker.wait_for()
+    page.locator(f"{PICKER}[data-mode='chunked']").wait_for()  # the server route was found
+    nb.assert_no_errors()
+    return page.locator(".lamin-upload-widget").first
+
+
+def pick(page: Any, widget: Any, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        widget.locator(".lamin-picker-button").click()
+    chooser.value.set_files(str(path))
+
+
+def throttle(page: Any, bytes_per_second: int) -> Any:
+    """Chromium's own network throttling (DevTools), so a test can act midway through."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": bytes_per_second,
+        },
+    )
+    return cdp
+
+
+def fraction(widget: Any) -> float:
+    return float(widget.locator(".lamin-picker-bar").first.evaluate("(b) => b.value"))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def test_the_widget_saves_a_300_mb_file_byte_exact(page, lab, files):
+    storage = files / "nb-storage"
+    widget = open_widget(page, lab, widget_notebook(lab, "upload300", storage))
+    path, digest = big_file(files, "cells.h5ad", 300 * MiB)
+    pick(page, widget, path)
+    widget.locator(".lamin-picker-file.lamin-picker-complete").wait_for(timeout=300_000)
+    widget.locator(".lamin-save-button").click()
+    status = widget.locator(".lamin-upload-status.lamin-status-ok")
+    status.wait_for(timeout=300_000)
+    assert "saved 1 file(s)" in status.inner_text()
+    widget.locator(".lamin-item-row.lamin-item-saved").wait_for()
+    widget.screenshot(path=str(SHOTS / "upload-300mb-saved.png"))
+    (stored,) = objects(storage)
+    assert stored.suffix == ".h5ad" and stored.stat().st_size == 300 * MiB
+    assert sha256(stored) == digest
+    assert staged_files(lab) == []  # the staged bytes are gone once saved
+    assert rows(lab, "upload300") == 1
+
+
+def test_cancel_at_40_percent_leaves_nothing(page, lab, files):
+    storage = files / "nb-storage"
+    widget = open_widget(page, lab, widget_notebook(lab, "cancel40", storage))
+    path, _ = big_file(files, "cancelled.bin", 200 * MiB)
+    throttle(page, 40 * MiB)  # about 5 s for the whole file
+    pick(page, widget, path)
+    row = widget.locator(".lamin-picker-file").first
+    row.wait_for()
+    page.wait_for_function(
+        "(el) => el.querySelector('.lamin-picker-bar').value >= 0.4", arg=row.element_handle()
+    )
+    widget.screenshot(path=str(SHOTS / "upload-cancel-at-40.png"))
+    assert fraction(widget) < 1.0  # still moving: the cancel interrupts it
+    row.locator(".lamin-picker-cancel").click()
+    widget.locator(".lamin-picker-file").wait_for(state="detached")
+    page.wait_for_function(
+        "async (api) => (await (await fetch(api, {credentials: 'same-origin'})).json())"
+        ".uploads.length === 0",
+        arg=f"{lab.base}/lab/../lamin/api/uploads",
+    )
+    assert staged_files(lab) == [] and list(staging(lab).glob("*/file")) == []
+    assert objects(storage) == [] and rows(lab, "cancel40") == 0
