@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .save import SaveReport
+from typing import Any
 
 
 class LaminNbError(Exception):
@@ -165,8 +162,9 @@ class SaveError(LaminNbError, RuntimeError):
     ...     retry = [artifact for artifact, _ in exc.report.failed]
     """
 
-    def __init__(self, message: str, report: SaveReport | None = None) -> None:
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
+        # a SaveReport (core/report.py), not imported: the errors sit below everything
         self.report = report
 
     def __reduce__(self) -> tuple[Any, ...]:

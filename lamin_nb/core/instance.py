@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
+from .adopt import AdoptReport, adopt_objects
 from .db import Database
 from .errors import InstanceError, StorageError, ValidationError, describe
+from .ids import random_base62
 from .models import ArtifactRow, InstanceRow, utcnow
 from .nesting import check_not_nested
+from .recovery import recover_expired
 from .settings import (
     InstanceSettings,
     current_name,
@@ -32,21 +34,7 @@ from .settings import (
 from .storage import open_storage, storage_failure
 from .validate import check_flag
 
-if TYPE_CHECKING:
-    from .adopt import AdoptReport
-
 logger = logging.getLogger("lamin_nb")
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def random_base62(n: int) -> str:
-    # one draw, uniform over all 62**n strings; 5x faster than n secrets.choice calls, which
-    # shows when from_dir builds thousands of artifacts
-    value, out = secrets.randbelow(62**n), []
-    for _ in range(n):
-        value, digit = divmod(value, 62)
-        out.append(_BASE62[digit])
-    return "".join(out)
 
 
 def owner_id() -> str:
@@ -85,6 +73,11 @@ def current() -> Instance:
             raise InstanceError("no lamin_nb instance: call ln.init(storage=...) first")
         connect()
     assert _current is not None
+    return _current
+
+
+def current_or_none() -> Instance | None:
+    """The instance open in this process, or None (never connects)."""
     return _current
 
 
@@ -369,8 +362,6 @@ def _check_adoptable(instance: Instance, previous: str | None) -> None:
 
 
 def _adopt(instance: Instance) -> Instance:
-    from .adopt import adopt_objects
-
     try:
         instance.adopted = adopt_objects(instance)
     except (OSError, ValueError) as exc:
@@ -393,8 +384,6 @@ def _sweep_quietly() -> None:
 
 def _recover_quietly(instance: Instance) -> None:
     """Finish what crashed writers left behind (expired leases only); never fail a connect."""
-    from .recovery import recover_expired
-
     try:
         recover_expired(instance)
     except Exception as exc:  # noqa: BLE001 - recovery is best effort here; ln.repair reports

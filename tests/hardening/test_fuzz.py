@@ -379,7 +379,7 @@ def test_hostile_source_paths(sandbox: Sandbox, path: str) -> None:
     ok, artifact = attempt(ln.Artifact, path)
     if ok:
         # only an existing regular file can be taken; it is read, never written
-        assert Path(artifact._source).is_file()
+        assert Path(artifact.source).is_file()
         artifact.save()
         count("fuzz saves that succeeded")
     sandbox.assert_untouched(before)
