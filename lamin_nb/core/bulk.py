@@ -304,7 +304,7 @@ class SaveRun:
     def _upload_all(self, items: list[Item]) -> None:
         run_parallel(items, self._upload_one, self.workers, self.cancel)
         self._reraise_stop()
-        if self.inst.storage.is_local and any(i.uploaded for i in items):
+        if any(i.uploaded for i in items):
             self.inst.storage.sync()
 
     def _upload_one(self, item: Item) -> None:

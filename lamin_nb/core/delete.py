@@ -108,8 +108,7 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, own
 def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
     from .artifact import cache_path
 
-    if not inst.storage.is_local:
-        cache_path(inst, artifact).unlink(missing_ok=True)
+    cache_path(inst, artifact).unlink(missing_ok=True)  # only remote objects have one
 
 
 def _revert(inst: Instance, artifact: Artifact, owner: str) -> None:

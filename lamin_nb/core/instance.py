@@ -29,7 +29,7 @@ from .settings import (
     set_current,
     validate_name,
 )
-from .storage import Storage, storage_failure
+from .storage import open_storage, storage_failure
 from .validate import check_flag
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Instance:
     def __init__(self, settings: InstanceSettings) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.storage = Storage(settings.storage_root, settings.storage_options)
+        self.storage = open_storage(settings.storage_root, settings.storage_options)
         self.adopted: AdoptReport | None = None  # what ln.init(..., adopt=True) rebuilt
 
     @property

@@ -161,7 +161,9 @@ class UploadWidget(TextRepr, w.VBox):
     def _artifacts(self, files: list[Any], staging: Path) -> list[Artifact]:
         """Write each upload to its own staging folder (keeps its name) and wrap it."""
         import lamin_nb as ln
+        from lamin_nb.core.validate import check_key_prefix
 
+        check_key_prefix(self.key_field.value.strip())  # checked before anything is written
         description = self.description_field.value.strip() or None
         artifacts = []
         for number, upload in enumerate(files):
@@ -199,8 +201,12 @@ class UploadWidget(TextRepr, w.VBox):
         self.picker.forget(done)
 
     def _key(self, name: str) -> str:
-        prefix = self.key_field.value.strip().strip("/")
-        return f"{prefix}/{name}" if prefix else name
+        """The core's key rule; a text field's surrounding blanks are not part of what was typed
+        (an empty ``name`` only checks the prefix)."""
+        from lamin_nb.core.validate import check_key_prefix, key_under
+
+        prefix = self.key_field.value.strip()
+        return key_under(prefix, name) if name else (check_key_prefix(prefix) or "")
 
     def _show(self, message: str, ok: bool) -> None:
         self.message = message
