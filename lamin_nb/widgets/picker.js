@@ -72,8 +72,21 @@ function element(tag, className, text) {
   return node;
 }
 
+const STYLE = `
+.lamin-picker { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
+.lamin-picker-file { display: flex; align-items: center; gap: 8px; font-size: var(--jp-ui-font-size1, 13px); }
+.lamin-picker-name { max-width: 22em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.lamin-picker-bar { width: 14em; height: 10px; }
+.lamin-picker-state { color: var(--jp-ui-font-color2, #616161); }
+.lamin-picker-failed .lamin-picker-state, .lamin-picker-error { color: var(--jp-error-color1, #d32f2f); }
+.lamin-picker-cancel, .lamin-picker-cancel-all { width: auto; padding: 0 10px; }
+`;
+
 async function render({ model, el }) {
   el.classList.add("lamin-picker");
+  const style = element("style");
+  style.textContent = STYLE;
+  el.append(style);
   const input = element("input");
   input.type = "file";
   input.style.display = "none";
