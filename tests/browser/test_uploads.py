@@ -190,3 +190,36 @@ def test_cancel_at_40_percent_leaves_nothing(page, lab, files):
     assert staged_files(lab) == [] and list(staging(lab).glob("*/file")) == []
     assert objects(storage) == [] and rows(lab, "cancel40") == 0
     assert "Pick files (0)" in widget.locator(".lamin-picker-button").inner_text()
+
+
+def test_a_page_reload_at_60_percent_resumes_and_finishes(page, lab, files):
+    storage = files / "nb-storage"
+    notebook = widget_notebook(lab, "reload60", storage)
+    widget = open_widget(page, lab, notebook)
+    path, digest = big_file(files, "resumed.bin", 320 * MiB)
+    hold = HoldChunks(page, at=192 * MiB)  # 60 %
+    pick(page, widget, path)
+    hold.wait(page)
+    page.wait_for_function(
+        "() => document.querySelector('.lamin-upload-widget .lamin-picker-bar').value >= 0.6"
+    )
+    (staged,) = staged_files(lab)
+    assert staged.stat().st_size == 192 * MiB
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.unroute("**/lamin/api/uploads/*?offset=*")
+
+    NotebookPage(page, lab, notebook).open()  # a reload: the kernel and its widgets live on
+    widget = page.locator(".lamin-upload-widget").first
+    paused = widget.locator(".lamin-picker-file.lamin-picker-receiving")
+    paused.wait_for()
+    assert "pick the same file to resume" in paused.inner_text()
+    widget.screenshot(path=str(SHOTS / "upload-reloaded-at-60.png"))
+    page.locator(f"{PICKER}[data-mode='chunked']").wait_for()
+    pick(page, widget, path)
+    widget.locator(".lamin-picker-file.lamin-picker-complete").wait_for(timeout=300_000)
+    assert staged_files(lab) == [staged]  # the same upload, resumed: not started again
+    widget.locator(".lamin-save-button").click()
+    widget.locator(".lamin-upload-status.lamin-status-ok").wait_for(timeout=300_000)
+    (stored,) = objects(storage)
+    assert sha256(stored) == digest
+    assert staged_files(lab) == [] and rows(lab, "reload60") == 1
