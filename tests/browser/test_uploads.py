@@ -7,15 +7,19 @@ server's memory while 1 GiB streams through it. Screenshots: ``test-artifacts/br
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 
 from tests.browser.conftest import SHOTS
@@ -45,14 +49,20 @@ def widget_notebook(lab: JupyterProcess, name: str, storage: Path) -> str:
 def big_file(folder: Path, name: str, size: int) -> tuple[Path, str]:
     """A file of random-looking bytes (1 MiB of randomness, each MiB stamped with its index)."""
     path = folder / name
-    block = bytearray(os.urandom(MiB))
-    digest = hashlib.sha256()
     with open(path, "wb") as out:
-        for index in range(size // MiB):
-            block[:8] = index.to_bytes(8, "little")
-            out.write(block)
-            digest.update(block)
-    return path, digest.hexdigest()
+        digest = stamped(os.urandom(MiB), size, out.write)
+    return path, digest
+
+
+def stamped(seed: bytes, size: int, sink: Any = None) -> str:
+    """The bytes ``GENERATE`` makes in the page from ``seed``: their SHA-256."""
+    block, digest = bytearray(seed), hashlib.sha256()
+    for index in range(size // MiB):
+        block[:8] = index.to_bytes(8, "little")
+        digest.update(block)
+        if sink is not None:
+            sink(block)
+    return digest.hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -143,7 +153,12 @@ def fraction(widget: Any) -> float:
 
 @pytest.fixture
 def files(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
+    """A folder for the big files and the notebook's storage, removed afterwards (pytest keeps
+    the last runs' temporary folders: hundreds of MB each)."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_widget_saves_a_300_mb_file_byte_exact(page, lab, files):
@@ -223,3 +238,78 @@ def test_a_page_reload_at_60_percent_resumes_and_finishes(page, lab, files):
     (stored,) = objects(storage)
     assert sha256(stored) == digest
     assert staged_files(lab) == [] and rows(lab, "reload60") == 1
+
+
+# The page generates 1 GiB chunk by chunk (never the whole file at once) and sends it through
+# the REST protocol with its login cookie and XSRF token, as the picker does.
+GENERATE_AND_UPLOAD = """async ([seed, size, name]) => {
+  const MiB = 1024 * 1024;
+  const base = Uint8Array.from(atob(seed), (c) => c.charCodeAt(0));
+  const api = window.jupyterapp.serviceManager.serverSettings.baseUrl + 'lamin/api/';
+  const xsrf = decodeURIComponent(document.cookie.split('; ')
+      .find((c) => c.startsWith('_xsrf=')).slice(6));
+  const headers = {'X-XSRFToken': xsrf};
+  let r = await fetch(api + 'uploads', {method: 'POST', headers, credentials: 'same-origin',
+                                        body: JSON.stringify({name, size})});
+  const upload = await r.json();
+  let offset = 0;
+  while (offset < size) {
+    const parts = [];
+    for (let k = offset / MiB; k < Math.min(offset + upload.chunk_size, size) / MiB; k++) {
+      const block = base.slice();
+      new DataView(block.buffer).setBigUint64(0, BigInt(k), true);
+      parts.push(block);
+    }
+    r = await fetch(api + `uploads/${upload.id}?offset=${offset}`,
+                    {method: 'PUT', headers, credentials: 'same-origin', body: new Blob(parts)});
+    if (!r.ok) return [r.status, await r.text()];
+    offset = (await r.json()).received;
+  }
+  r = await fetch(api + `uploads/${upload.id}/commit`,
+                  {method: 'POST', headers, credentials: 'same-origin'});
+  return [r.status, await r.json()];
+}"""
+
+
+class PeakRss(threading.Thread):
+    """The largest resident set of a process, sampled every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.start_rss = self.peak = self.process.memory_info().rss
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.02):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.join()
+        return self.peak - self.start_rss
+
+
+def test_server_memory_stays_flat_during_a_1_gib_upload(page, lab):
+    assert lab.proc is not None
+    page.goto(f"{lab.base}/lab?token={lab.token}&reset")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.serviceManager")
+    seed = os.urandom(MiB)
+    size = 1024 * MiB
+    rss = PeakRss(lab.proc.pid)
+    rss.start()
+    status, body = page.evaluate(
+        GENERATE_AND_UPLOAD, [base64.b64encode(seed).decode(), size, "one-gib.bin"]
+    )
+    grew = rss.stop()
+    assert status == 201, body
+    artifact = body["artifact"]
+    assert artifact["size"] == size and artifact["key"] == "one-gib.bin"
+    stored = lab.home / "storage" / ".lamindb" / f"{artifact['uid']}.bin"
+    assert sha256(stored) == stamped(seed, size)
+    assert grew < 200 * MiB, f"the server grew by {grew / MiB:.0f} MiB"
+    print(f"server RSS: {rss.start_rss / MiB:.0f} MiB at start, +{grew / MiB:.1f} MiB at peak")
+    uid = artifact["uid"]
+    delete = f"import lamin_nb as ln; ln.connect(); ln.Artifact.get({uid!r}).delete(permanent=True)"
+    subprocess.run([sys.executable, "-c", delete], env=lab.env, check=True)  # 1 GiB less on disk
+    assert not stored.exists()
