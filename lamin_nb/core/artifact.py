@@ -150,6 +150,7 @@ class Artifact:
         self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
         self._staged = False  # the source is a staging file lamin_nb wrote itself
         self._instance: _instance.Instance | None = None  # where it was saved or loaded from
+        self._deleted_uid: str | None = None  # its uid, once deleted for good by this object
 
     # -- constructors --------------------------------------------------------------------
 

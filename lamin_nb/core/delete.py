@@ -79,6 +79,7 @@ def delete_permanently(artifact: Artifact) -> None:
             with inst.db.write() as session:
                 rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
+    artifact._deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
     artifact.status = None
     artifact.is_latest = False
 
