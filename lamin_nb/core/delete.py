@@ -76,6 +76,7 @@ def delete_permanently(artifact: ArtifactRecord) -> None:
             with inst.db.write() as session:
                 rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
+    artifact.deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
     artifact.status = None
     artifact.is_latest = False
 

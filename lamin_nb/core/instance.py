@@ -76,11 +76,6 @@ def current() -> Instance:
     return _current
 
 
-def current_or_none() -> Instance | None:
-    """The instance open in this process, or None (never connects)."""
-    return _current
-
-
 def disconnect() -> None:
     """Close the current instance in this process (its connections are released).
 
@@ -104,12 +99,28 @@ def disconnect() -> None:
         _current = None
 
 
+def current_or_none() -> Instance | None:
+    """The instance this process is connected to, or None; never connects."""
+    return _current
+
+
 def _activate(instance: Instance) -> Instance:
+    """Make ``instance`` current: recorded in the settings folder first, so a folder that
+    cannot be written (read-only, full) leaves the previous instance current, not half a switch."""
     global _current
+    try:
+        set_current(instance.name)
+    except OSError as exc:
+        if instance is not _current:
+            instance.close()
+        raise InstanceError(
+            f"cannot write the settings folder {home()}: {describe(exc)}; instance "
+            f"{instance.name!r} was not made current and nothing was changed; free space or make "
+            "the folder writable (or point LAMIN_NB_HOME elsewhere), then run it again"
+        ) from exc
     if _current is not None and _current is not instance:
         _current.close()
     _current = instance
-    set_current(instance.name)
     return instance
 
 

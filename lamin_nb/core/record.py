@@ -72,6 +72,7 @@ class ArtifactRecord:
     source: Path | None  # the local file to save; None for a record read from a row
     staged: bool  # ``source`` is a staging file lamin_nb wrote itself (from_df, from_anndata)
     instance: _instance.Instance | None  # where it was saved or loaded from
+    deleted_uid: str | None  # its uid, once deleted for good through this object
 
     def _init_record(self, key: str | None, description: str | None, suffix: str) -> None:
         """Fields of a new, unsaved record (constructors validate their input first)."""
@@ -93,6 +94,7 @@ class ArtifactRecord:
         self.source = None
         self.staged = False
         self.instance = None
+        self.deleted_uid = None
         self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
 
     @classmethod

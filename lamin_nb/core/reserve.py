@@ -52,7 +52,9 @@ def pending_rows(
     # only uids that changed above need a look-up: ``known`` holds the rest
     taken = rows.existing_uids(session, [a.uid for a in records if a.uid != uid_before[id(a)]])
     for a in records:
-        if a.uid in taken or (a.uid in known and known[a.uid].hash != a.digest):
+        # a uid deleted for good is never issued again, whatever the content now
+        retired = a.uid == a.deleted_uid
+        if retired or a.uid in taken or (a.uid in known and known[a.uid].hash != a.digest):
             a.uid = random_base62(16) + version_suffix(a.version or 1)
     values = {"storage": storage, "owner": owner, "created_by": user}
     return [_row_values(a, now, until, described[id(a)], values) for a in records]

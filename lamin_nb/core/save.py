@@ -27,7 +27,14 @@ from sqlalchemy import Row
 
 from . import recovery, rows
 from .callbacks import NO_PROGRESS, Guarded, ItemInfo, ItemState, SaveCallback
-from .errors import LaminNbError, SaveError, StorageError, ValidationError, describe
+from .errors import (
+    LaminNbError,
+    NotFoundError,
+    SaveError,
+    StorageError,
+    ValidationError,
+    describe,
+)
 from .faults import fault
 from .instance import Instance
 from .models import COMMITTED, PENDING
@@ -45,6 +52,7 @@ from .saving import (
     Item,
     db_error,
     db_kind,
+    deleted_elsewhere,
     fill_report,
     user_name,
     waiting_for,
@@ -302,6 +310,9 @@ class SaveRun:
                 continue
             if own is not None and own.status != PENDING:
                 self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
+                continue
+            if own is None and item.artifact.is_saved:  # another handle deleted it for good
+                self._fail(item, NotFoundError(deleted_elsewhere(item.artifact)))
                 continue
             if own is not None and own.owner != self.owner and rows.in_flight(own):
                 if own.hash == digest:  # another process predicted the same uid, same content

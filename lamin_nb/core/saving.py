@@ -5,17 +5,15 @@ from __future__ import annotations
 import getpass
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Row
 
 from .callbacks import ItemState
 from .errors import DatabaseError, KeyNotSavedWarning, LaminNbError, StorageError, describe
 from .owners import describe_owner
+from .record import ArtifactRecord, item_label
 from .report import KeyConflict, SaveReport, listed
-
-if TYPE_CHECKING:
-    from .record import ArtifactRecord
 
 S = ItemState
 
@@ -88,6 +86,13 @@ def waiting_for(row: Row[Any] | None, seconds: float) -> str:
         what += f" as {row.uid}" + (f" (key {row.key!r})" if row.key else "")
     return (
         f"waiting for {writer(row)}, which is saving {what}; at most {seconds:.0f} s; {REPAIR_HINT}"
+    )
+
+
+def deleted_elsewhere(artifact: ArtifactRecord) -> str:
+    return (
+        f"{item_label(artifact)} ({artifact.uid}) was deleted permanently; nothing to save. "
+        "To store the file again, build a new ln.Artifact from it"
     )
 
 
