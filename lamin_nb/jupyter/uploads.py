@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -31,6 +31,7 @@ from tornado import web
 from lamin_nb.core import staged
 
 FLUSH_BYTES = 4 * 2**20  # bytes kept in memory before they are written (in a thread)
+READ_BYTES = 2**20  # one read from the socket
 DRAIN_LIMIT = 2 * staged.CHUNK_SIZE  # a refused chunk up to this size is read, then answered
 SINGLE_OWNER = "the-server-owner"
 STOCK_PROVIDERS = "jupyter_server.auth"
@@ -193,25 +194,33 @@ class UploadHandler(UploadBase):
                 return self.refuse(self.refused)  # answered now; tornado drops the body
         connection: Any = self.request.connection
         connection.set_max_body_size(length)
+        if self.writer is not None:
+            # reads of 1 MiB instead of tornado's 64 KiB: a sixteenth of the Python calls per
+            # byte, which is most of this server's CPU during an upload (memory: a few MiB)
+            connection.params.chunk_size = READ_BYTES
+            connection.stream.read_chunk_size = READ_BYTES
 
-    async def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        """Called per socket read: plain (no coroutine) unless a buffer is handed to the disk."""
         if self.writer is None:
-            return  # refused: the body is read and dropped, then answered
+            return None  # refused: the body is read and dropped, then answered
         self.pending.append(chunk)
         self.buffered += len(chunk)
         if self.buffered >= FLUSH_BYTES:
-            await self.write_pending()
+            return self.write_pending(wait=False)
+        return None
 
-    async def write_pending(self) -> None:
+    async def write_pending(self, wait: bool = True) -> None:
+        """Hand the buffered bytes to a thread; the network keeps reading while the disk writes
+        (one write in flight at most: memory stays at two buffers per request)."""
+        if self.flushing is not None:
+            await self.flushing
         pending, self.pending, self.buffered = self.pending, [], 0
         writer = self.writer
         assert writer is not None
-        loop = asyncio.get_running_loop()
-        self.flushing = loop.run_in_executor(None, writer.write_many, pending)
-        try:
+        self.flushing = asyncio.get_running_loop().run_in_executor(None, writer.write_many, pending)
+        if wait:
             await self.flushing
-        finally:
-            self.flushing = None
 
     @web.authenticated
     async def put(self, upload_id: str) -> None:
@@ -221,6 +230,7 @@ class UploadHandler(UploadBase):
         assert writer is not None
         try:
             await self.write_pending()
+            self.flushing = None
             received = writer.finish()
         except Exception as exc:  # noqa: BLE001 - the chunk is cut off again; say why
             writer.abort()
@@ -239,8 +249,12 @@ class UploadHandler(UploadBase):
         super().on_connection_close()
 
     def on_finish(self) -> None:
-        if self.writer is not None and self.flushing is None:
-            self.writer.keep()
+        writer, flushing = self.writer, self.flushing
+        if writer is not None:
+            if flushing is not None and not flushing.done():
+                flushing.add_done_callback(lambda _: writer.keep())
+            else:
+                writer.keep()
 
     @web.authenticated
     async def get(self, upload_id: str) -> None:
