@@ -35,6 +35,8 @@ def _set_trashed(artifact: ArtifactRecord, trashed: bool) -> None:
         row = _committed_row(session, artifact)
         row.is_trashed = trashed
         row.updated_at = utcnow()
+        if row.key is None:  # its own family: latest exactly while it is not in the trash
+            row.is_latest = not trashed
         session.flush()
         rows.refresh_latest(session, [row.key])
         session.refresh(row)

@@ -516,7 +516,19 @@ class SaveRun:
         except IsADirectoryError:  # a folder in the way made the upload fail; it is not ours
             return True
         except Exception as exc:  # noqa: BLE001 - the pending row stays for recovery
+            if self._nothing_there(name):  # e.g. a policy denies deletes, and none is needed
+                return True
             logger.warning("could not remove %s: %s", name, describe(exc))
+            return False
+
+    def _nothing_there(self, name: str) -> bool:
+        """Without temporary uploads (S3), a refused delete of an object that does not exist
+        leaves nothing behind: the pending row can go."""
+        if self.inst.storage.has_temps:
+            return False
+        try:
+            return not self.inst.storage.exists(name)
+        except Exception:  # noqa: BLE001 - unknown: the pending row stays for recovery
             return False
 
     def _abort(self, exc: BaseException) -> None:

@@ -53,6 +53,18 @@ def test_trashing_the_latest_version_makes_the_previous_latest(backend, make_fil
     assert_one_latest_per_key()
 
 
+def test_trashing_an_artifact_without_key_clears_its_latest_flag(backend, make_file):
+    """Keyed or not, a trashed artifact is not the latest of anything; restored, it is again
+    (found by the model-based test: a trashed keyless artifact stayed is_latest=True)."""
+    artifact = ln.Artifact(make_file(b"no key")).save()
+    artifact.delete()
+    assert artifact.is_latest is False
+    assert ln.Artifact.filter(is_trashed=True).first().is_latest is False
+    assert ln.Artifact.filter(is_trashed=True, is_latest=True).count() == 0
+    artifact.restore()
+    assert artifact.is_latest is True and ln.Artifact.get(artifact.uid).is_latest is True
+
+
 def test_permanent_delete_removes_row_and_object(backend, make_file):
     artifact = ln.Artifact(make_file(b"bye"), key="t/gone.txt").save()
     cached = artifact.cache()  # on S3 this leaves a cached copy, which goes too

@@ -79,6 +79,33 @@ def test_denied_upload_leaves_nothing(backend, make_file):
     assert artifact.save().status == "committed" and artifact.uid == uid
 
 
+def test_denied_upload_with_deletes_denied_too_leaves_nothing(backend, make_file):
+    """A bucket policy that denies deletes as well as writes: the undo's delete is refused,
+    but nothing was uploaded, so no pending row may stay behind for repair (found by the
+    model-based test: check said "NOT consistent" after a plain failed save)."""
+    import json
+
+    if backend.is_s3:
+        statement = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["s3:PutObject", "s3:DeleteObject"],
+            "Resource": f"arn:aws:s3:::{backend.bucket}/team/.lamindb/*",
+        }
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        backend.s3.client().put_bucket_policy(Bucket=backend.bucket, Policy=policy)
+    else:
+        backend.deny_writes()  # an immutable folder: no new entry, none removed
+    artifact = ln.Artifact(make_file(b"x" * 4096), key="denied.bin")
+    with pytest.raises(ln.SaveError, match="Access Denied|Operation not permitted"):
+        artifact.save()
+    report = ln.check()
+    assert report.is_consistent and not report.pending, repr(report)
+    backend.allow_writes()
+    assert backend.object_names() == []
+    assert artifact.save().status == "committed"
+
+
 @pytest.mark.parametrize("point", ["before_commit", "after_reserve", "after_upload"])
 def test_failure_before_commit_leaves_nothing(backend, make_file, point):
     faults.configure(f"{point}:raise")

@@ -21,7 +21,7 @@ _COMMON: dict[str, Any] = {
     "print_blob": True,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("ci", max_examples=3, stateful_step_count=20, derandomize=True, **_COMMON)
+settings.register_profile("ci", max_examples=4, stateful_step_count=20, derandomize=True, **_COMMON)
 settings.register_profile("long", max_examples=30, stateful_step_count=40, **_COMMON)
 PROFILE = os.environ.get(PROFILE_ENV, "ci")
 # writers killed per example: each costs a second process

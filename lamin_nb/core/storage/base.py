@@ -68,6 +68,7 @@ class Storage(Protocol):
     root: str
     managed: str  # ``<root>/.lamindb``
     default_workers: int  # parallel transfers that keep this backend busy
+    has_temps: bool  # uploads go through temporary objects beside the final one
 
     @property
     def fs(self) -> Any:

@@ -32,6 +32,7 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, er
 
 class LocalStorage(FsspecStorage):
     default_workers = 8  # enough threads to overlap the flushes of small files
+    has_temps = True  # a temporary name, flushed, then renamed into place
 
     def _make_fs(self) -> Any:
         from fsspec.implementations.local import LocalFileSystem

@@ -19,6 +19,7 @@ SCHEME = "s3://"
 
 class S3Storage(FsspecStorage):
     default_workers = 16  # each worker mostly waits on the network
+    has_temps = False  # an object appears only when its PUT (or multipart upload) completes
 
     def _make_fs(self) -> Any:
         try:
