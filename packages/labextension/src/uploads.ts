@@ -38,7 +38,7 @@ export class UploadsView {
     const folderInput = this.picker(true);
     this.prefix = h('input', {
       className: 'jp-mod-styled lamin-upload-prefix',
-      placeholder: 'key prefix (optional), e.g. raw/run7',
+      placeholder: 'key prefix (optional)',
       'aria-label': 'key prefix of the uploads'
     });
     this.cancelAllButton = h(
@@ -140,9 +140,10 @@ export class UploadsView {
     const open = items.filter(i => i.state !== 'saved');
     const total = open.reduce((sum, i) => sum + i.size, 0);
     const done = open.reduce((sum, i) => sum + i.received, 0);
-    this.summary.textContent = items.length
-      ? `${open.length} to do (${humanSize(done)} of ${humanSize(total)}), ${saved} saved`
-      : 'No uploads.';
+    const todo = open.length ? `${open.length} to do (${humanSize(done)} of ${humanSize(total)})` : '';
+    this.summary.textContent = !items.length
+      ? 'No uploads.'
+      : [todo, saved ? `${saved} saved` : ''].filter(Boolean).join(', ');
     this.cancelAllButton.hidden = !open.length;
     this.clearButton.hidden = !saved;
     clear(this.list, ...items.map(item => this.row(item)));
