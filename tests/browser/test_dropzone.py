@@ -215,7 +215,7 @@ def test_a_reload_at_60_percent_lists_the_upload_and_resume_finishes_it(page, dr
     assert paused.get_attribute("data-key") == "runs/7/cells.h5ad"
     assert 55 <= percent(paused) < 100, percent(paused)
     assert "Uploads (1)" in sidebar.locator(".lamin-tab[data-tab='uploads']").inner_text()
-    assert "paused: pick the same file again to resume" in paused.inner_text()
+    assert "paused: Resume and pick the same file" in paused.inner_text()
     sidebar.screenshot(path=str(SHOTS / "dropzone-resume.png"))
     with page.expect_file_chooser() as chooser:
         paused.locator(".lamin-upload-resume").click()

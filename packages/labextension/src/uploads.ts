@@ -11,7 +11,7 @@ import { fraction, IUploadItem, secondsLeft, UploadQueue } from './uploadqueue';
 const STATE_TEXT: Record<string, string> = {
   waiting: 'waiting',
   starting: 'starting',
-  paused: 'paused: pick the same file again to resume',
+  paused: 'paused: Resume and pick the same file (or drop it here again)',
   complete: 'all bytes on the Jupyter host, not saved yet',
   saving: 'saving to the instance…'
 };
@@ -86,10 +86,20 @@ export class UploadsView {
     }
     this.say('');
     const prefix = this.prefix.value;
-    this.queue.add(
-      files.map(({ file, key }) => ({ file, key: withPrefix(prefix, key) })),
-      this.instance()
-    );
+    const fresh: IPickedFile[] = [];
+    for (const { file, key } of files) {
+      const full = withPrefix(prefix, key);
+      // the same file dropped again onto its paused upload goes on where it stopped
+      const paused = this.queue.pausedFor(file, full);
+      if (paused) {
+        this.queue.resume(paused, file);
+      } else {
+        fresh.push({ file, key: full });
+      }
+    }
+    if (fresh.length) {
+      this.queue.add(fresh, this.instance());
+    }
   }
 
   /** List the unfinished uploads the server keeps (once per page). */
