@@ -130,12 +130,14 @@ def _save(args: argparse.Namespace) -> int:
     import lamin_nb as ln
 
     from .core.callbacks import TextProgress
+    from .core.validate import key_of_item
 
-    prefix = args.key.rstrip("/") + "/" if args.key and len(args.paths) > 1 else None
+    many = len(args.paths) > 1
     artifacts = []
     for path in args.paths:
-        # one path: --key is its key (a folder's key prefix); several: a prefix for each name
-        key = args.key if prefix is None else prefix + Path(path).name
+        # the core's rule: one path takes --key as its key (a folder's: its key prefix);
+        # several paths, or a --key ending in '/', put each name under it
+        key = key_of_item(args.key, Path(path).name, many)
         if Path(path).is_dir():
             artifacts += ln.Artifact.from_dir(path, key=key, description=args.description)
         else:

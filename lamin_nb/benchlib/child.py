@@ -54,9 +54,10 @@ def naive_check(inst: Any) -> tuple[int, bool]:
     from sqlalchemy import select
 
     from lamin_nb.core.models import ArtifactRow
+    from lamin_nb.core.storage import LocalStorage
 
     storage = inst.storage
-    if storage.is_local:
+    if isinstance(storage, LocalStorage):  # the cheapest listing of each backend
         listing = {e.name: e.stat().st_size for e in os.scandir(storage.managed) if e.is_file()}
     else:
         found = storage.fs.find(storage.managed, detail=True)

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 
 from . import rows
 from .errors import describe
-from .hashing import HASH_TYPE, hash_file, hash_stream
+from .hashing import HASH_TYPE
 from .instance import Instance
 from .models import COMMITTED, ArtifactRow, utcnow
 from .storage import ObjectInfo, owner_of_temp
@@ -110,7 +110,7 @@ def adopt_objects(inst: Instance) -> AdoptReport:
 
 
 def _row(inst: Instance, info: ObjectInfo, uid: str, suffix: str) -> dict[str, Any]:
-    digest, size = _hash_object(inst, info.name)
+    digest, size = inst.storage.hash_object(info.name)
     return {
         "uid": uid,
         "key": None,
@@ -131,15 +131,6 @@ def _row(inst: Instance, info: ObjectInfo, uid: str, suffix: str) -> dict[str, A
         "lease_expires_at": None,
         "updated_at": utcnow(),
     }
-
-
-def _hash_object(inst: Instance, name: str) -> tuple[str, int]:
-    if inst.storage.is_local:
-        from pathlib import Path
-
-        return hash_file(Path(inst.storage.managed, name))
-    with inst.storage.open(name) as fh:
-        return hash_stream(fh)
 
 
 def _user() -> str:

@@ -16,7 +16,14 @@ from .hashing import HASH_TYPE, hash_file
 from .localfiles import staging_dir, touch, trim_cache
 from .models import ArtifactRow
 from .storage import READ_ONLY
-from .validate import check_description, check_key, check_source, suffix_of
+from .validate import (
+    check_description,
+    check_key,
+    check_key_prefix,
+    check_source,
+    key_under,
+    suffix_of,
+)
 
 if TYPE_CHECKING:
     from .callbacks import SaveCallback
@@ -143,6 +150,7 @@ class Artifact:
         self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
         self._staged = False  # the source is a staging file lamin_nb wrote itself
         self._instance: _instance.Instance | None = None  # where it was saved or loaded from
+        self._deleted_uid: str | None = None  # its uid, once deleted for good by this object
 
     # -- constructors --------------------------------------------------------------------
 
@@ -289,12 +297,12 @@ class Artifact:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise ValidationError(f"{str(folder)!r} is not a folder")
-        prefix = check_key(key) if key is not None else folder.resolve().name
+        prefix = check_key_prefix(key) if key is not None else folder.resolve().name
         files = _visible_files(folder)
         artifacts = [cls.__new__(cls) for _ in files]
         for artifact, file in zip(artifacts, files, strict=True):
             artifact._init_fields(
-                check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
+                key_under(prefix, file.relative_to(folder).as_posix()),
                 check_description(description),
                 suffix_of(file),
             )
@@ -509,9 +517,8 @@ class Artifact:
             return self._source
         inst = self._home()
         self._check_still_stored(inst)
-        if inst.storage.is_local:
-            return _stored_file(Path(inst.storage.managed) / self._object_name, self)
-        return _download(inst, self)
+        stored = inst.storage.local_path(self._object_name)
+        return _stored_file(stored, self) if stored is not None else _download(inst, self)
 
     def _check_still_stored(self, inst: _instance.Instance) -> None:
         """An object in hand may be stale: its row deleted since (by another handle or
@@ -811,7 +818,7 @@ def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
     """After a save, a staging file becomes the S3 cache copy (or is dropped if local)."""
     if not artifact._staged or artifact._source is None:
         return
-    if inst.storage.is_local:
+    if inst.storage.local_path(artifact._object_name) is not None:  # no cache for local objects
         artifact._source.unlink(missing_ok=True)
     else:
         target = cache_path(inst, artifact)

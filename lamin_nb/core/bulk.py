@@ -20,7 +20,14 @@ from . import recovery, rows
 from .artifact import Artifact, keep_staged_copy, version_suffix
 from .callbacks import Guarded, ItemInfo, ItemState, SaveCallback
 from .callbacks import item_label as label
-from .errors import DatabaseError, LaminNbError, StorageError, ValidationError, describe
+from .errors import (
+    DatabaseError,
+    LaminNbError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+    describe,
+)
 from .faults import fault
 from .instance import Instance, random_base62
 from .models import COMMITTED, PENDING, utcnow
@@ -184,6 +191,9 @@ class SaveRun:
             if own is not None and own.status != PENDING:
                 self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
                 continue
+            if own is None and item.artifact._is_saved:  # another handle deleted it for good
+                self._fail(item, NotFoundError(_deleted_elsewhere(item.artifact)))
+                continue
             if own is not None and own.owner != self.owner and rows.in_flight(own):
                 if own.hash == digest:  # another process predicted the same uid, same content
                     item.waiting, item.waits_for = True, own
@@ -246,7 +256,9 @@ class SaveRun:
         )
         for item in items:
             a = item.artifact
-            if a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
+            # a uid deleted for good is never issued again, whatever the content now
+            retired = a.uid == a._deleted_uid
+            if retired or a.uid in taken or (a.uid in known and known[a.uid].hash != a._hash):
                 a.uid = random_base62(16) + version_suffix(a.version or 1)
         return [self._row_values(i.artifact, now, until, described[id(i)]) for i in items]
 
@@ -304,7 +316,7 @@ class SaveRun:
     def _upload_all(self, items: list[Item]) -> None:
         run_parallel(items, self._upload_one, self.workers, self.cancel)
         self._reraise_stop()
-        if self.inst.storage.is_local and any(i.uploaded for i in items):
+        if any(i.uploaded for i in items):
             self.inst.storage.sync()
 
     def _upload_one(self, item: Item) -> None:
@@ -543,6 +555,13 @@ class SaveRun:
             error.__cause__ = cause
         item.error = error
         self._set(item, S.FAILED, describe(cause or error))
+
+
+def _deleted_elsewhere(artifact: Artifact) -> str:
+    return (
+        f"{label(artifact)} ({artifact.uid}) was deleted permanently; nothing to save. "
+        "To store the file again, build a new ln.Artifact from it"
+    )
 
 
 def key_not_saved(requested: str, kept: str | None, uid: str) -> str:

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from . import rows
 from .db import database_errors
-from .hashing import hash_stream
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
@@ -396,5 +395,4 @@ def _check_committed(
 
 
 def _rehash(inst: Instance, name: str) -> str:
-    with inst.storage.open(name) as fh:
-        return hash_stream(fh)[0]
+    return inst.storage.hash_object(name)[0]

@@ -79,6 +79,7 @@ def delete_permanently(artifact: Artifact) -> None:
             with inst.db.write() as session:
                 rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
+    artifact._deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
     artifact.status = None
     artifact.is_latest = False
 
@@ -108,8 +109,7 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, own
 def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
     from .artifact import cache_path
 
-    if not inst.storage.is_local:
-        cache_path(inst, artifact).unlink(missing_ok=True)
+    cache_path(inst, artifact).unlink(missing_ok=True)  # only remote objects have one
 
 
 def _revert(inst: Instance, artifact: Artifact, owner: str) -> None:

@@ -29,7 +29,7 @@ from .settings import (
     set_current,
     validate_name,
 )
-from .storage import Storage, storage_failure
+from .storage import open_storage, storage_failure
 from .validate import check_flag
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Instance:
     def __init__(self, settings: InstanceSettings) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.storage = Storage(settings.storage_root, settings.storage_options)
+        self.storage = open_storage(settings.storage_root, settings.storage_options)
         self.adopted: AdoptReport | None = None  # what ln.init(..., adopt=True) rebuilt
 
     @property
@@ -111,12 +111,28 @@ def disconnect() -> None:
         _current = None
 
 
+def current_or_none() -> Instance | None:
+    """The instance this process is connected to, or None; never connects."""
+    return _current
+
+
 def _activate(instance: Instance) -> Instance:
+    """Make ``instance`` current: recorded in the settings folder first, so a folder that
+    cannot be written (read-only, full) leaves the previous instance current, not half a switch."""
     global _current
+    try:
+        set_current(instance.name)
+    except OSError as exc:
+        if instance is not _current:
+            instance.close()
+        raise InstanceError(
+            f"cannot write the settings folder {home()}: {describe(exc)}; instance "
+            f"{instance.name!r} was not made current and nothing was changed; free space or make "
+            "the folder writable (or point LAMIN_NB_HOME elsewhere), then run it again"
+        ) from exc
     if _current is not None and _current is not instance:
         _current.close()
     _current = instance
-    set_current(instance.name)
     return instance
 
 

@@ -18,8 +18,11 @@ _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
 _LOOKUPS = {"startswith", "contains", "in", "gt", "gte", "lt", "lte"}
 
 
-def visible(trashed: bool = False) -> tuple[Any, Any]:
-    """Which rows users see: committed ones, in the trash or not as asked."""
+def visible(trashed: bool | None = False) -> tuple[Any, ...]:
+    """Which rows users see: committed ones (never pending, deleting or lost), outside the
+    trash, in it (``trashed=True``) or both (``None``). Every listing of artifacts uses it."""
+    if trashed is None:
+        return (ArtifactRow.status == COMMITTED,)
     return ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(trashed)
 
 
@@ -64,11 +67,11 @@ class QuerySet:
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self._conditions = [_condition(k, v) for k, v in fields.items()]
-        if not any(k.partition("__")[0] == "is_trashed" for k in fields):
-            self._conditions.append(ArtifactRow.is_trashed.is_(False))
+        asks_trash = any(k.partition("__")[0] == "is_trashed" for k in fields)
+        self._visible = visible(None if asks_trash else False)
 
     def _select(self) -> Select[Any]:
-        return select(ArtifactRow).where(ArtifactRow.status == COMMITTED, *self._conditions)
+        return select(ArtifactRow).where(*self._visible, *self._conditions)
 
     def all(self) -> list[Artifact]:
         inst = _instance.current()

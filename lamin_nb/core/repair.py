@@ -8,9 +8,8 @@ cannot be recreated: their rows are reported, and marked ``lost`` only when aske
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -315,7 +314,7 @@ def _apply_one(
     elif action.kind == "mark lost":
         _mark_lost(inst, action.target)
     elif action.kind == "abort incomplete upload":
-        _abort_upload(inst.storage, action.target, action.ref)
+        inst.storage.abort_upload(action.target, action.ref)
     elif action.kind == "remove abandoned browser upload":
         return staged.sweep_one(action.target)
     elif action.kind == "purge quarantined":
@@ -354,56 +353,26 @@ def _incomplete_uploads(
     report: ConsistencyReport,
     grace: float,
 ) -> tuple[list[RepairAction], list[RepairAction]]:
-    """S3 multipart uploads that a killed writer never completed: invisible, but billed."""
-    if inst.storage.is_local:
-        return [], []
+    """Uploads that a killed writer never completed (S3 multipart: invisible, but billed)."""
     live = {p.name for p in report.pending if not p.stuck and grace > 0}
     now = utcnow()
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []
     try:
-        uploads = list(_list_uploads(inst.storage))
+        uploads = list(inst.storage.incomplete_uploads())
     except Exception as exc:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads permission
         skipped.append(RepairAction("incomplete uploads", "(not listed)", describe(exc)))
         return actions, skipped
-    for name, upload_id, started in uploads:
-        age = (now - started).total_seconds()
+    for upload in uploads:
+        age = (now - upload.started).total_seconds()
         action = RepairAction(
-            "abort incomplete upload", name, f"({human_age(age)} old)", ref=upload_id
+            "abort incomplete upload",
+            upload.name,
+            f"({human_age(age)} old)",
+            ref=upload.upload_id,
         )
-        (skipped if name in live or age < grace else actions).append(action)
+        (skipped if upload.name in live or age < grace else actions).append(action)
     return actions, skipped
-
-
-def _s3_prefix(storage: Any) -> tuple[str, str]:
-    bucket, _, prefix = storage.managed.removeprefix("s3://").partition("/")
-    return bucket, prefix + "/"
-
-
-def _list_uploads(storage: Any) -> Iterator[tuple[str, str, datetime]]:
-    bucket, prefix = _s3_prefix(storage)
-    params = {"Bucket": bucket, "Prefix": prefix}
-    while True:
-        page = storage.fs.call_s3("list_multipart_uploads", **params)
-        for upload in page.get("Uploads", []):
-            if upload["Key"].startswith(prefix):  # never anything outside the managed prefix
-                started = upload["Initiated"]
-                if started.tzinfo is not None:
-                    started = started.astimezone(timezone.utc).replace(tzinfo=None)
-                yield upload["Key"][len(prefix) :], upload["UploadId"], started
-        if not page.get("IsTruncated"):
-            return
-        params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
-
-
-def _abort_upload(storage: Any, name: str, upload_id: str) -> None:
-    bucket, prefix = _s3_prefix(storage)
-    try:
-        storage.fs.call_s3(
-            "abort_multipart_upload", Bucket=bucket, Key=prefix + name, UploadId=upload_id
-        )
-    except FileNotFoundError:  # completed or aborted meanwhile
-        pass
 
 
 def _purgeable(inst: Instance, retention: float) -> list[str]:

@@ -429,4 +429,4 @@ def _default_workers(inst: Instance) -> int:
                 f"{WORKERS_ENV} must be a whole number between 1 and "
                 f"{MAX_WORKERS}, not {configured!r}"
             ) from exc
-    return 8 if inst.storage.is_local else 16
+    return inst.storage.default_workers

@@ -103,6 +103,17 @@ def parse_prefix(raw: str | None) -> str | None:
     return raw
 
 
+def parse_save_prefix(raw: str | None) -> str | None:
+    """The key prefix of a save: the core's rule (``check_key_prefix``), refused with 400."""
+    from lamin_nb.core.errors import ValidationError
+    from lamin_nb.core.validate import check_key_prefix
+
+    try:
+        return check_key_prefix(parse_prefix(raw))
+    except ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def parse_name(raw: str | None) -> str | None:
     if raw is None or raw == "":
         return None
@@ -360,6 +371,7 @@ class SavesHandler(LaminHandler):
             for label, value in (("key_prefix", prefix), ("description", description)):
                 if value is not None and not isinstance(value, str):
                     raise BadRequest(f"{label} must be a string, not {value!r}")
+            prefix = parse_save_prefix(prefix)
             allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
             targets = targets_of(body.get("paths"), lamin.root_dir, allow_hidden)
         except (BadRequest, PathRefused) as exc:
@@ -369,7 +381,7 @@ class SavesHandler(LaminHandler):
 
             return self.fail(409, NO_INSTANCE)
         paths = [str(p.relative_to(Path(lamin.root_dir).resolve())) for p in targets]
-        job = lamin.jobs.add(SaveJob(name, paths, parse_prefix(prefix), description, atomic))
+        job = lamin.jobs.add(SaveJob(name, paths, prefix, description, atomic))
         _WRITES.submit(run, job, lamin.registry, targets)
         self.set_status(202)
         self.finish(json.dumps(job.snapshot(), default=_jsonable))

@@ -46,12 +46,6 @@ def resolve(root: str, relative: Any, allow_hidden: bool) -> Path:
     return target
 
 
-def key_for(prefix: str | None, name: str) -> str:
-    """A key prefix and a file or folder name make the key, as in the notebook's UploadWidget."""
-    prefix = (prefix or "").strip().strip("/")
-    return f"{prefix}/{name}" if prefix else name
-
-
 @dataclass
 class Item:
     index: int
@@ -165,6 +159,7 @@ def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
     from lamin_nb.core.errors import SaveError, describe
     from lamin_nb.core.instance import bound
     from lamin_nb.core.save import save
+    from lamin_nb.core.validate import key_under
 
     job.status = "running"
     try:
@@ -174,7 +169,7 @@ def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
         with bound(inst):
             artifacts: list[Artifact] = []
             for target in targets:
-                key = key_for(job.key_prefix, target.name)
+                key = key_under(job.key_prefix, target.name)
                 if target.is_dir():
                     artifacts += Artifact.from_dir(target, key=key, description=job.description)
                 else:

@@ -54,11 +54,13 @@ class UploadWidget(TextRepr, w.VBox):
         atomic_box = w.Checkbox(value=atomic, description="all or nothing", indent=False)
         save_button = w.Button(description="Save", icon="upload", button_style="primary")
         status, progress_box = w.HTML(), w.VBox()
+        picker.layout.align_self = "flex-start"  # as wide as its button and file rows
         super().__init__(
             [
-                w.HBox([picker, save_button, atomic_box]),
+                picker,
                 key_field,
                 description_field,
+                w.HBox([save_button, atomic_box]),
                 status,
                 progress_box,
             ],
@@ -161,7 +163,9 @@ class UploadWidget(TextRepr, w.VBox):
     def _artifacts(self, files: list[Any], staging: Path) -> list[Artifact]:
         """Write each upload to its own staging folder (keeps its name) and wrap it."""
         import lamin_nb as ln
+        from lamin_nb.core.validate import check_key_prefix
 
+        check_key_prefix(self.key_field.value.strip())  # checked before anything is written
         description = self.description_field.value.strip() or None
         artifacts = []
         for number, upload in enumerate(files):
@@ -199,8 +203,12 @@ class UploadWidget(TextRepr, w.VBox):
         self.picker.forget(done)
 
     def _key(self, name: str) -> str:
-        prefix = self.key_field.value.strip().strip("/")
-        return f"{prefix}/{name}" if prefix else name
+        """The core's key rule; a text field's surrounding blanks are not part of what was typed
+        (an empty ``name`` only checks the prefix)."""
+        from lamin_nb.core.validate import check_key_prefix, key_under
+
+        prefix = self.key_field.value.strip()
+        return key_under(prefix, name) if name else (check_key_prefix(prefix) or "")
 
     def _show(self, message: str, ok: bool) -> None:
         self.message = message

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import s3upload
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
+from lamin_nb.core.storage import multipart
 from tests.conftest import Backend, make_backend
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
@@ -47,8 +47,8 @@ def test_file_rewritten_during_upload_never_stores_wrong_bytes(
     backend, make_file, monkeypatch, when
 ):
     # one part in flight: the next part is read only after the first one was sent
-    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
-    monkeypatch.setattr(s3upload, "PARTS_IN_FLIGHT", 1)
+    monkeypatch.setattr(multipart, "PART_SIZE", PART)
+    monkeypatch.setattr(multipart, "PARTS_IN_FLIGHT", 1)
     old, new = os.urandom(2 * PART + 1000), os.urandom(2 * PART + 1000)
     path = make_file(old, name="rewritten.bin")
     artifact = ln.Artifact(path, key="data/rewritten.bin")
@@ -88,7 +88,7 @@ def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 def test_s3_requests_carry_a_checksum(s3_backend, make_file, monkeypatch, size):
     """Each PUT (and each part) carries a CRC32 the server checks and stores with the object."""
     backend = s3_backend
-    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
+    monkeypatch.setattr(multipart, "PART_SIZE", PART)
     content = os.urandom(size)
     artifact = ln.Artifact(make_file(content)).save()
     assert backend.s3 is not None

@@ -1,4 +1,6 @@
-"""Verified S3 uploads (DESIGN §9): the bytes that reach storage are the bytes that were hashed.
+"""S3 uploads, single PUT or multipart, and the multipart uploads a killed writer left behind.
+
+Verified (DESIGN §9): the bytes that reach storage are the bytes that were hashed.
 
 The source is read once; every piece read is hashed and sent, so a file rewritten while it
 uploads cannot be stored under the hash of its old content: the digest of what was sent is
@@ -12,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from datetime import timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import IntegrityError, describe
-from .faults import fault
-from .hashing import DIGEST_BYTES, encode, new_hasher
+from ..errors import IntegrityError, describe
+from ..faults import fault
+from ..hashing import DIGEST_BYTES, encode, new_hasher
+from .base import IncompleteUpload
 
 logger = logging.getLogger("lamin_nb")
 PART_SIZE = 16 * 1024 * 1024  # files up to this size go up in one PUT
@@ -153,3 +157,26 @@ def _digest_of(data: bytes) -> str:
 def _verify(source: Path, digest: str, expected: str | None) -> None:
     if expected is not None and digest != expected:
         raise IntegrityError(f"{source} changed after it was hashed; save it again")
+
+
+def list_uploads(fs: Any, bucket: str, prefix: str) -> Iterator[IncompleteUpload]:
+    """Multipart uploads under ``prefix`` that were neither completed nor aborted."""
+    params = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", **params)
+        for upload in page.get("Uploads", []):
+            if upload["Key"].startswith(prefix):  # never anything outside the managed prefix
+                started = upload["Initiated"]
+                if started.tzinfo is not None:
+                    started = started.astimezone(timezone.utc).replace(tzinfo=None)
+                yield IncompleteUpload(upload["Key"][len(prefix) :], upload["UploadId"], started)
+        if not page.get("IsTruncated"):
+            return
+        params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+
+
+def abort_upload(fs: Any, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    except FileNotFoundError:  # completed or aborted meanwhile
+        pass
