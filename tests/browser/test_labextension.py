@@ -181,6 +181,8 @@ def test_sidebar_lists_filters_and_shows_details(lab, page):
     # newest first: raw/a.csv was saved again last
     lab.wait_keys(["raw/a.csv", "results/summary.txt", "raw/b.csv", "raw/a.csv"])
     assert sidebar.locator(".lamin-summary").first.inner_text() == "4 artifacts"
+    lab.wait_status("lamin ✓")
+    page.screenshot(path=str(SHOTS / "labext-sidebar.png"))  # the docs' first picture
 
     search = sidebar.locator(".lamin-panel:not([hidden]) .lamin-search")
     search.fill("raw/")
@@ -200,8 +202,8 @@ def test_sidebar_lists_filters_and_shows_details(lab, page):
     ]
     detail.locator(".lamin-versions button", has_text="v1").click()
     page.wait_for_function(
-        "() => document.querySelector('.lamin-versions .lamin-mod-current')"
-        ".textContent.startsWith('v1')"
+        "() => (document.querySelector('.lamin-versions .lamin-mod-current')"
+        " || {textContent: ''}).textContent.startsWith('v1')"  # none while the detail reloads
     )
     detail.locator(".lamin-copy").click()
     assert detail.locator(".lamin-message").inner_text().startswith("copied ")
@@ -305,6 +307,7 @@ def test_save_to_lamin_from_the_file_browser_shows_each_file(lab, page):
     dialog = page.locator(".jp-Dialog")
     assert "“s3lab”" in dialog.inner_text()
     dialog.locator(".lamin-save-prefix").fill("screens/run1")
+    dialog.screenshot(path=str(SHOTS / "labext-save-dialog.png"))
     dialog.locator("button", has_text="Save").click()
     sidebar = lab.sidebar()
     job = sidebar.locator(".lamin-job").first

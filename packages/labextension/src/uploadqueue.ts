@@ -257,6 +257,13 @@ export class UploadQueue {
     this.pump();
   }
 
+  /** The paused upload this file (under this key) would resume, if any. */
+  pausedFor(file: IFileLike, key: string): IUploadItem | undefined {
+    return this.entries.find(
+      e => e.state === 'paused' && e.key === key && e.name === file.name && e.size === file.size
+    );
+  }
+
   /** Save a complete item (restored after a reload, or whose commit failed). */
   save(item: IUploadItem): Promise<void> {
     if (item.state !== 'complete' && !(item.state === 'failed' && item.received === item.size)) {

@@ -11,7 +11,7 @@ import { fraction, IUploadItem, secondsLeft, UploadQueue } from './uploadqueue';
 const STATE_TEXT: Record<string, string> = {
   waiting: 'waiting',
   starting: 'starting',
-  paused: 'paused: pick the same file again to resume',
+  paused: 'paused: Resume and pick the same file (or drop it here again)',
   complete: 'all bytes on the Jupyter host, not saved yet',
   saving: 'saving to the instance…'
 };
@@ -38,7 +38,7 @@ export class UploadsView {
     const folderInput = this.picker(true);
     this.prefix = h('input', {
       className: 'jp-mod-styled lamin-upload-prefix',
-      placeholder: 'key prefix (optional), e.g. raw/run7',
+      placeholder: 'key prefix (optional)',
       'aria-label': 'key prefix of the uploads'
     });
     this.cancelAllButton = h(
@@ -86,10 +86,20 @@ export class UploadsView {
     }
     this.say('');
     const prefix = this.prefix.value;
-    this.queue.add(
-      files.map(({ file, key }) => ({ file, key: withPrefix(prefix, key) })),
-      this.instance()
-    );
+    const fresh: IPickedFile[] = [];
+    for (const { file, key } of files) {
+      const full = withPrefix(prefix, key);
+      // the same file dropped again onto its paused upload goes on where it stopped
+      const paused = this.queue.pausedFor(file, full);
+      if (paused) {
+        this.queue.resume(paused, file);
+      } else {
+        fresh.push({ file, key: full });
+      }
+    }
+    if (fresh.length) {
+      this.queue.add(fresh, this.instance());
+    }
   }
 
   /** List the unfinished uploads the server keeps (once per page). */
@@ -140,9 +150,10 @@ export class UploadsView {
     const open = items.filter(i => i.state !== 'saved');
     const total = open.reduce((sum, i) => sum + i.size, 0);
     const done = open.reduce((sum, i) => sum + i.received, 0);
-    this.summary.textContent = items.length
-      ? `${open.length} to do (${humanSize(done)} of ${humanSize(total)}), ${saved} saved`
-      : 'No uploads.';
+    const todo = open.length ? `${open.length} to do (${humanSize(done)} of ${humanSize(total)})` : '';
+    this.summary.textContent = !items.length
+      ? 'No uploads.'
+      : [todo, saved ? `${saved} saved` : ''].filter(Boolean).join(', ');
     this.cancelAllButton.hidden = !open.length;
     this.clearButton.hidden = !saved;
     clear(this.list, ...items.map(item => this.row(item)));

@@ -388,6 +388,15 @@ describe('UploadQueue', () => {
       expect(server.commits).toEqual(['u1']);
     });
 
+    it('finds the paused upload a file dropped again resumes', async () => {
+      const { queue } = await reloaded();
+      const [item] = await queue.restore();
+      const same = new FakeFile('big.bin', 20 * MiB);
+      expect(queue.pausedFor(same, 'runs/big.bin')).toBe(item);
+      expect(queue.pausedFor(same, 'big.bin')).toBeUndefined(); // another key: a new upload
+      expect(queue.pausedFor(new FakeFile('big.bin', MiB), 'runs/big.bin')).toBeUndefined();
+    });
+
     it('a complete upload is listed as complete and saved on request', async () => {
       const { server, queue } = await reloaded();
       server.uploads.get('u1')!.received = 20 * MiB;
