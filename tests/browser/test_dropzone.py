@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import SHOTS
-from tests.browser.test_uploads import (
+from tests.browser.test_upload_browser import (
+    HoldChunks,
     MiB,
     big_file,
     objects,
@@ -28,7 +29,6 @@ from tests.browser.test_uploads import (
     sha256,
     staged_files,
     staging,
-    throttle,
 )
 from tests.support.jupyter import JupyterProcess, isolated_env
 
@@ -178,18 +178,20 @@ def test_cancel_at_40_percent_leaves_no_row_no_object_no_staged_file(page, drop_
     lab, storage = drop_lab.server, drop_lab.storage
     before_rows, before_objects = rows(lab, INSTANCE), objects(storage)
     sidebar = open_uploads(page, lab)
-    path, _ = big_file(files, "cancelled.bin", 400 * MiB)
-    throttle(page, 40 * MiB)  # about 10 s for the whole file
+    path, _ = big_file(files, "cancelled.bin", 320 * MiB)
+    hold = HoldChunks(page, at=128 * MiB)  # 40 %: chunks of 32 MiB
     drop(page, [path])
+    hold.wait(page)
     row = sidebar.locator(ROW).first
     wait_percent(page, 40)
-    sidebar.screenshot(path=str(SHOTS / "dropzone-uploading.png"))
+    assert percent(row) == 40 and row.get_attribute("data-state") == "sending"
+    assert [p.stat().st_size for p in staged_files(lab)] == [128 * MiB]
     text = row.locator(".lamin-upload-state").inner_text()
-    assert " of 400.0 MiB (" in text and "/s · " in text and " left" in text, text
-    assert percent(row) < 100  # still moving: the cancel interrupts it
-    assert len(staged_files(lab)) == 1
+    assert "128.0 MiB of 320.0 MiB (40 %)" in text and "/s · " in text and " left" in text, text
+    sidebar.screenshot(path=str(SHOTS / "dropzone-uploading.png"))
     row.locator(".lamin-upload-cancel").click()
     row.wait_for(state="detached")
+    hold.release()
     page.wait_for_function(
         "async (url) => (await (await fetch(url)).json()).uploads.length === 0",
         arg=f"{lab.base}/lamin/api/uploads?token={lab.token}",
@@ -202,18 +204,21 @@ def test_a_reload_at_60_percent_lists_the_upload_and_resume_finishes_it(page, dr
     lab, storage = drop_lab.server, drop_lab.storage
     before_rows = rows(lab, INSTANCE)
     sidebar = open_uploads(page, lab)
-    path, digest = big_file(files, "cells.h5ad", 400 * MiB)
-    cdp = throttle(page, 40 * MiB)
+    path, digest = big_file(files, "cells.h5ad", 320 * MiB)
+    hold = HoldChunks(page, at=192 * MiB)  # 60 %
     sidebar.locator(".lamin-upload-prefix").fill("runs/7")
     drop(page, [path])
+    hold.wait(page)
     wait_percent(page, 60)
-    page.reload()
-    cdp.send("Network.emulateNetworkConditions", {**NO_THROTTLE})
+    (staged,) = staged_files(lab)
+    assert staged.stat().st_size == 192 * MiB
+    page.reload()  # the held chunk never reaches the server: 60 % stay staged
+    hold.at = 2**62  # (still routed, so the held chunk is not let go) the new page's go through
     sidebar = open_uploads(page, lab)
     paused = sidebar.locator(f"{ROW}[data-state='paused']")
     paused.wait_for()
     assert paused.get_attribute("data-key") == "runs/7/cells.h5ad"
-    assert 55 <= percent(paused) < 100, percent(paused)
+    assert percent(paused) == 60
     assert "Uploads (1)" in sidebar.locator(".lamin-tab[data-tab='uploads']").inner_text()
     assert "paused: Resume and pick the same file" in paused.inner_text()
     sidebar.screenshot(path=str(SHOTS / "dropzone-resume.png"))
@@ -225,6 +230,7 @@ def test_a_reload_at_60_percent_lists_the_upload_and_resume_finishes_it(page, dr
     saved = [p for p in objects(storage) if p.suffix == ".h5ad"]
     assert len(saved) == 1 and sha256(saved[0]) == digest
     assert staged_files(lab) == [] and server_uploads(page, lab) == []
+    hold.release()  # the old page's chunk, held since the reload: nowhere to go now
 
 
 def test_a_dropped_folder_keeps_its_paths_as_keys(page, drop_lab, files):
@@ -249,6 +255,3 @@ def test_a_dropped_folder_keeps_its_paths_as_keys(page, drop_lab, files):
         )
     )
     assert keys == ["plate1/layout.csv", "plate1/wells/A1.txt"]
-
-
-NO_THROTTLE = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
