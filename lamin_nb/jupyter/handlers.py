@@ -147,6 +147,12 @@ class ServerState:
         self.root_dir = root_dir
 
 
+def query_names(request: Any) -> set[str]:
+    """The query arguments a route must know: not the auth ones, and not the cache-busting
+    ``?<timestamp>`` that JupyterLab's ServerConnection appends to every GET."""
+    return {n for n in request.query_arguments if not n.isdigit()} - AUTH_PARAMS
+
+
 class LaminHandler(APIHandler):
     allowed: frozenset[str] = frozenset()
 
@@ -156,8 +162,7 @@ class LaminHandler(APIHandler):
 
     def query_params(self) -> dict[str, str]:
         """The query arguments, refusing unknown names so that a typo is not silently ignored."""
-        # JupyterLab's ServerConnection appends a cache-busting ``?<timestamp>`` to GETs
-        names = {n for n in self.request.query_arguments if not n.isdigit()} - AUTH_PARAMS
+        names = query_names(self.request)
         unknown = sorted(names - self.allowed - {"instance"})
         if unknown:
             allowed = ", ".join(sorted(self.allowed | {"instance"}))

@@ -130,9 +130,9 @@ class UploadBase(APIHandler):
         return body
 
     def no_query(self, allowed: frozenset[str] = frozenset()) -> None:
-        from .handlers import AUTH_PARAMS, BadRequest
+        from .handlers import BadRequest, query_names
 
-        unknown = sorted(set(self.request.query_arguments) - AUTH_PARAMS - allowed)
+        unknown = sorted(query_names(self.request) - allowed)
         if unknown:
             raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}")
 

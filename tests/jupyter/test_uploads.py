@@ -183,7 +183,9 @@ def test_cancel_removes_the_staged_bytes(server):
 def test_a_reloaded_page_lists_its_unfinished_uploads(server):
     upload = start(server, name="unfinished.bin", size=100)
     put(server, upload["id"], 0, b"x" * 40)
-    r = requests.get(url(server, "uploads"), headers=auth(server), timeout=30)
+    # as JupyterLab's ServerConnection asks: with a cache-busting ``?<timestamp>``
+    r = requests.get(url(server, "uploads") + "?1764662400000", headers=auth(server), timeout=30)
+    assert r.status_code == 200, r.text
     listed = {u["id"]: u for u in r.json()["uploads"]}
     assert (
         listed[upload["id"]]["received"] == 40 and listed[upload["id"]]["name"] == "unfinished.bin"
