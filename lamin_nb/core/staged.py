@@ -27,13 +27,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import LaminNbError, NotFoundError, StorageError, ValidationError
 from .settings import home
 from .validate import check_description, check_key, shorten
 
-CHUNK_SIZE = 32 * 2**20  # what the server asks clients to send per PUT
+if TYPE_CHECKING:
+    pass
+
+CHUNK_SIZE = 64 * 2**20  # asked per PUT: fewer, larger requests measured fastest (bench_upload)
 MAX_SIZE = 2**46  # 64 TiB: beyond any disk; larger announced sizes are refused outright
 DISK_MARGIN = 256 * 2**20  # left free on the staging disk for everything else
 DEFAULT_GRACE = 24 * 3600  # an upload untouched this long is abandoned

@@ -221,7 +221,7 @@ async function render({ model, el }) {
   async function send(file, entry, live) {
     let offset = entry.received;
     let busyTries = 0;
-    const chunk = entry.chunk_size || 32 * 1024 * 1024;
+    const chunk = entry.chunk_size || 64 * 1024 * 1024;
     while (offset < file.size) {
       const end = Math.min(offset + chunk, file.size);
       const route = `uploads/${entry.id}?offset=${offset}`;

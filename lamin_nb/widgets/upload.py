@@ -94,7 +94,7 @@ class UploadWidget(TextRepr, w.VBox):
         """What the Save button does; returns the artifacts now in the instance."""
         if self.picker.busy:  # chunks are still moving: save once the last one arrived
             self.save_when_uploaded = True
-            self._show("uploading: the files are saved as soon as every byte arrived", ok=True)
+            self._show("uploading: the files are saved as soon as every byte arrived", ok=None)
             return []
         files, uploads = list(self.picker.value), self.picker.complete()
         if not files and not uploads:
@@ -210,11 +210,12 @@ class UploadWidget(TextRepr, w.VBox):
         prefix = self.key_field.value.strip()
         return key_under(prefix, name) if name else (check_key_prefix(prefix) or "")
 
-    def _show(self, message: str, ok: bool) -> None:
+    def _show(self, message: str, ok: bool | None) -> None:
+        """The status line: a success, an error, or (``ok=None``) a note while work goes on."""
         self.message = message
-        self.status.value = toned(esc(message), "ok" if ok else "error")
-        toggle_class(self.status, "lamin-status-ok", ok)
-        toggle_class(self.status, "lamin-status-error", not ok)
+        self.status.value = toned(esc(message), None if ok is None else "ok" if ok else "error")
+        toggle_class(self.status, "lamin-status-ok", ok is True)
+        toggle_class(self.status, "lamin-status-error", ok is False)
         set_visible(self.status, True)
         self.republish()  # a saved notebook keeps this outcome, not the empty picker
 

@@ -63,6 +63,8 @@ def test_save_waits_for_the_chunks_still_moving(local_instance, lamin_home):
     upload.picker.set_state({"busy": True, "staged": [{**entry, "state": "receiving"}]})
     click(upload.save_button)
     assert "saved as soon as every byte arrived" in upload.message
+    classes = upload.status._dom_classes  # a note, neither success nor failure yet
+    assert "lamin-status-ok" not in classes and "lamin-status-error" not in classes
     assert ln.Artifact.filter().count() == 0
     upload.picker.set_state({"staged": [entry]})
     upload.picker.set_state({"busy": False})  # the page says: the last chunk arrived
