@@ -20,7 +20,7 @@ _EXPORTS = {
     "disconnect": "lamin_nb.core.instance",
     "Artifact": "lamin_nb.core.artifact",
     "save": "lamin_nb.core.save",
-    "SaveReport": "lamin_nb.core.save",
+    "SaveReport": "lamin_nb.core.report",
     "check": "lamin_nb.core.consistency",
     "ConsistencyReport": "lamin_nb.core.consistency",
     "repair": "lamin_nb.core.repair",
@@ -88,7 +88,8 @@ if TYPE_CHECKING:
     from lamin_nb.core.instance import connect, disconnect, init
     from lamin_nb.core.public import settings
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
-    from lamin_nb.core.save import SaveReport, save
+    from lamin_nb.core.report import SaveReport
+    from lamin_nb.core.save import save
     from lamin_nb.core.transfers import uploads
 
 

@@ -56,10 +56,10 @@ class Bounds:
     def workers(self) -> int:
         """The same concurrency lamin_nb uses for a bulk save on this storage."""
         try:
-            from ..core.save import _default_workers
+            from ..core.saveinput import default_workers
         except ImportError:  # moved: fall back to the documented defaults
             return int(os.environ.get("LAMIN_NB_MAX_WORKERS") or self.inst.storage.default_workers)
-        return int(_default_workers(self.inst))
+        return int(default_workers(self.inst))
 
     def _name(self, suffix: str) -> str:
         return f"b{next(self._ids):08d}{suffix}"

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,12 @@ def _delete(uid: str) -> dict[str, Any]:
     return {"uid": uid, "deleted": True}
 
 
-COMMANDS = {"check": _check, "check-bound": _check_bound, "save": _save, "delete": _delete}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "check": _check,
+    "check-bound": _check_bound,
+    "save": _save,
+    "delete": _delete,
+}
 
 
 def main(argv: list[str]) -> int:

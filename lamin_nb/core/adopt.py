@@ -19,8 +19,8 @@ from sqlalchemy import insert, select
 from . import rows
 from .errors import describe
 from .hashing import HASH_TYPE
-from .instance import Instance
 from .models import COMMITTED, ArtifactRow, utcnow
+from .resources import Resources
 from .storage import ObjectInfo, owner_of_temp
 from .workers import run_parallel
 
@@ -71,7 +71,7 @@ def version_of(uid: str) -> int:
     return n + 1
 
 
-def adopt_objects(inst: Instance) -> AdoptReport:
+def adopt_objects(inst: Resources) -> AdoptReport:
     """Give every object under the managed prefix that has no row a committed row."""
     report = AdoptReport()
     with inst.db.read() as session:
@@ -109,7 +109,7 @@ def adopt_objects(inst: Instance) -> AdoptReport:
     return report
 
 
-def _row(inst: Instance, info: ObjectInfo, uid: str, suffix: str) -> dict[str, Any]:
+def _row(inst: Resources, info: ObjectInfo, uid: str, suffix: str) -> dict[str, Any]:
     digest, size = inst.storage.hash_object(info.name)
     return {
         "uid": uid,

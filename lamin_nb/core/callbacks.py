@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, TextIO
 from .units import human_size
 
 if TYPE_CHECKING:
-    from .artifact import Artifact
-    from .save import SaveReport
+    from .report import SaveReport  # below the report (L3) only for types; no cycle
 
 
 class ItemState(str, Enum):
@@ -173,15 +172,6 @@ class SaveCallback:
 
 
 NO_PROGRESS = SaveCallback()
-
-
-def item_label(artifact: Artifact) -> str:
-    """How an item is named in progress displays and messages."""
-    if artifact.key:
-        return artifact.key
-    if artifact._source is not None and not artifact._staged:
-        return artifact._source.name
-    return artifact.description or artifact.uid
 
 
 class Guarded(SaveCallback):

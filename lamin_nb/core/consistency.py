@@ -12,12 +12,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import rows, transfers
+from . import rows
 from .db import database_errors
 from .errors import describe
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
+from .resumable import is_resumable
 from .storage import ObjectInfo, owner_of_temp
 from .units import human_age
 
@@ -409,9 +410,7 @@ def _classify(
             info is not None,
             None if alive is Liveness.UNKNOWN else alive is Liveness.ALIVE,
             journaled,
-            journaled
-            and (expired or alive is Liveness.DEAD)
-            and transfers.is_resumable(row, now=now),
+            journaled and (expired or alive is Liveness.DEAD) and is_resumable(row, now=now),
         )
         (report.pending if row.status == PENDING else report.deleting).append(entry)
     elif row.status == LOST:

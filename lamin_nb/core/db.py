@@ -142,8 +142,9 @@ class Database:
         self.check_identity()
         with self._write_engine.connect() as conn:
             relaxed = not durable and not self.is_postgres
+            raw: Any = conn.connection.dbapi_connection  # sqlite3's own connection
             if relaxed:
-                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+                raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.begin():
                     if self.is_postgres:
@@ -152,7 +153,7 @@ class Database:
                     self.check_identity()
             finally:
                 if relaxed:
-                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
+                    raw.execute("PRAGMA synchronous=FULL")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -7,7 +7,7 @@ and resumes where the disk says. Nothing is held in memory beyond one network re
 
 A chunk is appended only at ``received`` (anything else is an ``OffsetConflict`` carrying the
 right offset) and only within the announced size; one writer at a time holds the file's lock.
-Saving goes through the ordinary save protocol (``save_staged``); afterwards the folder
+Saving goes through the ordinary save protocol (``staged_save.save_staged``); afterwards the folder
 keeps only ``meta.json`` as a tombstone naming the artifact, so a page that lost the answer
 learns what happened. Abandoned uploads and old tombstones are removed by ``sweep``, which
 ``ln.repair()`` and the Jupyter server call.
@@ -27,15 +27,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import LaminNbError, NotFoundError, StorageError, ValidationError
 from .settings import home
 from .validate import check_description, check_key, shorten
-
-if TYPE_CHECKING:
-    from .callbacks import SaveCallback
-    from .save import SaveReport
 
 CHUNK_SIZE = 32 * 2**20  # what the server asks clients to send per PUT
 MAX_SIZE = 2**46  # 64 TiB: beyond any disk; larger announced sizes are refused outright
@@ -373,35 +369,6 @@ def mark_saved(upload: StagedUpload, uid: str) -> None:
     upload.state, upload.artifact = COMMITTED, uid
     upload.write_meta()
     shutil.rmtree(upload.folder / "file", ignore_errors=True)
-
-
-def save_staged(
-    upload_id: Any, owner: str, callback: SaveCallback | None = None
-) -> tuple[Any, SaveReport | None]:
-    """Save a complete upload through the save protocol (in the current instance).
-
-    Returns the artifact and the save's report (None when it was saved by an earlier call).
-    Raises ``IncompleteUpload`` before the last byte arrived; a failed save leaves the staged
-    bytes, so the same call can be retried.
-    """
-    # The facade is needed only here; repair (which sweeps) must not import it.
-    from .artifact import Artifact
-    from .save import save
-
-    upload = load(upload_id, owner)
-    if upload.state == COMMITTED and upload.artifact is not None:
-        return Artifact.get(upload.artifact), None
-    with holding(upload):
-        received = upload.received
-        if received != upload.size:
-            raise IncompleteUpload(
-                f"upload {upload.id!r} of {upload.name!r} has {received} of {upload.size} bytes; "
-                f"send the rest from offset {received} before saving"
-            )
-        artifact = Artifact(upload.path, key=upload.key, description=upload.description)
-        report = save([artifact], atomic=True, callback=callback)
-        mark_saved(upload, artifact.uid)
-    return artifact, report
 
 
 def sweep(grace_seconds: float = DEFAULT_GRACE, instance: str | None = None) -> list[str]:

@@ -15,7 +15,6 @@ older than the grace period; then the upload is aborted and its bytes are freed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,42 +25,18 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from . import rows
+from . import recovery, rows
 from .errors import StorageError
 from .instance import Instance, current
 from .models import PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
+from .resumable import grace_seconds, is_resumable, last_activity  # noqa: F401
 from .storage import Journal, TransferState
 from .units import human_size
 
 logger = logging.getLogger("lamin_nb")
-TABLE = ArtifactRow.__table__
-GRACE_ENV = "LAMIN_NB_RESUME_GRACE_SECONDS"
-DEFAULT_GRACE = 3600.0  # as long as ln.repair's default grace
+TABLE = rows.TABLE
 RECORD_EVERY = 2.0  # seconds between two progress writes of one upload
-
-
-def grace_seconds() -> float:
-    """How long an interrupted upload is kept for a later save to resume, unless
-    ``ln.repair(grace_seconds=...)`` says otherwise."""
-    try:
-        return float(os.environ.get(GRACE_ENV, "") or DEFAULT_GRACE)
-    except ValueError:
-        return DEFAULT_GRACE
-
-
-def _last_activity(row: Any) -> datetime:
-    return row.updated_at or row.transfer_started_at or row.created_at
-
-
-def is_resumable(row: Any, grace: float | None = None, now: datetime | None = None) -> bool:
-    """A pending row whose upload was journaled and is younger than the grace period (its
-    last recorded part counts): recovery and repair leave it for a later save to resume."""
-    if row.status != PENDING or not getattr(row, "transfer_id", None):
-        return False
-    grace = grace_seconds() if grace is None else grace
-    age = ((now or utcnow()) - _last_activity(row)).total_seconds()
-    return age < grace
 
 
 def can_resume(row: Any, artifact: Any) -> bool:
@@ -70,7 +45,7 @@ def can_resume(row: Any, artifact: Any) -> bool:
     return (
         row.status == PENDING
         and bool(getattr(row, "transfer_id", None))
-        and row.hash == artifact._hash
+        and row.hash == artifact.digest
         and row.key == artifact.key
         and row.suffix == artifact.suffix
         and not rows.in_flight(row)
@@ -270,13 +245,12 @@ class Upload:
 
 
 def uploads(instance: Instance | None = None) -> list[Upload]:
-    """The large uploads that were started and not finished: in progress, or interrupted and
-    waiting to be resumed.
+    """The large uploads started and not finished: in progress, or interrupted.
 
-    Saving the same content again (the same cell, a new ``Artifact`` of the same file,
-    ``ln.save`` of the same batch, ``lamin-nb save``) resumes an interrupted one: only the
-    missing parts are sent. ``ln.repair(dry_run=False)`` aborts those older than its grace
-    period; ``discard_upload`` aborts one now.
+    An interrupted upload waits to be resumed: saving the same content again (the same cell,
+    a new ``Artifact`` of the same file, ``ln.save`` of the same batch, ``lamin-nb save``)
+    resumes it, and only the missing parts are sent. ``ln.repair(dry_run=False)`` aborts
+    those older than its grace period; ``discard_upload`` aborts one now.
 
     Parameters
     ----------
@@ -317,7 +291,7 @@ def uploads(instance: Instance | None = None) -> list[Upload]:
         running = alive is Liveness.ALIVE and rows.in_flight(row)
         size = int(row.size or row.source_size or 0)
         part = int(row.part_size or 1)
-        left = grace - (now - _last_activity(row)).total_seconds()
+        left = grace - (now - last_activity(row)).total_seconds()
         listed.append(
             Upload(
                 uid=row.uid,
@@ -356,8 +330,6 @@ def discard_upload(uid: str, instance: Instance | None = None) -> int:
     StorageError
         The upload is still in progress (its writer runs), or is not known.
     """
-    from . import recovery
-
     inst = instance or current()
     with inst.db.read() as session:
         row = session.scalars(

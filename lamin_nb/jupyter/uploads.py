@@ -318,8 +318,10 @@ def commit(registry: Any, name: str | None, upload_id: str, owner: str) -> tuple
         from lamin_nb.core.errors import InstanceError
 
         raise InstanceError(NO_INSTANCE)
+    from lamin_nb.core.staged_save import save_staged
+
     with bound(registry.get(name)):
-        artifact, report = staged.save_staged(upload_id, owner)
+        artifact, report = save_staged(upload_id, owner)
         fields = {field: getattr(artifact, field) for field in ARTIFACT_FIELDS}
     deduplicated = report is not None and bool(report.deduplicated)
     body = {

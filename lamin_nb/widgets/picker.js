@@ -72,8 +72,21 @@ function element(tag, className, text) {
   return node;
 }
 
+const STYLE = `
+.lamin-picker { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
+.lamin-picker-file { display: flex; align-items: center; gap: 8px; font-size: var(--jp-ui-font-size1, 13px); }
+.lamin-picker-name { max-width: 22em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.lamin-picker-bar { width: 14em; height: 10px; }
+.lamin-picker-state { color: var(--jp-ui-font-color2, #616161); }
+.lamin-picker-failed .lamin-picker-state, .lamin-picker-error { color: var(--jp-error-color1, #d32f2f); }
+.lamin-picker-cancel, .lamin-picker-cancel-all { width: auto; padding: 0 10px; }
+`;
+
 async function render({ model, el }) {
   el.classList.add("lamin-picker");
+  const style = element("style");
+  style.textContent = STYLE;
+  el.append(style);
   const input = element("input");
   input.type = "file";
   input.style.display = "none";
@@ -159,13 +172,18 @@ async function render({ model, el }) {
 
   async function upload(file) {
     const resumable = staged().find(
-      (e) => e.name === file.name && e.size === file.size && e.state === "receiving",
+      (e) => e.name === file.name && e.size === file.size && e.state !== "complete",
     );
     let entry = resumable;
     if (entry) {
       const answer = await call(srv, "GET", `uploads/${entry.id}`);
-      if (!answer.ok) entry = null;
-      else entry = { ...entry, received: answer.json.received };
+      if (answer.ok && ["receiving", "complete"].includes(answer.json.state)) {
+        entry = { ...entry, received: answer.json.received, state: "receiving", error: "" };
+        patch(entry.id, entry);
+      } else {
+        setStaged(staged().filter((e) => e.id !== entry.id)); // gone on the server: start anew
+        entry = null;
+      }
     }
     if (!entry) {
       const body = JSON.stringify({ name: file.name, size: file.size });
@@ -186,8 +204,13 @@ async function render({ model, el }) {
       patch(entry.id, { received: file.size, state: "complete" });
     } catch (error) {
       if (live.controller.signal.aborted) return; // cancelled: already gone
-      patch(entry.id, { state: "failed", error: String(error.message || error) });
-      refuse(`${file.name}: ${error.message || error}`);
+      if (error instanceof TypeError) {
+        // the network went away (or the page is being left): the server keeps what arrived
+        patch(entry.id, { state: "receiving", error: "interrupted" });
+      } else {
+        patch(entry.id, { state: "failed", error: String(error.message || error) });
+        refuse(`${file.name}: ${error.message || error}`);
+      }
     } finally {
       running.delete(entry.id);
       setBusy();

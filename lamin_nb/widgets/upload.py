@@ -54,11 +54,13 @@ class UploadWidget(TextRepr, w.VBox):
         atomic_box = w.Checkbox(value=atomic, description="all or nothing", indent=False)
         save_button = w.Button(description="Save", icon="upload", button_style="primary")
         status, progress_box = w.HTML(), w.VBox()
+        picker.layout.align_self = "flex-start"  # as wide as its button and file rows
         super().__init__(
             [
-                w.HBox([picker, save_button, atomic_box]),
+                picker,
                 key_field,
                 description_field,
+                w.HBox([save_button, atomic_box]),
                 status,
                 progress_box,
             ],

@@ -119,15 +119,50 @@ def test_delete_arguments_are_checked(backend, make_file):
     assert ln.Artifact.filter().count() == 1
 
 
-def test_a_uid_that_comes_back_never_serves_old_cached_bytes(backend, make_file):
-    """Deleting the latest version never frees its uid: the next save gets a new one, and no
-    cached copy of the deleted version is ever served (cache copies are named by hash too)."""
+def test_a_uid_never_comes_back_after_deleting_the_latest_version(backend, make_file):
+    """Deleting the latest version does not free its version number (nor its uid): the next
+    save is version 3, and a stale handle on version 2 says it is gone."""
     old = ln.Artifact(make_file(b"old bytes"), key="r/result.txt").save()
     ln.Artifact(make_file(b"v2 bytes!"), key="r/result.txt").save()
     second = ln.Artifact.get("r/result.txt")
+    stale = ln.Artifact.get(second.uid)
     second.cache()
     second.delete(permanent=True)
     third = ln.Artifact(make_file(b"new bytes"), key="r/result.txt").save()
     assert open(ln.Artifact.get("r/result.txt").load(), "rb").read() == b"new bytes"
     assert open(ln.Artifact.get(old.uid).load(), "rb").read() == b"old bytes"
     assert third.version == 3 and third.uid != second.uid
+    with pytest.raises(ln.NotFoundError):
+        stale.load()
+
+
+def test_a_deleted_artifact_saved_again_gets_a_new_uid(backend, make_file):
+    """Re-running the cell that saved a file (same object, file since changed) after a
+    permanent delete: its uid was issued once and must never mean other bytes (found by the
+    model-based test)."""
+    path = make_file(b"first bytes")
+    artifact = ln.Artifact(path)
+    artifact.save()
+    deleted = artifact.uid
+    artifact.delete(permanent=True)
+    path.write_bytes(b"other bytes")
+    artifact.save()
+    assert artifact.uid != deleted
+    with pytest.raises(ln.NotFoundError):
+        ln.Artifact.get(deleted)
+    assert content(ln.Artifact.get(artifact.uid)) == b"other bytes"
+    assert_i1_i2_i3()
+
+
+def test_saving_a_stale_handle_of_a_deleted_artifact_says_it_was_deleted(backend, make_file):
+    """Another handle deleted the artifact for good: saving this one fails with a message
+    that says so, not with an AssertionError from inside the protocol (found by the
+    model-based test)."""
+    artifact = ln.Artifact(make_file(b"bytes")).save()
+    stale = ln.Artifact.get(artifact.uid)
+    artifact.delete(permanent=True)
+    with pytest.raises(ln.SaveError, match="deleted permanently") as info:
+        stale.save()
+    assert "AssertionError" not in str(info.value)
+    assert ln.Artifact.filter().count() == 0
+    assert_i1_i2_i3()

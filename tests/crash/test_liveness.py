@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import update
 
 import lamin_nb as ln
-from lamin_nb.core import bulk, owners
+from lamin_nb.core import owners
+from lamin_nb.core import save as save_protocol
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
 from lamin_nb.core.instance import current
 from lamin_nb.core.models import ArtifactRow, utcnow
@@ -37,7 +38,7 @@ KEY = "runs/table.csv"
 
 @pytest.fixture
 def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 20.0)
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 20.0)
 
 
 def killed_writer(path: Path, point: str = "mid_upload") -> ArtifactRow:
@@ -133,7 +134,7 @@ def test_a_wait_on_a_live_writer_says_on_whom_and_ends_when_it_dies(
 def test_a_writer_elsewhere_is_waited_for_until_its_lease_ends(
     local_instance, make_file, monkeypatch
 ):
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 120.0)
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 120.0)
     path = make_file(b"writer on another host")
     row = killed_writer(path)
     who = owners.parse(row.owner)

@@ -379,7 +379,7 @@ def test_hostile_source_paths(sandbox: Sandbox, path: str) -> None:
     ok, artifact = attempt(ln.Artifact, path)
     if ok:
         # only an existing regular file can be taken; it is read, never written
-        assert Path(artifact._source).is_file()
+        assert Path(artifact.source).is_file()
         artifact.save()
         count("fuzz saves that succeeded")
     sandbox.assert_untouched(before)
@@ -628,7 +628,8 @@ def test_hostile_input_on_postgres(tmp_path: Path, pg_url: str, key: str, descri
 def current_db_url() -> str | None:
     from lamin_nb.core import instance
 
-    return None if instance._current is None else _plain_url(instance._current.settings.db_url)
+    inst = instance.current_or_none()
+    return None if inst is None else _plain_url(inst.settings.db_url)
 
 
 def _plain_url(url: str) -> str:

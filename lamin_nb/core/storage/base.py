@@ -208,13 +208,13 @@ class FsspecStorage:
         raise NotImplementedError
 
     def open(self, name: str) -> BinaryIO:
-        return self.fs.open(self.path(name), "rb")  # type: ignore[no-any-return]
+        return self.fs.open(self.path(name), "rb")
 
     def get_file(self, name: str, local: Path) -> None:
         self.fs.get_file(self.path(name), str(local))
 
     def read_marker(self, name: str) -> bytes | None:
         try:
-            return self.fs.cat_file(self.path(f"{META}/{name}"))  # type: ignore[no-any-return]
+            return self.fs.cat_file(self.path(f"{META}/{name}"))
         except FileNotFoundError:
             return None
