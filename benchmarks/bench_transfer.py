@@ -42,6 +42,9 @@ from tests.support.seaweed import SeaweedServer  # noqa: E402
 from tests.support.servers import MotoServer, s3_env  # noqa: E402
 
 MiB = 1024 * 1024
+# moto assembles a completed upload in Python: a 1 GiB completion can outlast botocore's 60 s
+# default, and a retried completion then fails; every client gets the same patience
+READ_TIMEOUT = 900
 CHILD = ROOT / "tests" / "transfers" / "child_save.py"
 
 
@@ -94,6 +97,7 @@ def throughput(server: Server, path: Path, runs: int, concurrency: int, work: Pa
     import boto3
     import s3fs
     from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
 
     import lamin_nb as ln
     from lamin_nb.core.storage import multipart
@@ -102,9 +106,10 @@ def throughput(server: Server, path: Path, runs: int, concurrency: int, work: Pa
     part = multipart.part_size_for(path.stat().st_size)
     multipart.PARTS_IN_FLIGHT = concurrency
     bucket = server.new_bucket()
-    ln.init(storage=f"s3://{bucket}/bench")
-    fs = s3fs.S3FileSystem()
-    client = boto3.client("s3")
+    options = {"config_kwargs": {"read_timeout": READ_TIMEOUT}}
+    ln.init(storage=f"s3://{bucket}/bench", storage_options=options)
+    fs = s3fs.S3FileSystem(**options)
+    client = boto3.client("s3", config=Config(read_timeout=READ_TIMEOUT))
     config = TransferConfig(
         multipart_threshold=part, multipart_chunksize=part, max_concurrency=concurrency
     )
@@ -171,7 +176,8 @@ def resume(server: Server, path: Path, work: Path) -> None:
     proxy = CountingProxy(host, int(port)).start()
     try:
         use_endpoint(proxy.endpoint, work / f"home-resume-{server.name}")
-        ln.init(storage=f"s3://{server.new_bucket()}/bench")
+        options = {"config_kwargs": {"read_timeout": READ_TIMEOUT}}
+        ln.init(storage=f"s3://{server.new_bucket()}/bench", storage_options=options)
         size = path.stat().st_size
 
         start = time.perf_counter()
@@ -214,7 +220,8 @@ def memory(server: Server, size: int, work: Path) -> None:
     import lamin_nb as ln
 
     use_endpoint(server.endpoint, work / f"home-memory-{server.name}")
-    ln.init(storage=f"s3://{server.new_bucket()}/bench")
+    options = {"config_kwargs": {"read_timeout": READ_TIMEOUT}}
+    ln.init(storage=f"s3://{server.new_bucket()}/bench", storage_options=options)
     path = work / "huge.bin"
     with open(path, "wb") as out:  # sparse: no disk for the source, same work for lamin_nb
         out.truncate(size)

@@ -152,7 +152,10 @@ def repair(
 
     The plan comes from ``ln.check()``: pending rows whose lease expired or whose writer is
     gone are rolled back (object and row deleted), such deleting rows are rolled forward,
-    orphans are moved into ``_quarantine/<timestamp>/`` under the managed prefix (undo with
+    interrupted large uploads (``ln.uploads()``) are kept until they are older than
+    ``grace_seconds``, for a save of the same content to resume, then aborted (the bytes freed
+    are in ``RepairPlan.freed_bytes``), orphans are moved into ``_quarantine/<timestamp>/``
+    under the managed prefix (undo with
     ``ln.restore_quarantined``), incomplete S3 multipart uploads are aborted. Missing objects
     cannot be recreated; their rows are marked lost only with ``mark_lost=True``. Nothing
     outside the managed prefix is ever touched. When applied, each action is checked again
