@@ -39,6 +39,7 @@ _EXPORTS = {
     "InstanceError": "lamin_nb.core.errors",
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
+    "uploads": "lamin_nb.core.transfers",
 }
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "restore_quarantined",
     "save",
     "settings",
+    "uploads",
 ]
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.report import SaveReport
     from lamin_nb.core.save import save
+    from lamin_nb.core.transfers import uploads
 
 
 def __getattr__(name: str) -> Any:

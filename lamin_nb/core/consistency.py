@@ -14,9 +14,11 @@ from sqlalchemy import select
 
 from . import rows
 from .db import database_errors
+from .errors import describe
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
+from .resumable import is_resumable
 from .storage import ObjectInfo, owner_of_temp
 from .units import human_age
 
@@ -67,11 +69,19 @@ class InFlight:
     expired: bool
     object_present: bool
     owner_alive: bool | None = None  # False: its writer is known to be gone (owners.py)
+    journaled: bool = False  # a large upload that records its parts (it can be resumed)
+    resumable: bool = False  # interrupted, journaled, younger than the resume grace period
+
+    @property
+    def abandoned(self) -> bool:
+        """Its lease ran out, or its writer no longer runs."""
+        return self.expired or self.owner_alive is False
 
     @property
     def stuck(self) -> bool:
-        """Waits for repair: its lease ran out, or its writer no longer runs."""
-        return self.expired or self.owner_alive is False
+        """Waits for repair: abandoned, and not an upload a save of the same content can
+        still resume."""
+        return self.abandoned and not self.resumable
 
 
 @dataclass
@@ -106,6 +116,10 @@ class ConsistencyReport:
         Permanent deletes in progress or interrupted.
     lost : list of RowIssue
         Rows that ``ln.repair(mark_lost=True)`` marked lost (hidden, kept for the record).
+    warnings : list of str
+        Things worth knowing that do not make the instance inconsistent: interrupted
+        uploads waiting to be resumed, a bucket without a lifecycle rule for incomplete
+        multipart uploads.
 
     Examples
     --------
@@ -129,6 +143,7 @@ class ConsistencyReport:
     pending: list[InFlight] = field(default_factory=list)
     deleting: list[InFlight] = field(default_factory=list)
     lost: list[RowIssue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def is_consistent(self) -> bool:
@@ -204,6 +219,7 @@ class ConsistencyReport:
                 lines.append(f"  {title}: {_describe(entry)}")
             if len(entries) > 20:
                 lines.append(f"  {title}: ... and {len(entries) - 20} more")
+        lines += [f"  warning: {text}" for text in self.warnings]
         return "\n".join(lines)
 
 
@@ -214,7 +230,9 @@ def _describe(entry: Any) -> str:
         return f"{entry.name} {entry.kind}: expected {entry.expected}, found {entry.actual}"
     if isinstance(entry, InFlight):
         state = (
-            "owner not alive"
+            "interrupted upload, resumable"
+            if entry.resumable
+            else "owner not alive"
             if entry.owner_alive is False
             else "expired"
             if entry.expired
@@ -289,6 +307,9 @@ def _check(inst: Instance, deep: bool) -> ConsistencyReport:
         ArtifactRow.owner,
         ArtifactRow.lease_expires_at,
         ArtifactRow.updated_at,
+        ArtifactRow.transfer_id,
+        ArtifactRow.created_at,
+        ArtifactRow.transfer_started_at,
     )
     missing: list[tuple[Any, str]] = []
     with inst.db.read() as session:
@@ -315,7 +336,21 @@ def _check(inst: Instance, deep: bool) -> ConsistencyReport:
                 _classify(inst, report, row, name, info, now)
     _recheck_missing(inst, report, missing, now)
     _recheck_orphans(inst, report, list(listing.values()), now)
+    _add_warnings(inst, report)
     return report
+
+
+def _add_warnings(inst: Instance, report: ConsistencyReport) -> None:
+    waiting = [p for p in report.pending if p.resumable]
+    if waiting:
+        report.warnings.append(
+            f"{len(waiting)} interrupted upload(s) can be resumed: save the same content "
+            "again (ln.uploads() lists them; ln.repair aborts them after its grace period)"
+        )
+    try:
+        report.warnings += inst.storage.warnings()
+    except Exception as exc:  # noqa: BLE001 - a warning must never fail the check
+        report.warnings.append(f"could not read the storage configuration: {describe(exc)}")
 
 
 def _recheck_missing(
@@ -364,6 +399,7 @@ def _classify(
     if row.status in (PENDING, DELETING):
         expired = row.lease_expires_at is None or row.lease_expires_at < now
         alive = liveness(row.owner)
+        journaled = row.status == PENDING and bool(row.transfer_id)
         entry = InFlight(
             row.uid,
             row.key,
@@ -373,6 +409,8 @@ def _classify(
             expired,
             info is not None,
             None if alive is Liveness.UNKNOWN else alive is Liveness.ALIVE,
+            journaled,
+            journaled and (expired or alive is Liveness.DEAD) and is_resumable(row, now=now),
         )
         (report.pending if row.status == PENDING else report.deleting).append(entry)
     elif row.status == LOST:

@@ -22,6 +22,7 @@ from .errors import describe
 from .models import DELETING, PENDING, ArtifactRow, utcnow
 from .owners import running
 from .resources import Resources
+from .resumable import is_resumable
 
 logger = logging.getLogger("lamin_nb")
 
@@ -66,8 +67,14 @@ def claim(inst: Resources, row: ArtifactRow, new_owner: str, all_leases: bool = 
         return bool(result.rowcount)
 
 
-def finish(inst: Resources, row: ArtifactRow, all_leases: bool = False) -> bool:
+def finish(
+    inst: Resources,
+    row: ArtifactRow,
+    all_leases: bool = False,
+    freed: list[int] | None = None,
+) -> bool:
     """Roll one interrupted row back (pending) or forward (deleting): object first, then row.
+    A journaled upload of a pending row is aborted; the bytes it held are added to ``freed``.
 
     Returns False when the row was no longer ours to finish (its writer committed, reverted
     or renewed it in the meantime); nothing is touched then.
@@ -76,6 +83,11 @@ def finish(inst: Resources, row: ArtifactRow, all_leases: bool = False) -> bool:
         if not claim(inst, row, me, all_leases):
             return False
         name = f"{row.uid}{row.suffix}"
+        transfer = getattr(row, "transfer_id", None)
+        if row.status == PENDING and transfer:
+            held = inst.storage.abort_upload(name, transfer)
+            if freed is not None:
+                freed.append(held)
         inst.storage.delete(name)
         inst.storage.delete_temps(name)
         with inst.db.write() as session:
@@ -108,8 +120,9 @@ def finish_all(
 
 
 def recover_expired(inst: Resources) -> int:
-    """Run on connect: finish rows whose lease expired; returns how many were handled."""
-    results = finish_all(inst, expired_rows(inst))
+    """Run on connect: finish rows whose lease expired; returns how many were handled.
+    Interrupted uploads younger than the grace period are kept for a save to resume."""
+    results = finish_all(inst, [r for r in expired_rows(inst) if not is_resumable(r)])
     failures = [r for r in results if r[1] is not None]
     for uid, error in failures:
         logger.warning("could not finish interrupted row %s: %s", uid, error)

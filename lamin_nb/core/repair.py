@@ -21,7 +21,7 @@ from .errors import DatabaseError, ValidationError, describe
 from .instance import Instance, current
 from .models import COMMITTED, LOST, PENDING, ArtifactRow, utcnow
 from .storage import QUARANTINE, owner_of_temp
-from .units import human_age
+from .units import human_age, human_size
 
 logger = logging.getLogger("lamin_nb")
 STAMP = "%Y%m%dT%H%M%S"
@@ -65,6 +65,8 @@ class RepairPlan:
         True after ``ln.repair(dry_run=False)`` ran the actions.
     after : ConsistencyReport or None
         The check run after applying; None for a dry run.
+    freed_bytes : int
+        Bytes of interrupted uploads (S3 parts, local partial files) that were discarded.
 
     Examples
     --------
@@ -83,6 +85,7 @@ class RepairPlan:
     dry_run: bool = True
     applied: bool = False
     after: ConsistencyReport | None = field(default=None, repr=False)
+    freed_bytes: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -107,7 +110,8 @@ class RepairPlan:
         for action in self.actions:
             counts[action.kind] = counts.get(action.kind, 0) + 1
         listed = ", ".join(f"{kind} x{n}" for kind, n in counts.items())
-        return f"repair {mode}: {listed}; left alone: {len(self.skipped)}"
+        freed = f"; freed {human_size(self.freed_bytes)}" if self.freed_bytes else ""
+        return f"repair {mode}: {listed}; left alone: {len(self.skipped)}{freed}"
 
     def __repr__(self) -> str:
         lines = [self.summary()]
@@ -129,6 +133,7 @@ class RepairPlan:
             "summary": self.summary(),
             "dry_run": self.dry_run,
             "applied": self.applied,
+            "freed_bytes": self.freed_bytes,
             "actions": [vars(a) for a in self.actions],
             "skipped": [vars(a) for a in self.skipped],
         }
@@ -147,7 +152,10 @@ def repair(
 
     The plan comes from ``ln.check()``: pending rows whose lease expired or whose writer is
     gone are rolled back (object and row deleted), such deleting rows are rolled forward,
-    orphans are moved into ``_quarantine/<timestamp>/`` under the managed prefix (undo with
+    interrupted large uploads (``ln.uploads()``) are kept until they are older than
+    ``grace_seconds``, for a save of the same content to resume, then aborted (the bytes freed
+    are in ``RepairPlan.freed_bytes``), orphans are moved into ``_quarantine/<timestamp>/``
+    under the managed prefix (undo with
     ``ln.restore_quarantined``), incomplete S3 multipart uploads are aborted. Missing objects
     cannot be recreated; their rows are marked lost only with ``mark_lost=True``. Nothing
     outside the managed prefix is ever touched. When applied, each action is checked again
@@ -228,8 +236,12 @@ def _plan(
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []
     for row in report.pending:
-        target = actions if (row.stuck or grace == 0) else skipped
-        target.append(RepairAction("roll back pending", row.uid, _in_flight_detail(row)))
+        # an interrupted upload a save can resume is kept for the grace period
+        due = row.stuck or grace == 0 or (row.abandoned and row.age_seconds >= grace)
+        detail = _in_flight_detail(row)
+        if row.resumable and not due:
+            detail = f"({row.name}; interrupted upload: save it again to resume)"
+        (actions if due else skipped).append(RepairAction("roll back pending", row.uid, detail))
     for row in report.deleting:
         target = actions if (row.stuck or grace == 0) else skipped
         target.append(RepairAction("roll forward deleting", row.uid, _in_flight_detail(row)))
@@ -282,8 +294,12 @@ def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:
     stuck = {row.uid: row for row in found}
     stamp = utcnow().strftime(STAMP)
     for action in list(plan.actions):
+        freed: list[int] = []
         try:
-            action.done = _apply_one(inst, action, stuck, stamp, all_leases)
+            action.done = _apply_one(inst, action, stuck, stamp, all_leases, freed)
+            if sum(freed):
+                plan.freed_bytes += sum(freed)
+                action.detail += f" (freed {human_size(sum(freed))})"
         except Exception as exc:  # noqa: BLE001 - report per action, carry on with the rest
             action.error = describe(exc)
             logger.warning("repair %s %s failed: %s", action.kind, action.target, action.error)
@@ -299,10 +315,11 @@ def _apply_one(
     stuck: dict[str, ArtifactRow],
     stamp: str,
     all_leases: bool,
+    freed: list[int],
 ) -> bool:
     if action.kind in ("roll back pending", "roll forward deleting"):
         row = stuck.get(action.target)
-        if row is None or not recovery.finish(inst, row, all_leases):
+        if row is None or not recovery.finish(inst, row, all_leases, freed):
             action.detail += " left alone: its writer finished or renewed it meanwhile"
             return False
     elif action.kind == "quarantine orphan":
@@ -314,7 +331,7 @@ def _apply_one(
     elif action.kind == "mark lost":
         _mark_lost(inst, action.target)
     elif action.kind == "abort incomplete upload":
-        inst.storage.abort_upload(action.target, action.ref)
+        freed.append(inst.storage.abort_upload(action.target, action.ref))
     elif action.kind == "remove abandoned browser upload":
         return staged.sweep_one(action.target)
     elif action.kind == "purge quarantined":
@@ -354,7 +371,8 @@ def _incomplete_uploads(
     grace: float,
 ) -> tuple[list[RepairAction], list[RepairAction]]:
     """Uploads that a killed writer never completed (S3 multipart: invisible, but billed)."""
-    live = {p.name for p in report.pending if not p.stuck and grace > 0}
+    # a journaled upload goes with its row (rolled back above, or kept for a resume)
+    live = {p.name for p in report.pending if (not p.stuck and grace > 0) or p.journaled}
     now = utcnow()
     actions: list[RepairAction] = []
     skipped: list[RepairAction] = []

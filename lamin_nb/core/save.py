@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Row
 
-from . import recovery, rows
+from . import recovery, rows, transfers
 from .callbacks import NO_PROGRESS, Guarded, ItemInfo, ItemState, SaveCallback
 from .errors import (
+    IntegrityError,
     LaminNbError,
     NotFoundError,
     SaveError,
@@ -192,6 +194,7 @@ class SaveRun:
         self.owner = str(self.identity)
         self.user = user_name()
         self.cancel = threading.Event()
+        self.stale_uploads: list[Row[Any]] = []  # of sources that changed since
         self.stopped_by: BaseException | None = (
             None  # raised by a progress hook off the main thread
         )
@@ -241,6 +244,8 @@ class SaveRun:
         if self.atomic and any(i.waiting for i in items):
             self._release(reserved)  # all or nothing: start together once the others are done
             return
+        if self.stale_uploads:
+            self._discard_stale_uploads()
         if reserved:
             fault("after_reserve")
             with LeaseKeeper(self.inst, self.owner, [i.artifact.uid for i in reserved]):
@@ -293,11 +298,15 @@ class SaveRun:
         if reclaim:
             found = {r.uid: r for r in known.values()}
             found.update((r.uid, r) for rs in by_hash.values() for r in rs)
-            dead = [r for r in found.values() if rows.abandoned(r)]
+            # an interrupted upload stays for a save of the same content to resume
+            dead = [
+                r for r in found.values() if rows.abandoned(r) and not transfers.is_resumable(r)
+            ]
             if dead:  # finished first (outside this transaction), then the reservation again
                 raise Abandoned(dead)
         leaders: dict[str, Item] = {}
         to_reserve: list[Item] = []
+        taken: list[Item] = []  # interrupted uploads of the same content, resumed
         for item in items:
             if item.done:
                 continue
@@ -328,6 +337,10 @@ class SaveRun:
                 item.waits_for = next(r for r in others if rows.in_flight(r))
             elif digest in leaders:
                 item.leader = leaders[digest]
+            elif self._resume(session, item, [own, *others]):
+                leaders[digest] = item
+                if item.reserved:
+                    taken.append(item)
             else:
                 leaders[digest] = item
                 to_reserve.append(item)
@@ -349,7 +362,44 @@ class SaveRun:
         rows.insert_pending(session, values)
         for item in to_reserve:
             item.reserved = True
-        return to_reserve
+        self._note_changed_sources(session, to_reserve)
+        return to_reserve + taken
+
+    def _resume(self, session: Any, item: Item, candidates: list[Row[Any] | None]) -> bool:
+        """Take over an interrupted upload of the same content (DESIGN §9): True if the item
+        now holds it (reserved) or waits for the process that took it first."""
+        row = next(
+            (r for r in candidates if r is not None and transfers.can_resume(r, item.artifact)),
+            None,
+        )
+        if row is None:
+            return False
+        if not transfers.take_over(session, row, self.owner, item.artifact.description):
+            item.waiting, item.waits_for = True, row
+            return True
+        a = item.artifact
+        a.uid, a.version = row.uid, row.version
+        item.resume_row, item.reserved = row, True
+        return True
+
+    def _note_changed_sources(self, session: Any, items: list[Item]) -> None:
+        """A fresh upload of a source whose interrupted upload held other content: that one
+        can never be resumed; say why this one starts over, and free its parts."""
+        by_path = {str(i.artifact.source): i for i in items if i.artifact.source is not None}
+        if not by_path:
+            return
+        for path, row in transfers.changed_sources(session, list(by_path)).items():
+            item = by_path[path]
+            if row.hash != item.artifact.digest:
+                item.restart_note = transfers.why_changed(row, Path(path))
+                self.stale_uploads.append(row)
+
+    def _discard_stale_uploads(self) -> None:
+        """Best effort: what fails is left for ``ln.repair``."""
+        stale, self.stale_uploads = self.stale_uploads, []
+        for uid, error in recovery.finish_all(self.inst, stale):  # type: ignore[arg-type]
+            if error is not None:
+                logger.warning("could not discard the interrupted upload %s: %s", uid, error)
 
     def _reclaim(self, dead: list[Row[Any]]) -> None:
         """Roll back (or forward) rows whose writer is gone: a crashed process on this host, or
@@ -391,9 +441,18 @@ class SaveRun:
         self._set(item, S.UPLOADING)
         a = item.artifact
         assert a.source is not None
+        if item.restart_note:
+            self._say(item, f"starting over: {item.restart_note}")
+        item.journal = transfers.RowJournal(
+            self.inst, a.uid, self.owner, a.source, item.resume_row, lambda d: self._say(item, d)
+        )
         try:
             self.inst.storage.put_file(
-                a.source, a.object_name, a.digest, lambda n: self._advance(item, n)
+                a.source,
+                a.object_name,
+                a.digest,
+                lambda n: self._advance(item, n),
+                item.journal,
             )
             item.uploaded = True
         except Cancelled:
@@ -406,9 +465,28 @@ class SaveRun:
                 error.__cause__ = exc
                 self._fail(item, error)
             else:
-                self._fail(item, StorageError(f"could not upload {label(a)}: {describe(exc)}"), exc)
+                why = describe(exc)
+                if self._keeps(item, exc):
+                    why += "; the parts sent are kept: save it again to resume"
+                self._fail(item, StorageError(f"could not upload {label(a)}: {why}"), exc)
             if self.atomic:
                 self.cancel.set()
+
+    def _keeps(self, item: Item, exc: BaseException | None) -> bool:
+        """Does an unfinished item keep its row and parts for a later save to resume? Only a
+        journaled upload that did not complete and whose source did not change."""
+        keep = (
+            item.journal is not None
+            and item.journal.recorded
+            and not item.uploaded
+            and not isinstance(exc, IntegrityError)
+        )
+        item.keep = item.keep or keep
+        return item.keep
+
+    def _say(self, item: Item, detail: str) -> None:
+        logger.info("%s: %s", label(item.artifact), detail)
+        self._set(item, S.UPLOADING, detail)
 
     def _reservation_gone(self, item: Item) -> bool:
         try:
@@ -464,9 +542,16 @@ class SaveRun:
         reserved = [i for i in items if i.reserved and i.state != S.SAVED]
         if not reserved and all(i.done for i in items):
             return  # the common end of a successful save: nothing to undo
+        for item in reserved:
+            self._keeps(item, item.error.__cause__ if item.error is not None else cause)
         try:
             with self.inst.db.read_rows() as session:
                 status = rows.statuses(session, [i.artifact.uid for i in reserved])
+                # a row another process took over (its upload resumed there) is not ours
+                taken = transfers.taken_by_others(
+                    session, [i.artifact.uid for i in reserved], self.owner
+                )
+                status.update((uid, "taken") for uid in taken)
                 committed = [
                     i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED
                 ]
@@ -479,12 +564,19 @@ class SaveRun:
         for item in items:
             if not item.done:
                 if final == S.FAILED:
-                    self._fail(item, kind(reason or "not saved"), cause)
+                    kept = "; the parts sent are kept: save it again to resume" if item.keep else ""
+                    self._fail(item, kind((reason or "not saved") + kept), cause)
                 else:
                     self._set(item, final)
         if status is not None:
             # a row that is gone was rolled back by repair: the object is still ours to remove
-            self._remove([i for i in reserved if status.get(i.artifact.uid, PENDING) == PENDING])
+            self._remove(
+                [
+                    i
+                    for i in reserved
+                    if status.get(i.artifact.uid, PENDING) == PENDING and not i.keep
+                ]
+            )
 
     def _remove(self, items: list[Item]) -> None:
         removed = [i for i in items if not i.upload_started]  # nothing of theirs was written
@@ -544,6 +636,14 @@ class SaveRun:
         # second Ctrl-C must not cut the undo short (it would leave this process's own rows)
         with deferred_interrupts() as held:
             self._undo([i for i in self.items if not i.done or i.reserved], S.FAILED, reason, exc)
+        kept = [i for i in self.items if i.keep]
+        if kept:
+            logger.warning(
+                "%d interrupted upload(s) kept (%s): save the same content again to resume; "
+                "ln.uploads() lists them",
+                len(kept),
+                ", ".join(label(i.artifact) for i in kept[:5]),
+            )
         if held and not isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt
 

@@ -14,6 +14,7 @@ from .errors import DatabaseError, KeyNotSavedWarning, LaminNbError, StorageErro
 from .owners import describe_owner
 from .record import ArtifactRecord, item_label
 from .report import KeyConflict, SaveReport, listed
+from .transfers import RowJournal
 
 S = ItemState
 
@@ -34,6 +35,10 @@ class Item:
         self.requested_key = artifact.key  # what the user asked for, before any dedup
         self.key_conflict: tuple[str, str | None, str] | None = None  # (requested, kept, uid)
         self.waits_for: Row[Any] | None = None  # that process's row
+        self.resume_row: Row[Any] | None = None  # an interrupted upload this item took over
+        self.journal: RowJournal | None = None  # the upload's record in its pending row
+        self.restart_note = ""  # why an interrupted upload of its source starts over
+        self.keep = False  # interrupted: its row and parts stay for a later save to resume
 
     @property
     def done(self) -> bool:

@@ -1,5 +1,6 @@
 """``%lamin_init``, ``%lamin_connect``, ``%lamin_save``, ``%lamin_ls``, ``%lamin_check``,
-``%lamin_repair``, ``%lamin_upload``: parse, then delegate to the core and the widgets.
+``%lamin_repair``, ``%lamin_upload``, ``%lamin_uploads``: parse, then delegate to the core and
+the widgets.
 
 A user mistake (unknown name, bad flag, no instance, invalid key) raises ``UsageError``: one
 line, no traceback. A save that fails raises ``SaveError`` (so ``except ln.SaveError`` still
@@ -268,6 +269,16 @@ class LaminMagics(Magics):
 
         args = parse_argstring(self.lamin_upload, line)
         return UploadWidget(key_prefix=args.key, description=args.description)
+
+    @line_magic
+    @_friendly
+    @magic_arguments()
+    def lamin_uploads(self, line: str) -> Any:
+        """Interrupted large uploads (``ln.uploads()``) with Resume and Discard buttons."""
+        from lamin_nb.widgets import UploadsPanel
+
+        parse_argstring(self.lamin_uploads, line)
+        return UploadsPanel()
 
     # -- %lamin_save helpers -------------------------------------------------------------
 

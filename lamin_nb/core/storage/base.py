@@ -39,6 +39,33 @@ class IncompleteUpload:
     started: datetime  # naive UTC
 
 
+@dataclass(frozen=True)
+class TransferState:
+    """What a pending row recorded about an interrupted upload: enough to resume it."""
+
+    transfer_id: str  # the S3 upload id, or the name of the local partial file
+    part_size: int
+
+
+class Journal(Protocol):
+    """Where a large upload records itself (its pending row), so that a later run of the same
+    save resumes it instead of starting from byte zero (DESIGN §9)."""
+
+    resume_from: TransferState | None  # what an interrupted earlier run recorded
+
+    def started(self, transfer_id: str, part_size: int, parts_total: int) -> None:
+        """Record the upload; durable when this returns, before the first part moves."""
+
+    def progressed(self, parts_done: int, bytes_done: int) -> None:
+        """Parts finished so far (the journal batches its writes)."""
+
+    def resuming(self, parts_done: int, parts_total: int, bytes_left: int) -> None:
+        """The upload continues an interrupted one: say so."""
+
+    def restarting(self, reason: str) -> None:
+        """The interrupted upload cannot be continued: it starts over, for ``reason``."""
+
+
 def storage_failure(exc: BaseException) -> bool:
     """Raised by the storage or on the way to it: an OSError, or botocore's own errors
     (endpoint unreachable, credentials, ClientError), which are not OSErrors."""
@@ -87,9 +114,15 @@ class Storage(Protocol):
         name: str,
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         """Upload ``source`` to ``name``; the object exists only once complete, and only if
-        the bytes sent hash to ``expected_hash`` (when given)."""
+        the bytes sent hash to ``expected_hash`` (when given).
+
+        With a ``journal``, a large upload records itself there and, when it fails or is
+        interrupted, keeps what it sent (S3 parts, a local partial file) for a later run to
+        resume; only a source that changed while it was read (``IntegrityError``) leaves
+        nothing. ``abort_upload`` discards what was kept."""
 
     def sync(self) -> None:
         """Make the objects written so far durable (once for a batch)."""
@@ -133,7 +166,14 @@ class Storage(Protocol):
     # -- uploads a killed writer left behind
     def incomplete_uploads(self) -> Iterator[IncompleteUpload]: ...
 
-    def abort_upload(self, name: str, upload_id: str) -> None: ...
+    def abort_upload(self, name: str, upload_id: str) -> int:
+        """Discard an unfinished upload; returns the bytes it held (0 if unknown)."""
+        ...
+
+    def warnings(self) -> list[str]:
+        """Configuration problems worth telling the user (e.g. no lifecycle rule that ends
+        incomplete uploads)."""
+        ...
 
 
 class FsspecStorage:

@@ -20,6 +20,7 @@ from .base import (
     RESERVED,
     FsspecStorage,
     IncompleteUpload,
+    Journal,
     ObjectInfo,
     owner_of_temp,
     temp_name,
@@ -27,6 +28,7 @@ from .base import (
 
 COPY_STEP = 32 * 1024 * 1024  # bytes per kernel copy call (progress and cancel between calls)
 PARALLEL_FLUSH = 32 * 1024 * 1024  # from this size, flush to disk while re-hashing
+RESUMABLE = 64 * 1024 * 1024  # from this size a journaled copy keeps its partial file
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
@@ -50,8 +52,16 @@ class LocalStorage(FsspecStorage):
         name: str,
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
-        """Copy ``source`` to ``name`` through a temporary file, durable before the rename."""
+        """Copy ``source`` to ``name`` through a temporary file, durable before the rename.
+
+        A large copy with a journal records its temporary (partial) file first and keeps it
+        when interrupted; run again, it re-verifies the partial file against the source and
+        copies only the rest."""
+        if journal is not None and source.stat().st_size >= RESUMABLE:
+            _Resumable(self, source, name, journal).run(expected_hash, on_bytes)
+            return
         target = Path(self.managed, name)
         tmp = Path(self.managed, temp_name(name))
         try:
@@ -152,8 +162,103 @@ class LocalStorage(FsspecStorage):
     def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
         return iter(())
 
-    def abort_upload(self, name: str, upload_id: str) -> None:
+    def abort_upload(self, name: str, upload_id: str) -> int:
+        """Remove a partial file (``upload_id`` is its name; "" for every one of ``name``)."""
+        if upload_id and owner_of_temp(upload_id) == name:
+            partial = Path(self.managed, upload_id)
+            try:
+                held = partial.stat().st_size
+            except FileNotFoundError:
+                return 0
+            partial.unlink(missing_ok=True)
+            return held
         self.delete_temps(name)
+        return 0
+
+    def uploaded_bytes(self, name: str, upload_id: str) -> int:
+        try:
+            return Path(self.managed, upload_id).stat().st_size if upload_id else 0
+        except FileNotFoundError:
+            return 0
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+class _Resumable:
+    """A large local copy that survives an interruption as its partial file."""
+
+    def __init__(self, storage: LocalStorage, source: Path, name: str, journal: Journal) -> None:
+        self.storage, self.source, self.name, self.journal = storage, source, name, journal
+        self.size = source.stat().st_size
+        self.parts_total = max(1, -(-self.size // COPY_STEP))
+
+    def run(self, expected_hash: str | None, on_bytes: Callable[[int], None] | None) -> None:
+        tmp, offset = self._resume_or_start(on_bytes)
+        try:
+            with open(self.source, "rb", buffering=0) as src, open(tmp, "r+b", buffering=0) as dst:
+                src.seek(offset)
+                dst.truncate(offset)
+                dst.seek(offset)
+                done = offset
+                first = True
+                while n := _copy_chunk(src, dst):
+                    done += n
+                    self.journal.progressed(done // COPY_STEP, done)
+                    if on_bytes is not None:
+                        on_bytes(n)
+                    if first:
+                        fault("mid_upload")
+                        first = False
+                if expected_hash is None:
+                    os.fdatasync(dst.fileno())
+                elif _hash_while_flushing(dst) != expected_hash:
+                    raise IntegrityError(
+                        f"{self.source} changed after it was hashed; save it again"
+                    )
+            os.replace(tmp, Path(self.storage.managed, self.name))
+        except IntegrityError:
+            tmp.unlink(missing_ok=True)  # the source changed: nothing of it may remain
+            raise
+        # any other failure keeps the partial file for a later run to resume
+
+    def _resume_or_start(self, on_bytes: Callable[[int], None] | None) -> tuple[Path, int]:
+        state = self.journal.resume_from
+        if state is not None:
+            tmp = Path(self.storage.managed, state.transfer_id)
+            if owner_of_temp(state.transfer_id) == self.name and tmp.exists():
+                offset = _matching_prefix(self.source, tmp, on_bytes)
+                if offset > 0:
+                    self.journal.resuming(offset // COPY_STEP, self.parts_total, self.size - offset)
+                    return tmp, offset
+                tmp.unlink(missing_ok=True)
+                self.journal.restarting("the partial copy does not match the source")
+            else:
+                self.journal.restarting("the partial copy is gone")
+        tmp = Path(self.storage.managed, temp_name(self.name))
+        tmp.touch(exist_ok=False)
+        try:
+            self.journal.started(tmp.name, COPY_STEP, self.parts_total)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, 0
+
+
+def _matching_prefix(source: Path, partial: Path, on_bytes: Callable[[int], None] | None) -> int:
+    """How many leading bytes of ``partial`` are the source's (compared piece by piece; the
+    first piece that differs ends the prefix)."""
+    matched = 0
+    with open(source, "rb") as src, open(partial, "rb") as part:
+        while True:
+            mine = part.read(CHUNK)
+            if not mine:
+                return matched
+            if mine != src.read(len(mine)):
+                return matched
+            matched += len(mine)
+            if on_bytes is not None:
+                on_bytes(len(mine))
 
 
 def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageError
 from ..hashing import hash_stream
 from . import multipart
-from .base import META, RESERVED, FsspecStorage, IncompleteUpload, ObjectInfo
+from .base import META, RESERVED, FsspecStorage, IncompleteUpload, Journal, ObjectInfo
 
 S3_INSTALL_HINT = "S3 storage needs s3fs: pip install 'lamin_nb[s3]'"
 SCHEME = "s3://"
@@ -46,8 +47,21 @@ class S3Storage(FsspecStorage):
         name: str,
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
-        multipart.put_verified(self.fs, source, self.path(name), expected_hash, on_bytes)
+        try:
+            multipart.put_verified(
+                self.fs, source, self.path(name), expected_hash, on_bytes, journal
+            )
+        except PermissionError as exc:
+            skew = multipart.clock_skew(exc)
+            if skew is None:
+                raise
+            raise StorageError(
+                f"the server refused the request because your clock is {abs(skew):.0f} s "
+                f"{'ahead' if skew > 0 else 'behind'}; correct the system time (enable NTP) "
+                "and save again: the parts already sent are kept"
+            ) from exc
 
     def sync(self) -> None:
         """Nothing to do: a completed PUT is durable."""
@@ -117,9 +131,18 @@ class S3Storage(FsspecStorage):
         bucket, prefix = self._bucket_and_prefix()
         return multipart.list_uploads(self.fs, bucket, prefix)
 
-    def abort_upload(self, name: str, upload_id: str) -> None:
+    def abort_upload(self, name: str, upload_id: str) -> int:
         bucket, prefix = self._bucket_and_prefix()
-        multipart.abort_upload(self.fs, bucket, prefix + name, upload_id)
+        return multipart.abort_upload(self.fs, bucket, prefix + name, upload_id)
+
+    def uploaded_bytes(self, name: str, upload_id: str) -> int:
+        bucket, prefix = self._bucket_and_prefix()
+        return multipart.uploaded_bytes(self.fs, bucket, prefix + name, upload_id)
+
+    def warnings(self) -> list[str]:
+        bucket, _ = self._bucket_and_prefix()
+        found = multipart.lifecycle_warning(self.fs, bucket)
+        return [found] if found else []
 
 
 def _retry_defaults(given: dict[str, Any] | None) -> dict[str, Any]:
