@@ -20,7 +20,7 @@ _EXPORTS = {
     "disconnect": "lamin_nb.core.instance",
     "Artifact": "lamin_nb.core.artifact",
     "save": "lamin_nb.core.save",
-    "SaveReport": "lamin_nb.core.save",
+    "SaveReport": "lamin_nb.core.report",
     "check": "lamin_nb.core.consistency",
     "ConsistencyReport": "lamin_nb.core.consistency",
     "repair": "lamin_nb.core.repair",
@@ -32,17 +32,20 @@ _EXPORTS = {
     "SaveError": "lamin_nb.core.errors",
     "ValidationError": "lamin_nb.core.errors",
     "StorageError": "lamin_nb.core.errors",
+    "DatabaseError": "lamin_nb.core.errors",
     "NotFoundError": "lamin_nb.core.errors",
     "IntegrityError": "lamin_nb.core.errors",
     "KeyNotSavedWarning": "lamin_nb.core.errors",
     "InstanceError": "lamin_nb.core.errors",
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
+    "uploads": "lamin_nb.core.transfers",
 }
 
 __all__ = [
     "Artifact",
     "ConsistencyReport",
+    "DatabaseError",
     "InstanceError",
     "IntegrityError",
     "KeyNotSavedWarning",
@@ -64,6 +67,7 @@ __all__ = [
     "restore_quarantined",
     "save",
     "settings",
+    "uploads",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.callbacks import SaveCallback, TextProgress
     from lamin_nb.core.consistency import ConsistencyReport, check
     from lamin_nb.core.errors import (
+        DatabaseError,
         InstanceError,
         IntegrityError,
         KeyNotSavedWarning,
@@ -83,7 +88,9 @@ if TYPE_CHECKING:
     from lamin_nb.core.instance import connect, disconnect, init
     from lamin_nb.core.public import settings
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
-    from lamin_nb.core.save import SaveReport, save
+    from lamin_nb.core.report import SaveReport
+    from lamin_nb.core.save import save
+    from lamin_nb.core.transfers import uploads
 
 
 def __getattr__(name: str) -> Any:

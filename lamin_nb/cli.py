@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--atomic", action="store_true", help="all or nothing")
     p = sub.add_parser("ls", help="list artifacts")
     p.add_argument("--key", default=None, help="key prefix")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_at_least_one, default=50, help="newest N (at least 1)")
     p = sub.add_parser("check", help="compare database and storage (exit 1 if inconsistent)")
     p.add_argument("--deep", action="store_true", help="re-hash every object")
     p.add_argument("--json", action="store_true")
@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,22 +125,23 @@ def _human(n: int) -> str:
 
 
 def _save(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import lamin_nb as ln
 
     from .core.callbacks import TextProgress
+    from .core.validate import key_of_item
 
-    if len(args.paths) == 1:
-        artifacts = [ln.Artifact(args.paths[0], key=args.key, description=args.description)]
-    else:
-        from pathlib import Path
-
-        prefix = args.key.rstrip("/") + "/" if args.key else None
-        artifacts = [
-            ln.Artifact(
-                p, key=(prefix + Path(p).name) if prefix else None, description=args.description
-            )
-            for p in args.paths
-        ]
+    many = len(args.paths) > 1
+    artifacts = []
+    for path in args.paths:
+        # the core's rule: one path takes --key as its key (a folder's: its key prefix);
+        # several paths, or a --key ending in '/', put each name under it
+        key = key_of_item(args.key, Path(path).name, many)
+        if Path(path).is_dir():
+            artifacts += ln.Artifact.from_dir(path, key=key, description=args.description)
+        else:
+            artifacts.append(ln.Artifact(path, key=key, description=args.description))
     try:
         ln.save(artifacts, atomic=args.atomic, callback=TextProgress(sys.stdout))
     except ln.SaveError:

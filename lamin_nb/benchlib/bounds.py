@@ -41,7 +41,10 @@ def _table() -> Any:
 class Bounds:
     def __init__(self, scratch: Scratch) -> None:
         self.inst = scratch.instance
-        self.is_local = self.inst.storage.is_local
+        from ..core.storage import LocalStorage
+
+        # the lower bounds are per backend: the kernel's own copy locally, a plain PUT on S3
+        self.is_local = isinstance(self.inst.storage, LocalStorage)
         self.dest = f"{scratch.root}/bound"
         if self.is_local:
             Path(self.dest).mkdir(parents=True, exist_ok=True)
@@ -53,10 +56,10 @@ class Bounds:
     def workers(self) -> int:
         """The same concurrency lamin_nb uses for a bulk save on this storage."""
         try:
-            from ..core.save import _default_workers
+            from ..core.saveinput import default_workers
         except ImportError:  # moved: fall back to the documented defaults
-            return int(os.environ.get("LAMIN_NB_MAX_WORKERS") or (8 if self.is_local else 16))
-        return int(_default_workers(self.inst))
+            return int(os.environ.get("LAMIN_NB_MAX_WORKERS") or self.inst.storage.default_workers)
+        return int(default_workers(self.inst))
 
     def _name(self, suffix: str) -> str:
         return f"b{next(self._ids):08d}{suffix}"

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,10 @@ def naive_check(inst: Any) -> tuple[int, bool]:
     from sqlalchemy import select
 
     from lamin_nb.core.models import ArtifactRow
+    from lamin_nb.core.storage import LocalStorage
 
     storage = inst.storage
-    if storage.is_local:
+    if isinstance(storage, LocalStorage):  # the cheapest listing of each backend
         listing = {e.name: e.stat().st_size for e in os.scandir(storage.managed) if e.is_file()}
     else:
         found = storage.fs.find(storage.managed, detail=True)
@@ -102,7 +104,12 @@ def _delete(uid: str) -> dict[str, Any]:
     return {"uid": uid, "deleted": True}
 
 
-COMMANDS = {"check": _check, "check-bound": _check_bound, "save": _save, "delete": _delete}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "check": _check,
+    "check-bound": _check_bound,
+    "save": _save,
+    "delete": _delete,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -244,10 +244,9 @@ class Scratch:
             raise OSError(f"{len(left)} object(s) stayed under {self.root}")
 
     def s3fs(self) -> Any:
-        from ..core.storage import Storage
+        from ..core.storage import open_storage
 
-        storage = Storage(self.target.storage_root, self.target.storage_options)
-        return storage.fs
+        return open_storage(self.target.storage_root, self.target.storage_options).fs
 
     def leftovers(self) -> list[str]:
         """What still exists of the scratch area (empty after a clean ``close``)."""

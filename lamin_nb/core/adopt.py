@@ -18,9 +18,9 @@ from sqlalchemy import insert, select
 
 from . import rows
 from .errors import describe
-from .hashing import HASH_TYPE, hash_file, hash_stream
-from .instance import Instance
+from .hashing import HASH_TYPE
 from .models import COMMITTED, ArtifactRow, utcnow
+from .resources import Resources
 from .storage import ObjectInfo, owner_of_temp
 from .workers import run_parallel
 
@@ -71,7 +71,7 @@ def version_of(uid: str) -> int:
     return n + 1
 
 
-def adopt_objects(inst: Instance) -> AdoptReport:
+def adopt_objects(inst: Resources) -> AdoptReport:
     """Give every object under the managed prefix that has no row a committed row."""
     report = AdoptReport()
     with inst.db.read() as session:
@@ -109,8 +109,8 @@ def adopt_objects(inst: Instance) -> AdoptReport:
     return report
 
 
-def _row(inst: Instance, info: ObjectInfo, uid: str, suffix: str) -> dict[str, Any]:
-    digest, size = _hash_object(inst, info.name)
+def _row(inst: Resources, info: ObjectInfo, uid: str, suffix: str) -> dict[str, Any]:
+    digest, size = inst.storage.hash_object(info.name)
     return {
         "uid": uid,
         "key": None,
@@ -131,15 +131,6 @@ def _row(inst: Instance, info: ObjectInfo, uid: str, suffix: str) -> dict[str, A
         "lease_expires_at": None,
         "updated_at": utcnow(),
     }
-
-
-def _hash_object(inst: Instance, name: str) -> tuple[str, int]:
-    if inst.storage.is_local:
-        from pathlib import Path
-
-        return hash_file(Path(inst.storage.managed, name))
-    with inst.storage.open(name) as fh:
-        return hash_stream(fh)
 
 
 def _user() -> str:

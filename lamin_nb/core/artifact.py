@@ -1,39 +1,44 @@
-"""Artifact: a file, AnnData or DataFrame on its way to (or in) an instance."""
+"""``Artifact``, the facade: the constructors and the methods a user calls (save, delete,
+restore, filter, get, load, cache) on top of ``ArtifactRecord``, which the protocols work on."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import weakref
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import delete as _delete
 from . import instance as _instance
-from .errors import IntegrityError, NotFoundError, ValidationError
-from .hashing import HASH_TYPE, hash_file
+from . import query as _query
+from .db import database_errors
+from .errors import IntegrityError, NotFoundError, StorageError, ValidationError, describe
+from .ids import version_suffix
 from .localfiles import staging_dir, touch, trim_cache
-from .models import ArtifactRow
-from .validate import check_description, check_key, check_source, suffix_of
+from .models import COMMITTED
+from .record import ArtifactRecord, cache_path
+from .rows import by_uids, families
+from .save import save_one
+from .storage import READ_ONLY, storage_failure
+from .validate import (
+    check_description,
+    check_key,
+    check_key_prefix,
+    check_source,
+    key_under,
+    suffix_of,
+)
 
 if TYPE_CHECKING:
     from .callbacks import SaveCallback
-    from .query import QuerySet
+
+__all__ = ["Artifact", "version_suffix"]
 
 ANNDATA_HINT = "AnnData support needs anndata: pip install 'lamin_nb[anndata]'"
 DATAFRAME_HINT = "DataFrame support needs pandas and pyarrow: pip install 'lamin_nb[anndata]'"
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def version_suffix(version: int) -> str:
-    n, out = max(version - 1, 0), ""
-    for _ in range(4):
-        n, r = divmod(n, 62)
-        out = _BASE62[r] + out
-    return out
-
-
-class Artifact:
+class Artifact(ArtifactRecord):
     """A data object and its metadata. Construct, then ``save()``.
 
     The uid is fixed at construction and kept through a failed save, so a retry reuses it.
@@ -99,49 +104,13 @@ class Artifact:
     Artifact(uid='...', key='runs/results.csv', ..., is_latest=True, status='committed')
     """
 
-    uid: str
-    key: str | None
-    description: str | None
-    suffix: str
-    size: int | None
-    hash_type: str | None
-    otype: str | None
-    version: int | None
-    is_latest: bool
-    storage: str | None
-    created_at: datetime | None
-    created_by: str | None
-    status: str | None
-
     def __init__(self, path: Any, key: str | None = None, description: str | None = None) -> None:
         source = check_source(path)
-        self._init_fields(check_key(key), check_description(description), suffix_of(source))
-        self._source: Path | None = source
+        self._init_record(check_key(key), check_description(description), suffix_of(source))
+        self.source: Path | None = source
         self.size = source.stat().st_size
         if self.key is not None:
             predict_uids([self])
-
-    def _init_fields(self, key: str | None, description: str | None, suffix: str) -> None:
-        self.uid = _instance.random_base62(16) + version_suffix(1)
-        self.key = key
-        self.description = description
-        self.suffix = suffix
-        self.size = None
-        self._hash: str | None = None
-        self.hash_type = None
-        self.otype = None
-        self.version = None
-        self.is_latest = False
-        self.storage = None
-        self.created_at = None
-        self.created_by = None
-        self.status = None
-        self.is_trashed = False
-        self._source = None
-        self._hashed_stat: tuple[int, int] | None = None  # source size/mtime when hashed
-        self._staged = False  # the source is a staging file lamin_nb wrote itself
-        self._instance: _instance.Instance | None = None  # where it was saved or loaded from
-        self._deleted_uid: str | None = None  # its uid, once deleted for good by this object
 
     # -- constructors --------------------------------------------------------------------
 
@@ -184,13 +153,13 @@ class Artifact:
         """
         if not type(adata).__module__.startswith("anndata"):
             raise TypeError(f"from_anndata expects an anndata.AnnData, not {type(adata).__name__}")
-        artifact = cls._staged_artifact(key, description, ".h5ad", "AnnData")
+        artifact, staging = cls._staged_artifact(key, description, ".h5ad", "AnnData")
         try:
-            adata.write_h5ad(artifact._source)
+            adata.write_h5ad(staging)
         except Exception as exc:
-            artifact._discard_staging()
+            artifact.discard_staging()
             raise ValidationError(f"cannot write the AnnData as .h5ad: {exc}") from exc
-        artifact.size = artifact._source.stat().st_size
+        artifact.size = staging.stat().st_size
         return artifact
 
     @classmethod
@@ -233,16 +202,16 @@ class Artifact:
         """
         if type(df).__name__ != "DataFrame" or not type(df).__module__.startswith("pandas"):
             raise TypeError(f"from_df expects a pandas.DataFrame, not {type(df).__name__}")
-        artifact = cls._staged_artifact(key, description, ".parquet", "DataFrame")
+        artifact, staging = cls._staged_artifact(key, description, ".parquet", "DataFrame")
         try:
-            df.to_parquet(artifact._source)
+            df.to_parquet(staging)
         except ImportError as exc:
-            artifact._discard_staging()
+            artifact.discard_staging()
             raise ImportError(DATAFRAME_HINT) from exc
         except Exception as exc:
-            artifact._discard_staging()
+            artifact.discard_staging()
             raise ValidationError(f"cannot write the DataFrame as parquet: {exc}") from exc
-        artifact.size = artifact._source.stat().st_size
+        artifact.size = staging.stat().st_size
         return artifact
 
     @classmethod
@@ -288,87 +257,34 @@ class Artifact:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise ValidationError(f"{str(folder)!r} is not a folder")
-        prefix = check_key(key) if key is not None else folder.resolve().name
+        prefix = check_key_prefix(key) if key is not None else folder.resolve().name
         files = _visible_files(folder)
         artifacts = [cls.__new__(cls) for _ in files]
         for artifact, file in zip(artifacts, files, strict=True):
-            artifact._init_fields(
-                check_key(f"{prefix}/{file.relative_to(folder).as_posix()}"),
+            artifact._init_record(
+                key_under(prefix, file.relative_to(folder).as_posix()),
                 check_description(description),
                 suffix_of(file),
             )
-            artifact._source = check_source(file)
-            artifact.size = artifact._source.stat().st_size
+            artifact.source = source = check_source(file)
+            artifact.size = source.stat().st_size
         predict_uids(artifacts)
         return artifacts
 
     @classmethod
     def _staged_artifact(
         cls, key: str | None, description: str | None, suffix: str, otype: str
-    ) -> Artifact:
+    ) -> tuple[Artifact, Path]:
+        """A new artifact and the staging file its constructor writes."""
         artifact = cls.__new__(cls)
-        artifact._init_fields(check_key(key), check_description(description), suffix)
+        artifact._init_record(check_key(key), check_description(description), suffix)
         artifact.otype = otype
-        artifact._source = staging_dir() / f"{artifact.uid}{suffix}"
-        artifact._staged = True
+        artifact.source = staging = staging_dir() / f"{artifact.uid}{suffix}"
+        artifact.staged = True
         # built but never saved: the file goes when the artifact does (or the process ends);
         # after a crash, the next process's sweep removes it. A save moves it away first.
-        weakref.finalize(artifact, _unlink_quietly, artifact._source)
-        return artifact
-
-    @classmethod
-    def _from_row(cls, row: ArtifactRow, inst: _instance.Instance) -> Artifact:
-        artifact = cls.__new__(cls)
-        artifact._init_fields(row.key, row.description, row.suffix)
-        artifact._adopt(row)
-        artifact._instance = inst
-        return artifact
-
-    def _adopt(self, row: ArtifactRow) -> None:
-        """Take the stored state of ``row`` (after a save, or when deduplicated onto it)."""
-        for name in (
-            "uid",
-            "key",
-            "description",
-            "suffix",
-            "size",
-            "hash_type",
-            "otype",
-            "version",
-            "is_latest",
-            "storage",
-            "created_at",
-            "created_by",
-            "status",
-            "is_trashed",
-        ):
-            setattr(self, name, getattr(row, name))
-        self._hash = row.hash
-
-    def _adopt_from(self, other: Artifact) -> None:
-        for name in (
-            "uid",
-            "key",
-            "description",
-            "suffix",
-            "size",
-            "hash_type",
-            "otype",
-            "version",
-            "is_latest",
-            "storage",
-            "created_at",
-            "created_by",
-            "status",
-            "is_trashed",
-            "_hash",
-            "_instance",
-        ):
-            setattr(self, name, getattr(other, name))
-
-    def _discard_staging(self) -> None:
-        if self._staged and self._source is not None:
-            self._source.unlink(missing_ok=True)
+        weakref.finalize(artifact, _unlink_quietly, staging)
+        return artifact, staging
 
     # -- content ---------------------------------------------------------------------
 
@@ -379,49 +295,9 @@ class Artifact:
         BLAKE3 over every byte of the content, url-safe base64; None for an artifact with
         nothing to hash.
         """
-        if self._hash is None and self._source is not None:
-            self._compute_hash()
-        return self._hash
-
-    def _compute_hash(self, on_bytes: Any = None) -> str:
-        assert self._source is not None
-        before = _stat_key(self._source)
-        digest, size = hash_file(self._source, on_bytes)
-        self._hash, self.size, self.hash_type = digest, size, HASH_TYPE
-        self._hashed_stat = before
-        return digest
-
-    def _needs_hash(self) -> bool:
-        """No hash yet, or the source was modified since it was hashed (then save the new
-        content: the user's file as it is now, not as it was when first looked at)."""
-        if self._hash is None:
-            return True
-        if self._source is None or self._is_saved:
-            return False
-        try:
-            return _stat_key(self._source) != self._hashed_stat
-        except OSError:
-            return False  # the save's own checks report a vanished source
-
-    @property
-    def _object_name(self) -> str:
-        return f"{self.uid}{self.suffix}"
-
-    @property
-    def _is_saved(self) -> bool:
-        return self.status is not None
-
-    def _home(self) -> _instance.Instance:
-        """The instance this artifact belongs to: where it was saved or loaded from, even after
-        another instance became current (the current one for an unsaved artifact)."""
-        own, now = self._instance, _instance._current
-        if own is None or (now is not None and now.settings.uid == own.settings.uid):
-            return _instance.current()
-        return own  # its connections were closed on the switch; they reopen on use
-
-    def _saved_elsewhere(self, inst: _instance.Instance) -> bool:
-        own = self._instance
-        return self._is_saved and own is not None and own.settings.uid != inst.settings.uid
+        if self.digest is None and self.source is not None:
+            self.compute_hash()
+        return self.digest
 
     # -- persistence -----------------------------------------------------------------
 
@@ -472,8 +348,6 @@ class Artifact:
         >>> artifact.save(callback=ln.TextProgress())  # doctest: +SKIP
         Artifact(uid='...', key='runs/results.csv', ..., status='committed')
         """
-        from .save import save_one
-
         return save_one(self, callback=callback)
 
     def cache(self) -> Path:
@@ -502,22 +376,18 @@ class Artifact:
         >>> ln.Artifact.get("runs/results.csv").cache()  # doctest: +SKIP
         PosixPath('/home/me/data/.lamindb/...csv')
         """
-        if not self._is_saved:
-            if self._source is None:
+        if not self.is_saved:
+            if self.source is None:
                 raise NotFoundError(f"{self!r} has no content")
-            return self._source
-        inst = self._home()
+            return self.source
+        inst = self.home()
         self._check_still_stored(inst)
-        if inst.storage.is_local:
-            return Path(inst.storage.managed) / self._object_name
-        return _download(inst, self)
+        stored = inst.storage.local_path(self.object_name)
+        return _stored_file(stored, self) if stored is not None else _download(inst, self)
 
     def _check_still_stored(self, inst: _instance.Instance) -> None:
         """An object in hand may be stale: its row deleted since (by another handle or
         process), or no longer the content it recorded. Never hand out other bytes."""
-        from .models import COMMITTED
-        from .rows import by_uids
-
         with inst.db.read_rows() as conn:
             row = by_uids(conn, [self.uid]).get(self.uid)
         if row is None or row.status != COMMITTED:
@@ -526,10 +396,10 @@ class Artifact:
                 f"artifact {self.uid} (key {self.key!r}) {state}; nothing to load. "
                 "Look it up again: ln.Artifact.filter(key=...)"
             )
-        if row.hash != self._hash or row.suffix != self.suffix:
+        if row.hash != self.digest or row.suffix != self.suffix:
             raise IntegrityError(
                 f"artifact {self.uid} holds other content than this object recorded "
-                f"(hash {self._hash} -> {row.hash}); get it again with ln.Artifact.get"
+                f"(hash {self.digest} -> {row.hash}); get it again with ln.Artifact.get"
             )
 
     def load(self) -> Any:
@@ -606,14 +476,12 @@ class Artifact:
         >>> artifact.restore()  # doctest: +SKIP
         >>> artifact.delete(permanent=True)  # doctest: +SKIP
         """
-        from .delete import delete_permanently, trash
-
         if not isinstance(permanent, bool):
             raise TypeError(f"permanent must be True or False, not {type(permanent).__name__}")
         if permanent:
-            delete_permanently(self)
+            _delete.delete_permanently(self)
         else:
-            trash(self)
+            _delete.trash(self)
 
     def restore(self) -> None:
         """Take an artifact out of the trash.
@@ -636,14 +504,12 @@ class Artifact:
         >>> trashed = ln.Artifact.filter(is_trashed=True).first()  # doctest: +SKIP
         >>> trashed.restore()  # doctest: +SKIP
         """
-        from .delete import restore
-
-        restore(self)
+        _delete.restore(self)
 
     # -- queries ---------------------------------------------------------------------
 
     @classmethod
-    def filter(cls, **fields: Any) -> QuerySet:
+    def filter(cls, **fields: Any) -> _query.QuerySet[Artifact]:
         """Committed artifacts whose fields match; nothing runs until the result is used.
 
         Pending, deleting and lost rows are never visible; trashed artifacts only when
@@ -678,9 +544,7 @@ class Artifact:
         >>> ln.Artifact.filter(suffix__in=[".csv", ".parquet"]).count()  # doctest: +SKIP
         12
         """
-        from .query import QuerySet
-
-        return QuerySet(fields)
+        return _query.QuerySet(cls, fields)
 
     @classmethod
     def get(cls, uid_or_key: str) -> Artifact:
@@ -714,14 +578,12 @@ class Artifact:
         >>> ln.Artifact.get("runs/results.csv")  # doctest: +SKIP
         Artifact(uid='...', key='runs/results.csv', ..., is_latest=True, status='committed')
         """
-        from .query import get
-
-        return get(uid_or_key)
+        return _query.get(cls, uid_or_key)
 
     def __repr__(self) -> str:
         fields = [f"uid={self.uid!r}"]
         for name in ("key", "description", "suffix", "size", "hash", "otype", "version"):
-            value = self._hash if name == "hash" else getattr(self, name)
+            value = self.digest if name == "hash" else getattr(self, name)
             if value not in (None, ""):
                 fields.append(f"{name}={value!r}")
         fields.append(f"is_latest={self.is_latest}")
@@ -731,13 +593,14 @@ class Artifact:
 
 def predict_uids(artifacts: list[Artifact]) -> None:
     """A new version of a key shares the uid stem of its family (when an instance is open)."""
-    inst = _instance._current
+    inst = _instance.current_or_none()
     keys = [a.key for a in artifacts if a.key is not None]
     if inst is None or not keys:
         return
-    from .rows import families
-
-    with inst.db.read() as session:
+    doing = f"looking up the versions of key {keys[0]!r}" + (
+        f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+    )
+    with database_errors(doing), inst.db.read() as session:
         found = families(session, keys)
     for artifact in artifacts:
         family = found.get(artifact.key or "")
@@ -754,15 +617,15 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def cache_path(inst: _instance.Instance, artifact: Artifact) -> Path:
-    """Where the local copy of an S3 object lives; named by content hash as well as uid,
-    because a uid can come back after its version was deleted, with other bytes."""
-    return inst.settings.cache_dir / (artifact._hash or "unhashed") / artifact._object_name
+def _stored_file(path: Path, artifact: Artifact) -> Path:
+    """The stored object, if it is still the file that was saved (a folder put in its
+    place would load as an empty table without this check)."""
+    if path.is_dir():
+        raise IntegrityError(
+            f"the stored object of {artifact.uid} (key {artifact.key!r}) is a folder, not the "
+            f"file that was saved: {path}; run ln.check() and ln.repair()"
+        )
+    return path
 
 
 def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
@@ -773,27 +636,21 @@ def _download(inst: _instance.Instance, artifact: Artifact) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".{os.getpid()}.part")
     try:
-        inst.storage.get_file(artifact._object_name, tmp)
+        inst.storage.get_file(artifact.object_name, tmp)
+        os.chmod(tmp, READ_ONLY)  # like a stored object: edit a copy, never the cache
         os.replace(tmp, target)
+    except Exception as exc:
+        if not storage_failure(exc) or isinstance(exc, StorageError):
+            raise
+        raise StorageError(
+            f"cannot download {artifact.key or artifact.uid} from {inst.storage.root}: "
+            f"{describe(exc)}; the artifact is unchanged; load it again once the storage "
+            "is reachable"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     trim_cache(keep=target)
     return target
-
-
-def keep_staged_copy(inst: _instance.Instance, artifact: Artifact) -> None:
-    """After a save, a staging file becomes the S3 cache copy (or is dropped if local)."""
-    if not artifact._staged or artifact._source is None:
-        return
-    if inst.storage.is_local:
-        artifact._source.unlink(missing_ok=True)
-    else:
-        target = cache_path(inst, artifact)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(artifact._source), target)
-        trim_cache(keep=target)
-    artifact._source = None
-    artifact._staged = False
 
 
 def _unlink_quietly(path: Path) -> None:

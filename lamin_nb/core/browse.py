@@ -68,7 +68,7 @@ def versions(instance: Instance, uid: str) -> list[dict[str, Any]]:
     stem = uid[:UID_STEM]
     stmt = (
         select(ArtifactRow)
-        .where(ArtifactRow.uid.startswith(stem, autoescape=True), ArtifactRow.status == COMMITTED)
+        .where(ArtifactRow.uid.startswith(stem, autoescape=True), *visible(trashed=None))
         .order_by(ArtifactRow.version.desc(), ArtifactRow.id.desc())
     )
     with instance.db.read() as session:

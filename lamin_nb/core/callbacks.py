@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, TextIO
 from .units import human_size
 
 if TYPE_CHECKING:
-    from .artifact import Artifact
-    from .save import SaveReport
+    from .report import SaveReport  # below the report (L3) only for types; no cycle
 
 
 class ItemState(str, Enum):
+    """The state of one item of a save, as ``SaveCallback.state`` receives it."""
+
     QUEUED = "queued"
     HASHING = "hashing"
     WAITING = "waiting"
@@ -51,6 +52,7 @@ class ItemState(str, Enum):
 
     @property
     def is_final(self) -> bool:
+        """True for saved, deduplicated, already saved, failed and rolled back."""
         return self in FINAL_STATES
 
 
@@ -67,37 +69,109 @@ FINAL_STATES = frozenset(
 
 @dataclass(frozen=True)
 class ItemInfo:
+    """One item of a save, as ``SaveCallback.start`` receives it: index, label, size."""
+
     index: int
     label: str
     size: int | None
 
 
 class SaveCallback:
-    """Base class and no-op default: subclasses override only what they render."""
+    """Base class and no-op default: subclasses override only what they render.
+
+    Pass an instance as ``callback=`` to ``Artifact.save`` or ``ln.save``. For a save of N
+    items it receives ``start(items)`` once, then per item ``state`` and ``advance`` events,
+    then ``finish(report)`` once, even when the save is interrupted. Events of different
+    items arrive from worker threads, in any interleaving; the events of one item arrive in
+    order. A hook that raises an ordinary exception is logged and ignored (a broken display
+    never fails a save); a KeyboardInterrupt raised by a hook stops the save like Ctrl-C.
+
+    Each item goes ``queued -> [hashing] -> uploading -> committing -> saved``, or ends
+    ``deduplicated`` or ``already saved`` after hashing; it may be ``waiting`` while
+    another process saves the same content; any non-final state can end ``failed`` or
+    (``atomic=True``) ``rolled back``. An item gets no event after its final state.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> class CountBytes(ln.SaveCallback):
+    ...     def __init__(self) -> None:
+    ...         self.nbytes = 0
+    ...
+    ...     def advance(self, index: int, nbytes: int) -> None:
+    ...         self.nbytes += nbytes  # hashing and uploading both report bytes
+    >>> progress = CountBytes()
+    >>> ln.save(artifacts, callback=progress)  # doctest: +SKIP
+    SaveReport(saved 2)
+    """
 
     def start(self, items: list[ItemInfo]) -> None:
-        pass
+        """The save begins: called once, before any other event.
+
+        Parameters
+        ----------
+        items : list of ItemInfo
+            Each item's ``index``, ``label`` (its key, file name, description or uid) and
+            ``size`` in bytes (their sum is the overall size). Indexes count the distinct
+            artifacts passed: an artifact listed twice is saved once.
+
+        Returns
+        -------
+        None
+        """
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
-        pass
+        """Item ``index`` entered ``state``.
+
+        Parameters
+        ----------
+        index : int
+            The item, as numbered in ``start``.
+        state : ItemState
+            queued, hashing, waiting, uploading, committing, or a final state: saved,
+            deduplicated, already saved, failed, rolled back (``state.is_final``).
+        detail : str
+            For failed, the reason (e.g. ``"Access Denied"``); for deduplicated, the stored
+            artifact it matched; for waiting, on which process, how long at most and what to
+            run if that process is gone; else usually empty.
+
+        Returns
+        -------
+        None
+        """
 
     def advance(self, index: int, nbytes: int) -> None:
-        pass
+        """Item ``index`` made progress by ``nbytes`` bytes.
+
+        Parameters
+        ----------
+        index : int
+            The item, as numbered in ``start``.
+        nbytes : int
+            Bytes read while hashing or sent while uploading (the item's current state says
+            which).
+
+        Returns
+        -------
+        None
+        """
 
     def finish(self, report: SaveReport) -> None:
-        pass
+        """The save ended: called once, also when it failed or was interrupted.
+
+        Parameters
+        ----------
+        report : SaveReport
+            What the save did; ``report.error`` is set when it was stopped before any item
+            was tried.
+
+        Returns
+        -------
+        None
+        """
 
 
 NO_PROGRESS = SaveCallback()
-
-
-def item_label(artifact: Artifact) -> str:
-    """How an item is named in progress displays and messages."""
-    if artifact.key:
-        return artifact.key
-    if artifact._source is not None and not artifact._staged:
-        return artifact._source.name
-    return artifact.description or artifact.uid
 
 
 class Guarded(SaveCallback):
@@ -175,7 +249,27 @@ class RecordingCallback(SaveCallback):
 
 
 class TextProgress(SaveCallback):
-    """One line per final item state and a summary: readable in a terminal and in logs."""
+    """One line per final item state and a summary: readable in a terminal and in logs.
+
+    Waits are printed too (a wait is never silent). File names and server messages with
+    control characters are shown escaped.
+
+    Parameters
+    ----------
+    stream : TextIO or None
+        Where the lines go; None: ``sys.stderr``.
+
+    Examples
+    --------
+    >>> import sys
+    >>> import lamin_nb as ln
+    >>> ln.save(artifacts, callback=ln.TextProgress(sys.stdout))  # doctest: +SKIP
+    saving 2 item(s), 1.5 KiB
+    [1/2] runs/a.csv saved
+    [2/2] runs/b.csv saved
+    saved 2
+    SaveReport(saved 2)
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -185,12 +279,38 @@ class TextProgress(SaveCallback):
         self._lock = threading.Lock()
 
     def start(self, items: list[ItemInfo]) -> None:
+        """Print ``saving <n> item(s), <total size>``.
+
+        Parameters
+        ----------
+        items : list of ItemInfo
+            The items of the save.
+
+        Returns
+        -------
+        None
+        """
         self.labels = {item.index: _printable(item.label) for item in items}
         self.total = len(items)
         size = sum(item.size or 0 for item in items)
         self._write(f"saving {self.total} item(s), {human_size(size)}")
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
+        """Print ``[<done>/<total>] <label> <state>[: <detail>]`` for a final state, or a wait.
+
+        Parameters
+        ----------
+        index : int
+            The item.
+        state : ItemState
+            Its new state; other non-final states print nothing.
+        detail : str
+            The reason of a failure, or on what a wait waits.
+
+        Returns
+        -------
+        None
+        """
         if state is ItemState.WAITING:  # a wait is never silent
             self._write(f"{self.labels.get(index, index)} {_printable(detail)}")
             return
@@ -203,6 +323,17 @@ class TextProgress(SaveCallback):
         self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
 
     def finish(self, report: SaveReport) -> None:
+        """Print the report's one-line summary, e.g. ``saved 2, failed 1``.
+
+        Parameters
+        ----------
+        report : SaveReport
+            The outcome of the save.
+
+        Returns
+        -------
+        None
+        """
         self._write(report.summary())
 
     def _write(self, line: str) -> None:

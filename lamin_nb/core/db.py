@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import InstanceError
+from .errors import DatabaseError, InstanceError
 from .models import SCHEMA_VERSION
 from .settings import home, mask_url
 
@@ -142,8 +142,9 @@ class Database:
         self.check_identity()
         with self._write_engine.connect() as conn:
             relaxed = not durable and not self.is_postgres
+            raw: Any = conn.connection.dbapi_connection  # sqlite3's own connection
             if relaxed:
-                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+                raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.begin():
                     if self.is_postgres:
@@ -152,7 +153,7 @@ class Database:
                     self.check_identity()
             finally:
                 if relaxed:
-                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
+                    raw.execute("PRAGMA synchronous=FULL")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -174,7 +175,11 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
-            with self.engine.begin() as conn:
+            # the write engine: on SQLite, BEGIN IMMEDIATE takes the lock up front and waits
+            # for it (busy timeout). A deferred transaction that read the schema would fail
+            # at once with "database is locked" when a process starting alongside migrates
+            # first; alembic then re-reads the version under the lock and does nothing.
+            with self._write_engine.begin() as conn:
                 if self.is_postgres:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
                 cfg.attributes["connection"] = conn
@@ -199,6 +204,25 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
+
+
+UNCHANGED = "nothing was changed"
+
+
+@contextmanager
+def database_errors(
+    doing: str,
+    state: str = UNCHANGED,
+    then: str = "run it again once the database is reachable",
+) -> Iterator[None]:
+    """Turn a SQLAlchemy error (connection refused or lost, database locked, ...) raised while
+    ``doing`` into a ``DatabaseError`` that says the state the data is in and what to run."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"{doing} failed: database error: {driver_cause(exc)}; {state}; {then}"
+        ) from exc
 
 
 def driver_cause(exc: BaseException) -> str:

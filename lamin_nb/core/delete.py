@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
 from . import rows
+from .db import database_errors
 from .errors import NotFoundError, StorageError, describe
 from .faults import fault
 from .instance import Instance
 from .models import COMMITTED, DELETING, ArtifactRow, utcnow
 from .owners import running
-
-if TYPE_CHECKING:
-    from .artifact import Artifact
+from .record import ArtifactRecord, cache_path
 
 logger = logging.getLogger("lamin_nb")
 
 
-def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
+def _committed_row(session: object, artifact: ArtifactRecord) -> ArtifactRow:
     stmt = select(ArtifactRow).where(
         ArtifactRow.uid == artifact.uid, ArtifactRow.status == COMMITTED
     )
@@ -30,9 +28,10 @@ def _committed_row(session: object, artifact: Artifact) -> ArtifactRow:
     return row
 
 
-def _set_trashed(artifact: Artifact, trashed: bool) -> None:
-    inst = artifact._home()
-    with inst.db.write() as session:
+def _set_trashed(artifact: ArtifactRecord, trashed: bool) -> None:
+    inst = artifact.home()
+    doing = f"{'trashing' if trashed else 'restoring'} {artifact.key or artifact.uid}"
+    with database_errors(doing), inst.db.write() as session:
         row = _committed_row(session, artifact)
         row.is_trashed = trashed
         row.updated_at = utcnow()
@@ -41,54 +40,59 @@ def _set_trashed(artifact: Artifact, trashed: bool) -> None:
         session.flush()
         rows.refresh_latest(session, [row.key])
         session.refresh(row)
-        artifact._adopt(row)
+        artifact.adopt_row(row)
 
 
-def trash(artifact: Artifact) -> None:
+def trash(artifact: ArtifactRecord) -> None:
     """Hide from queries; the object stays and ``restore()`` brings it back."""
     _set_trashed(artifact, True)
 
 
-def restore(artifact: Artifact) -> None:
+def restore(artifact: ArtifactRecord) -> None:
     _set_trashed(artifact, False)
 
 
-def delete_permanently(artifact: Artifact) -> None:
+def delete_permanently(artifact: ArtifactRecord) -> None:
     """Never leaves a committed row without its object: the row is marked first.
 
     If the object cannot be deleted, the row goes back to committed and the artifact is intact;
     if even that fails, the ``deleting`` row is rolled forward by ``ln.repair()``.
     """
-    inst = artifact._home()
+    inst = artifact.home()
+    doing = f"deleting {artifact.key or artifact.uid}"
     with running() as owner:  # a deleting row left behind is then known to be abandoned
-        with inst.db.write() as session:
+        with database_errors(doing), inst.db.write() as session:
             row = _committed_row(session, artifact)
             row.status, row.owner, row.lease_expires_at = DELETING, owner, rows.lease_until()
             session.flush()
             rows.refresh_latest(session, [row.key])
         fault("mid_delete")
-        name = artifact._object_name
+        name = artifact.object_name
         try:
             inst.storage.delete(name)
         except Exception as exc:
             _after_failed_delete(inst, artifact, exc, owner)
         fault("after_object_delete")
-        with inst.db.write() as session:
-            rows.delete_rows(session, [artifact.uid], DELETING)
+        left = "object deleted, row left for repair"
+        with database_errors(doing, left, "run ln.repair() once the database is reachable"):
+            with inst.db.write() as session:
+                rows.delete_rows(session, [artifact.uid], DELETING)
     _drop_cached_copy(inst, artifact)
-    artifact._deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
+    artifact.deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
     artifact.status = None
     artifact.is_latest = False
 
 
-def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, owner: str) -> None:
+def _after_failed_delete(
+    inst: Instance, artifact: ArtifactRecord, exc: Exception, owner: str
+) -> None:
     """The object delete raised: its outcome decides whether the row goes back or goes too.
 
     A request can fail after the server acted on it, so look before reverting: reverting a row
     whose object is gone would leave a committed row without its object.
     """
     try:
-        present = inst.storage.exists(artifact._object_name)
+        present = inst.storage.exists(artifact.object_name)
     except Exception as probe:  # noqa: BLE001 - unknown: the deleting row waits for repair
         raise StorageError(
             f"could not delete {artifact!r}: {describe(exc)}; it stays hidden, marked deleting, "
@@ -103,14 +107,11 @@ def _after_failed_delete(inst: Instance, artifact: Artifact, exc: Exception, own
     ) from exc
 
 
-def _drop_cached_copy(inst: Instance, artifact: Artifact) -> None:
-    from .artifact import cache_path
-
-    if not inst.storage.is_local:
-        cache_path(inst, artifact).unlink(missing_ok=True)
+def _drop_cached_copy(inst: Instance, artifact: ArtifactRecord) -> None:
+    cache_path(inst, artifact).unlink(missing_ok=True)  # only remote objects have one
 
 
-def _revert(inst: Instance, artifact: Artifact, owner: str) -> None:
+def _revert(inst: Instance, artifact: ArtifactRecord, owner: str) -> None:
     """Back to committed, unless recovery took the row over (it then finishes the delete)."""
     try:
         with inst.db.write() as session:

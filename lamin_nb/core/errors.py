@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .save import SaveReport
+from typing import Any
 
 
 class LaminNbError(Exception):
@@ -58,6 +55,26 @@ class StorageError(LaminNbError, OSError):
     ...     artifact.delete(permanent=True)
     ... except ln.StorageError as exc:
     ...     print(exc)  # says whether the artifact is unchanged or waits for ln.repair()
+    """
+
+
+class DatabaseError(LaminNbError, RuntimeError):
+    """The database could not be reached or refused the operation.
+
+    Raised by every public path that reads or writes rows (``Artifact(path, key=...)``, which
+    looks up the key's versions, ``filter``, ``get``, trash, restore, permanent delete,
+    ``check``, ``repair``) when SQLAlchemy reports a failure: connection refused or lost,
+    database locked. The message says what state the data is in (usually "nothing was
+    changed"; after a permanent delete whose object is gone, "row left for repair") and what to
+    run next. Inside a save it is the cause of a ``SaveError`` (in ``SaveError.report.failed``).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     ln.Artifact.filter().all()
+    ... except ln.DatabaseError as exc:
+    ...     print(exc)  # what failed, the state of the data, what to run
     """
 
 
@@ -160,8 +177,9 @@ class SaveError(LaminNbError, RuntimeError):
     ...     retry = [artifact for artifact, _ in exc.report.failed]
     """
 
-    def __init__(self, message: str, report: SaveReport | None = None) -> None:
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
+        # a SaveReport (core/report.py), not imported: the errors sit below everything
         self.report = report
 
     def __reduce__(self) -> tuple[Any, ...]:

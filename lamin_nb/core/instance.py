@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
+from .adopt import AdoptReport, adopt_objects
 from .db import Database
 from .errors import InstanceError, StorageError, ValidationError, describe
+from .ids import random_base62
 from .models import ArtifactRow, InstanceRow, utcnow
 from .nesting import check_not_nested
+from .recovery import recover_expired
 from .settings import (
     InstanceSettings,
     current_name,
@@ -29,24 +31,10 @@ from .settings import (
     set_current,
     validate_name,
 )
-from .storage import Storage
+from .storage import open_storage, storage_failure
 from .validate import check_flag
 
-if TYPE_CHECKING:
-    from .adopt import AdoptReport
-
 logger = logging.getLogger("lamin_nb")
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def random_base62(n: int) -> str:
-    # one draw, uniform over all 62**n strings; 5x faster than n secrets.choice calls, which
-    # shows when from_dir builds thousands of artifacts
-    value, out = secrets.randbelow(62**n), []
-    for _ in range(n):
-        value, digit = divmod(value, 62)
-        out.append(_BASE62[digit])
-    return "".join(out)
 
 
 def owner_id() -> str:
@@ -58,7 +46,7 @@ class Instance:
     def __init__(self, settings: InstanceSettings) -> None:
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.storage = Storage(settings.storage_root, settings.storage_options)
+        self.storage = open_storage(settings.storage_root, settings.storage_options)
         self.adopted: AdoptReport | None = None  # what ln.init(..., adopt=True) rebuilt
 
     @property
@@ -111,12 +99,28 @@ def disconnect() -> None:
         _current = None
 
 
+def current_or_none() -> Instance | None:
+    """The instance this process is connected to, or None; never connects."""
+    return _current
+
+
 def _activate(instance: Instance) -> Instance:
+    """Make ``instance`` current: recorded in the settings folder first, so a folder that
+    cannot be written (read-only, full) leaves the previous instance current, not half a switch."""
     global _current
+    try:
+        set_current(instance.name)
+    except OSError as exc:
+        if instance is not _current:
+            instance.close()
+        raise InstanceError(
+            f"cannot write the settings folder {home()}: {describe(exc)}; instance "
+            f"{instance.name!r} was not made current and nothing was changed; free space or make "
+            "the folder writable (or point LAMIN_NB_HOME elsewhere), then run it again"
+        ) from exc
     if _current is not None and _current is not instance:
         _current.close()
     _current = instance
-    set_current(instance.name)
     return instance
 
 
@@ -348,8 +352,12 @@ def _claim_storage(instance: Instance, adopt: bool = False) -> None:
         storage.write_marker("instance.json", json.dumps(marker).encode())
     except ValidationError:
         raise
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot use storage {storage.root!r}: {describe(exc)}") from exc
+    except Exception as exc:
+        if not (storage_failure(exc) or isinstance(exc, ValueError)):
+            raise
+        raise StorageError(
+            f"cannot use storage {storage.root!r}: {describe(exc)}; no instance was created"
+        ) from exc
 
 
 def _check_adoptable(instance: Instance, previous: str | None) -> None:
@@ -365,8 +373,6 @@ def _check_adoptable(instance: Instance, previous: str | None) -> None:
 
 
 def _adopt(instance: Instance) -> Instance:
-    from .adopt import adopt_objects
-
     try:
         instance.adopted = adopt_objects(instance)
     except (OSError, ValueError) as exc:
@@ -389,8 +395,6 @@ def _sweep_quietly() -> None:
 
 def _recover_quietly(instance: Instance) -> None:
     """Finish what crashed writers left behind (expired leases only); never fail a connect."""
-    from .recovery import recover_expired
-
     try:
         recover_expired(instance)
     except Exception as exc:  # noqa: BLE001 - recovery is best effort here; ln.repair reports

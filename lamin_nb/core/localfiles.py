@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ValidationError
-from .liveness import is_alive, this_process
+from .owners import Liveness, liveness, process_owner
 from .settings import home
 
 logger = logging.getLogger("lamin_nb")
@@ -43,7 +43,7 @@ def staging_dir() -> Path:
     if str(base) not in _swept_in:
         _swept_in.add(str(base))
         sweep_staging()
-    folder = base / this_process()
+    folder = base / process_owner()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -65,8 +65,10 @@ def sweep_staging() -> list[str]:
         try:
             age_days = (now - entry.stat(follow_symlinks=False).st_mtime) / 86400
             if entry.is_dir(follow_symlinks=False):
-                alive = is_alive(entry.name)
-                if alive is False or (alive is None and age_days > FOREIGN_STAGING_DAYS):
+                alive = liveness(entry.name)
+                if alive is Liveness.DEAD or (
+                    alive is Liveness.UNKNOWN and age_days > FOREIGN_STAGING_DAYS
+                ):
                     shutil.rmtree(entry.path)
                     removed.append(entry.name)
             elif age_days > 1:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 
 PENDING = "pending"
 COMMITTED = "committed"
@@ -48,6 +48,15 @@ class ArtifactRow(Base):
     owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # a resumable transfer (DESIGN §9), recorded before its first part moves
+    transfer_id: Mapped[str | None] = mapped_column(String(1024))  # S3 upload id / partial file
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    parts_done: Mapped[int | None] = mapped_column(Integer)
+    bytes_done: Mapped[int | None] = mapped_column(BigInteger)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_size: Mapped[int | None] = mapped_column(BigInteger)
+    source_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    transfer_started_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),

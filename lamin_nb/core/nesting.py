@@ -9,11 +9,10 @@ another instance's does the same the other way round. Roots elsewhere inside ano
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from .errors import StorageError, ValidationError, describe
-from .storage import MANAGED, Storage
+from .storage import MANAGED, Storage, open_storage
 
 SCHEME = "s3://"
 
@@ -29,7 +28,7 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
             f"{_described(outer, options)}; lamin_nb owns everything in it. Choose a folder "
             "outside it"
         )
-    storage = Storage(root, options)
+    storage = open_storage(root, options)
     try:
         inner = _nested_prefix(storage)
     except (OSError, ValueError) as exc:
@@ -44,29 +43,20 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
 
 
 def _nested_prefix(storage: Storage) -> str | None:
-    """The first managed prefix below ``storage``'s own, or None (one listing, at init only)."""
-    marker = f"/{MANAGED}/"
-    if storage.is_local:
-        for folder, dirs, _ in os.walk(storage.managed):
-            if MANAGED in dirs:
-                return f"{folder}/{MANAGED}"
+    """The first managed prefix below ``storage``'s own, or None.
+
+    Only a prefix no instance has claimed yet is listed (once, when its instance is created):
+    a claimed one is either this instance's (a second user joining it) or refused anyway.
+    """
+    if storage.read_marker("instance.json") is not None:
         return None
-    base = storage.managed.removeprefix(SCHEME)
-    try:
-        found = storage.fs.find(storage.managed)
-    except FileNotFoundError:
-        return None
-    for path in found:
-        rest = path[len(base) :]
-        if marker in rest:
-            return SCHEME + base + rest[: rest.index(marker) + len(marker) - 1]
-    return None
+    return storage.find_folder(MANAGED)
 
 
 def _described(root: str, options: dict[str, Any]) -> str:
     """``instance 'name' (storage 'root')``, naming the instance from its marker if it has one."""
     try:
-        raw = Storage(root, options).read_marker("instance.json")
+        raw = open_storage(root, options).read_marker("instance.json")
         name = json.loads(raw).get("name") if raw is not None else None
     except (OSError, ValueError):
         name = None

@@ -105,6 +105,12 @@ def new_owner(recovery: bool = False) -> Owner:
     return Owner(_HOST, os.getpid(), _this_start(), secrets.token_hex(4), recovery)
 
 
+def process_owner() -> str:
+    """This process as an owner without a run: names what lives as long as the process does
+    (its staging folder)."""
+    return str(Owner(_HOST, os.getpid(), _this_start(), ""))
+
+
 @contextmanager
 def running(owner: Owner | None = None, recovery: bool = False) -> Iterator[str]:
     """Hold an owner name for the duration of one save, delete or recovery.
@@ -150,6 +156,8 @@ def liveness(owner: str | None) -> Liveness:
     if who.start and not who.start.startswith(machine + "-"):
         return Liveness.UNKNOWN  # another boot or pid namespace under the same host name
     if who.pid == os.getpid() and who.start == this:
+        if not who.run:  # the process itself, not one of its runs
+            return Liveness.ALIVE
         with _lock:
             return Liveness.ALIVE if owner in _live else Liveness.DEAD
     started = process_start(who.pid)

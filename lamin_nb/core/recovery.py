@@ -13,20 +13,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, or_, select, update
 
 from . import rows
 from .errors import describe
-from .instance import Instance
 from .models import DELETING, PENDING, ArtifactRow, utcnow
 from .owners import running
+from .resources import Resources
+from .resumable import is_resumable
 
 logger = logging.getLogger("lamin_nb")
 
 
 def expired_rows(
-    inst: Instance,
+    inst: Resources,
     now: datetime | None = None,
     all_leases: bool = False,
 ) -> list[ArtifactRow]:
@@ -45,11 +47,11 @@ def _expired(row: ArtifactRow, now: datetime) -> bool:
     return row.lease_expires_at is None or row.lease_expires_at < now
 
 
-def _lease_over(now: datetime) -> object:
+def _lease_over(now: datetime) -> ColumnElement[bool]:
     return or_(ArtifactRow.lease_expires_at.is_(None), ArtifactRow.lease_expires_at < now)
 
 
-def claim(inst: Instance, row: ArtifactRow, new_owner: str, all_leases: bool = False) -> bool:
+def claim(inst: Resources, row: ArtifactRow, new_owner: str, all_leases: bool = False) -> bool:
     """Take ``row`` over if it is still in the state we saw (and still expired, unless its
     writer is gone: then the unchanged owner is proof enough that nobody works on it)."""
     owned = ArtifactRow.owner.is_(None) if row.owner is None else ArtifactRow.owner == row.owner
@@ -61,11 +63,18 @@ def claim(inst: Instance, row: ArtifactRow, new_owner: str, all_leases: bool = F
     if not (all_leases or rows.abandoned(row)):
         stmt = stmt.where(_lease_over(utcnow()))
     with inst.db.write() as session:
-        return bool(session.execute(stmt).rowcount)
+        result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+        return bool(result.rowcount)
 
 
-def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
+def finish(
+    inst: Resources,
+    row: ArtifactRow,
+    all_leases: bool = False,
+    freed: list[int] | None = None,
+) -> bool:
     """Roll one interrupted row back (pending) or forward (deleting): object first, then row.
+    A journaled upload of a pending row is aborted; the bytes it held are added to ``freed``.
 
     Returns False when the row was no longer ours to finish (its writer committed, reverted
     or renewed it in the meantime); nothing is touched then.
@@ -74,6 +83,11 @@ def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
         if not claim(inst, row, me, all_leases):
             return False
         name = f"{row.uid}{row.suffix}"
+        transfer = getattr(row, "transfer_id", None)
+        if row.status == PENDING and transfer:
+            held = inst.storage.abort_upload(name, transfer)
+            if freed is not None:
+                freed.append(held)
         inst.storage.delete(name)
         inst.storage.delete_temps(name)
         with inst.db.write() as session:
@@ -90,7 +104,7 @@ def finish(inst: Instance, row: ArtifactRow, all_leases: bool = False) -> bool:
 
 
 def finish_all(
-    inst: Instance,
+    inst: Resources,
     targets: Sequence[ArtifactRow],
     all_leases: bool = False,
 ) -> list[tuple[str, str | None]]:
@@ -105,9 +119,10 @@ def finish_all(
     return results
 
 
-def recover_expired(inst: Instance) -> int:
-    """Run on connect: finish rows whose lease expired; returns how many were handled."""
-    results = finish_all(inst, expired_rows(inst))
+def recover_expired(inst: Resources) -> int:
+    """Run on connect: finish rows whose lease expired; returns how many were handled.
+    Interrupted uploads younger than the grace period are kept for a save to resume."""
+    results = finish_all(inst, [r for r in expired_rows(inst) if not is_resumable(r)])
     failures = [r for r in results if r[1] is not None]
     for uid, error in failures:
         logger.warning("could not finish interrupted row %s: %s", uid, error)

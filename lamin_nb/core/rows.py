@@ -7,9 +7,21 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Row, bindparam, delete, false, func, insert, select, true, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, DELETING, PENDING, ArtifactRow, FamilyRow, utcnow
@@ -17,8 +29,8 @@ from .owners import is_dead
 
 T = TypeVar("T")
 Executor = Session | Connection  # the save path runs on bare Core connections
-TABLE = ArtifactRow.__table__
-FAMILY = FamilyRow.__table__
+TABLE = cast(Table, ArtifactRow.__table__)  # declarative tables are Tables
+FAMILY = cast(Table, FamilyRow.__table__)
 CHUNK = 500  # stays far below every backend's bound-parameter limit
 
 
@@ -248,7 +260,8 @@ def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:
 def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
     """Flip to committed those of ``uids`` still pending under ``owner`` (a repair may have
     rolled some back); returns them. One statement per chunk."""
-    now, done = utcnow(), []
+    now = utcnow()
+    done: list[str] = []
     for part in chunks(list(uids)):
         done.extend(session.scalars(_COMMIT, {"uids": list(part), "p_owner": owner, "p_now": now}))
     return done

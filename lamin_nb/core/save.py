@@ -1,132 +1,74 @@
-"""``ln.save`` and ``artifact.save()``: validate everything, run the save protocol, report.
+"""The save protocol (DESIGN §4), single and bulk: ``ln.save`` and ``artifact.save()``.
 
-The protocol itself (hash, dedup, reserve, upload, commit, undo) lives in ``bulk.py``. Rows
-move ``pending -> committed``; a pending row carries its owner and a lease so that a crashed
-writer's leftovers can be told from a live upload.
+Read ``SaveRun`` top to bottom; its steps are DESIGN §4's:
+
+1. validate everything first (``saveinput.check_records``, before the run exists);
+2. hash every item, then dedup against committed and pending rows (one query);
+3. reserve: insert ``pending`` rows with owner and lease, one transaction (``reserve.py``);
+4. upload each object to its final name, bounded concurrency, progress per item, durable
+   before commit (``Storage.put_file`` and one ``Storage.sync`` for the batch);
+5. commit: flip the rows to ``committed`` (older versions to ``is_latest=False``), one
+   transaction;
+6. on failure: delete what was uploaded and the pending rows, report ``SaveError`` from the
+   cause; what cannot be cleaned up stays pending for recovery (step 7, ``recovery.py``).
+
+Undo deletes an object only after checking that its row is still pending, and a row that a
+commit did flip is kept and reported as saved, so an ambiguous commit or an interrupt never
+loses committed data. The items and the messages about them are in ``saving.py``.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+import logging
+import threading
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .artifact import Artifact
-from .bulk import SaveRun, key_not_saved
-from .callbacks import NO_PROGRESS, Guarded, ItemState, SaveCallback
-from .callbacks import item_label as label
-from .errors import KeyNotSavedWarning, SaveError, StorageError, ValidationError, describe
-from .instance import Instance, current
-from .validate import (
-    MAX_WORKERS,
-    check_callback,
-    check_description,
-    check_flag,
-    check_key,
-    check_workers,
+from sqlalchemy import Row
+
+from . import recovery, rows, transfers
+from .callbacks import NO_PROGRESS, Guarded, ItemInfo, ItemState, SaveCallback
+from .errors import (
+    IntegrityError,
+    LaminNbError,
+    NotFoundError,
+    SaveError,
+    StorageError,
+    ValidationError,
+    describe,
 )
+from .faults import fault
+from .instance import Instance
+from .models import COMMITTED, PENDING
+from .owners import describe_owner, new_owner, running
+from .record import ArtifactRecord, keep_staged_copy
+from .record import item_label as label
+from .report import KeyConflict, SaveReport, key_not_saved
+from .reserve import pending_rows
+from .saveinput import check_records, default_workers, target_instance
+from .saving import (
+    REPAIR_HINT,
+    RESERVATION_GONE,
+    Abandoned,
+    Cancelled,
+    Item,
+    db_error,
+    db_kind,
+    deleted_elsewhere,
+    fill_report,
+    user_name,
+    waiting_for,
+    warn_key_conflicts,
+    writer,
+)
+from .validate import check_callback, check_flag, check_workers
+from .workers import LeaseKeeper, deferred_interrupts, run_parallel, wait_for_writers
 
-WORKERS_ENV = "LAMIN_NB_MAX_WORKERS"
-LISTED_IN_MESSAGE = 20  # the report holds every artifact; the message stays readable
-
-
-@dataclass(frozen=True)
-class KeyConflict:
-    """A key the user asked for that was not saved: ``artifact`` (now under ``kept_key``,
-    uid ``uid``) already held the same content."""
-
-    requested_key: str
-    kept_key: str | None
-    uid: str
-    artifact: Artifact
-
-    def __str__(self) -> str:
-        return key_not_saved(self.requested_key, self.kept_key, self.uid)
-
-
-@dataclass
-class SaveReport:
-    """What a save did, item by item. ``failed`` holds ``(artifact, exception)`` pairs."""
-
-    saved: list[Artifact] = field(default_factory=list)
-    failed: list[tuple[Artifact, BaseException]] = field(default_factory=list)
-    deduplicated: list[Artifact] = field(default_factory=list)
-    already_saved: list[Artifact] = field(default_factory=list)
-    rolled_back: list[Artifact] = field(default_factory=list)
-    key_conflicts: list[KeyConflict] = field(default_factory=list)
-    atomic: bool = False
-    # what stopped the save before any item was tried: invalid input, no instance, a database
-    # that cannot be reached, an interrupt; the exception itself is raised to the caller
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.error is None
-
-    @property
-    def nothing_saved(self) -> bool:
-        """The save failed or was stopped and no item is in the instance because of it."""
-        kept = self.saved or self.deduplicated or self.already_saved
-        return not kept and (bool(self.failed) or self.error is not None)
-
-    def reason(self) -> str:
-        """Why the save stopped or failed, in a few words (empty if it did not)."""
-        if self.error is not None:
-            return _why(self.error)
-        reasons = {_why(exc) for _, exc in self.failed}
-        if len(reasons) == 1:
-            return reasons.pop()
-        return f"{len(self.failed)} items failed" if self.failed else ""
-
-    def summary(self) -> str:
-        if self.error is not None:
-            return f"nothing saved: {self.reason()}"
-        parts = [f"saved {len(self.saved)}"]
-        for name, items in (
-            ("deduplicated", self.deduplicated),
-            ("already saved", self.already_saved),
-            ("failed", self.failed),
-            ("rolled back", self.rolled_back),
-        ):
-            if items:
-                parts.append(f"{name} {len(items)}")
-        if self.key_conflicts:
-            parts.append(f"keys not saved {len(self.key_conflicts)} (see .key_conflicts)")
-        return ", ".join(parts)
-
-    def message(self) -> str:
-        if len(self.failed) == 1 and not (self.saved or self.rolled_back or self.deduplicated):
-            artifact, exc = self.failed[0]
-            return f"could not save {artifact!r}: {describe(exc)}"
-        total = len(self.saved) + len(self.failed) + len(self.rolled_back)
-        lines = [f"{len(self.failed)} of {total} artifacts could not be saved:"]
-        lines += _listed([f"{a!r}: {describe(e)}" for a, e in self.failed], "failed")
-        if self.rolled_back:
-            lines.append(f"rolled back (atomic save): {len(self.rolled_back)} artifact(s)")
-        lines.append(f"saved ({len(self.saved)}):")
-        lines += _listed([repr(a) for a in self.saved], "saved")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"SaveReport({self.summary()})"
-
-
-def _why(exc: BaseException) -> str:
-    if not isinstance(exc, Exception):
-        return f"interrupted ({type(exc).__name__})"
-    return describe(exc).removesuffix("; nothing was saved")  # said once, by the caller
-
-
-def _listed(entries: list[str], attribute: str) -> list[str]:
-    shown = [f"  - {e}" for e in entries[:LISTED_IN_MESSAGE]]
-    if len(entries) > LISTED_IN_MESSAGE:
-        shown.append(
-            f"  ... and {len(entries) - LISTED_IN_MESSAGE} more (error.report.{attribute})"
-        )
-    return shown
+__all__ = ["KeyConflict", "SaveReport", "save", "save_one"]
+logger = logging.getLogger("lamin_nb")
+S = ItemState
+WAIT_FOR_OTHERS_SECONDS = 600.0  # same content in flight elsewhere: wait at most this long
+R = TypeVar("R", bound=ArtifactRecord)
 
 
 def save(
@@ -140,8 +82,60 @@ def save(
 
     Items that succeed stay saved; if any fails, the others are still tried, then
     ``SaveError`` (a RuntimeError) is raised with the ``SaveReport`` as ``.report``. Running the
-    same call again saves only what failed. ``max_workers`` bounds parallel hashing and uploads
-    (default: ``LAMIN_NB_MAX_WORKERS``, else 8 for a local folder and 16 for S3).
+    same call again saves only what failed. Every artifact is validated before anything is
+    written. Content already stored is deduplicated (nothing uploaded), artifacts saved before
+    are reported as such and left untouched, and an artifact listed twice is saved once. A
+    KeyboardInterrupt undoes what is in flight, then propagates.
+
+    Parameters
+    ----------
+    records : Artifact or iterable of Artifact
+        The artifacts to save.
+    atomic : bool
+        False (default): every item is atomic on its own. True: all or nothing; any failure
+        rolls back every item of the batch.
+    callback : SaveCallback or None
+        Receives progress events (for example ``ln.TextProgress()``); a broken callback
+        never fails the save.
+    max_workers : int or None
+        Bounds parallel hashing and uploads, 1 to 256 (default: ``LAMIN_NB_MAX_WORKERS``,
+        else 8 for a local folder and 16 for S3).
+
+    Returns
+    -------
+    SaveReport
+        What was saved, deduplicated and already saved (nothing failed).
+
+    Raises
+    ------
+    SaveError
+        At least one item failed (each was undone). ``.report`` tells what was saved and what
+        failed; with ``atomic=True`` nothing of the batch was saved.
+    ValidationError
+        An unsaved artifact's file, key or description cannot be used, or ``max_workers``
+        (or ``LAMIN_NB_MAX_WORKERS``) is out of range; nothing was written.
+    InstanceError
+        There is no current instance (run ``ln.init``).
+    TypeError
+        ``records`` is not an iterable of artifacts (the message names the index and the
+        type), or another argument has the wrong type; nothing was written.
+
+    Warns
+    -----
+    KeyNotSavedWarning
+        Some requested keys were not saved because their content is already stored under
+        another key (listed in ``SaveReport.key_conflicts``).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> artifacts = [ln.Artifact(p, key=f"runs/{p}") for p in ("a.csv", "b.csv")]  # doctest: +SKIP
+    >>> ln.save(artifacts, callback=ln.TextProgress())  # doctest: +SKIP
+    SaveReport(saved 2)
+    >>> try:  # doctest: +SKIP
+    ...     ln.save(artifacts, atomic=True)
+    ... except ln.SaveError as exc:
+    ...     print(exc.report.summary())
     """
     progress = Guarded(check_callback(callback) or NO_PROGRESS)
     report = SaveReport(atomic=atomic)
@@ -149,8 +143,8 @@ def save(
         check_flag("atomic", atomic)
         max_workers = check_workers(max_workers)
         artifacts = check_records(records)
-        inst = _target(artifacts)
-        run = SaveRun(inst, artifacts, atomic, progress, max_workers or _default_workers(inst))
+        inst = target_instance(artifacts)
+        run = SaveRun(inst, artifacts, atomic, progress, max_workers or default_workers(inst))
     except BaseException as exc:
         report.error = exc
         progress.finish(report)  # a display shown for this save ends too: "nothing saved"
@@ -158,135 +152,589 @@ def save(
     try:
         run.execute()
     finally:
-        _fill(report, run)
+        fill_report(report, run.items)
         progress.finish(report)
     for artifact in report.saved + report.deduplicated:
-        artifact._instance = inst
+        artifact.instance = inst
     if report.key_conflicts:
-        _warn_key_conflicts(report.key_conflicts)
+        warn_key_conflicts(report.key_conflicts)
     if report.failed:
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
 
 
-def _target(artifacts: list[Artifact]) -> Instance:
-    """The current instance; for artifacts that are all saved in one instance, that one (a
-    saved artifact acts on its own instance, even after another became current)."""
-    homes = {h.settings.uid: h for h in (a._home() for a in artifacts if a._is_saved)}
-    if len(homes) == 1 and all(a._is_saved for a in artifacts):
-        return next(iter(homes.values()))
-    return current()
-
-
-def save_one(artifact: Artifact, callback: SaveCallback | None = None) -> Artifact:
+def save_one(artifact: R, callback: SaveCallback | None = None) -> R:
+    """``artifact.save()``: the protocol for one item, which is all or nothing."""
     save([artifact], atomic=True, callback=callback)
     return artifact
 
 
-def check_records(records: Any) -> list[Artifact]:
-    """Everything is validated before anything is written; a non-artifact is a TypeError."""
-    if isinstance(records, Artifact):
-        records = [records]
-    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
-        raise TypeError(f"ln.save expects a list of artifacts, not {type(records).__name__}")
-    artifacts: list[Artifact] = []
-    seen: set[int] = set()
-    for index, record in enumerate(records):
-        if not isinstance(record, Artifact):
-            raise TypeError(
-                f"item {index} is a {type(record).__name__} ({_short(record)}), not an Artifact; "
-                "nothing was saved"
+class SaveRun:
+    """One run of the protocol over a validated batch; ``execute`` drives it.
+
+    Every item ends in a final state (saved, deduplicated, already saved, failed, rolled
+    back); ``save`` turns the items into the ``SaveReport``.
+    """
+
+    def __init__(
+        self,
+        inst: Instance,
+        artifacts: list[ArtifactRecord],
+        atomic: bool,
+        callback: SaveCallback,
+        workers: int,
+    ) -> None:
+        self.inst = inst
+        self.items = [Item(i, a) for i, a in enumerate(artifacts)]
+        self.atomic = atomic
+        # the caller's callback, already guarded (save() reports to it before the run too)
+        self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
+        self.workers = workers
+        self.identity = new_owner()
+        self.owner = str(self.identity)
+        self.user = user_name()
+        self.cancel = threading.Event()
+        self.stale_uploads: list[Row[Any]] = []  # of sources that changed since
+        self.stopped_by: BaseException | None = (
+            None  # raised by a progress hook off the main thread
+        )
+
+    # -- driver ----------------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Run to the end; a KeyboardInterrupt undoes what is in flight, then propagates.
+
+        The run's owner name is held only while it runs: rows it could not clean up are then
+        recognised as abandoned, by this process and by ``ln.check``, without waiting for a lease.
+        """
+        with running(self.identity):
+            self._execute()
+
+    def _execute(self) -> None:
+        """Step 2 hashes every item once; then rounds of dedup, reserve, upload and commit
+        until every item is done (an item waits a round while another writer saves the same
+        content). Any exception undoes what is unfinished (step 6)."""
+        self.progress.start(
+            [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+        )
+        for item in self.items:
+            self._set(item, S.QUEUED)
+            if item.artifact.saved_elsewhere(self.inst):  # acts on its own instance: nothing
+                self._set(item, S.ALREADY_SAVED, "saved in another instance")
+        try:
+            self._hash_all([i for i in self.items if not i.artifact.is_saved])
+            todo = [i for i in self.items if not i.done]
+            while todo:
+                self._round(todo)
+                todo = self._wait_for_others([i for i in self.items if i.waiting])
+                if todo and self.atomic:
+                    todo = [i for i in self.items if not i.done]
+        except Exception as exc:  # noqa: BLE001 - becomes the cause of the SaveError
+            self._abort(exc)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+
+    def _round(self, items: list[Item]) -> None:
+        """Steps 2-5 for the items still to do: dedup and reserve, upload, commit."""
+        if self.atomic and any(i.error for i in self.items):
+            self._undo(items, S.ROLLED_BACK)
+            return
+        reserved = self._reserve(items)
+        if self.atomic and any(i.waiting for i in items):
+            self._release(reserved)  # all or nothing: start together once the others are done
+            return
+        if self.stale_uploads:
+            self._discard_stale_uploads()
+        if reserved:
+            fault("after_reserve")
+            with LeaseKeeper(self.inst, self.owner, [i.artifact.uid for i in reserved]):
+                self._upload_all(reserved)
+                fault("after_upload")
+                self._commit(reserved)
+        self._settle_followers()
+
+    # -- step 2: hash every byte, then dedup (in the reservation's transaction) ---------
+
+    def _hash_all(self, items: list[Item]) -> None:
+        pending = [i for i in items if i.artifact.needs_hash()]
+        run_parallel(pending, self._hash_one, self.workers, self.cancel)
+        self._reraise_stop()
+
+    def _hash_one(self, item: Item) -> None:
+        self._set(item, S.HASHING)
+        try:
+            item.artifact.compute_hash(lambda n: self._advance(item, n))
+        except Cancelled:
+            return
+        except OSError as exc:
+            self._fail(
+                item, ValidationError(f"cannot read {label(item.artifact)}: {describe(exc)}"), exc
             )
-        if id(record) not in seen:
-            seen.add(id(record))
-            artifacts.append(record)
-    for index, artifact in enumerate(artifacts):
-        if not artifact._is_saved:
+
+    # -- step 3: reserve pending rows, one transaction ------------------------------------
+
+    def _reserve(self, items: list[Item]) -> list[Item]:
+        try:
             try:
-                _check_unsaved(artifact)
-            except ValidationError as exc:
-                raise ValidationError(
-                    f"item {index} ({label(artifact)}): {exc}; nothing was saved"
-                ) from exc
-    return artifacts
+                with self.inst.db.write_rows(durable=False) as session:
+                    return self._reserve_in(session, items, reclaim=True)
+            except Abandoned as found:
+                self._reclaim(found.rows)
+            with self.inst.db.write_rows(durable=False) as session:
+                return self._reserve_in(session, items, reclaim=False)
+        except LaminNbError:
+            raise
+        except Exception as exc:
+            for item in items:
+                if not item.done:
+                    self._fail(item, db_error("cannot reserve a database row", exc), exc)
+            return []
 
+    def _reserve_in(self, session: Any, items: list[Item], reclaim: bool) -> list[Item]:
+        known, by_hash = rows.by_uids_and_hashes(
+            session, [i.artifact.uid for i in items], [i.artifact.digest or "" for i in items]
+        )
+        if reclaim:
+            found = {r.uid: r for r in known.values()}
+            found.update((r.uid, r) for rs in by_hash.values() for r in rs)
+            # an interrupted upload stays for a save of the same content to resume
+            dead = [
+                r for r in found.values() if rows.abandoned(r) and not transfers.is_resumable(r)
+            ]
+            if dead:  # finished first (outside this transaction), then the reservation again
+                raise Abandoned(dead)
+        leaders: dict[str, Item] = {}
+        to_reserve: list[Item] = []
+        taken: list[Item] = []  # interrupted uploads of the same content, resumed
+        for item in items:
+            if item.done:
+                continue
+            item.waiting, item.leader, digest = False, None, item.artifact.digest or ""
+            item.waits_for = None
+            own = known.get(item.artifact.uid)
+            if own is not None and own.status == COMMITTED:
+                item.artifact.adopt_row(own)
+                self._set(item, S.ALREADY_SAVED)
+                continue
+            if own is not None and own.status != PENDING:
+                self._fail(item, ValidationError(f"{label(item.artifact)} is being deleted"))
+                continue
+            if own is None and item.artifact.is_saved:  # another handle deleted it for good
+                self._fail(item, NotFoundError(deleted_elsewhere(item.artifact)))
+                continue
+            if own is not None and own.owner != self.owner and rows.in_flight(own):
+                if own.hash == digest:  # another process predicted the same uid, same content
+                    item.waiting, item.waits_for = True, own
+                    continue
+            others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
+            # a trashed artifact is invisible: same content saves a new, visible one
+            committed = [r for r in others if r.status == COMMITTED and not r.is_trashed]
+            if committed:
+                self._dedup(item, committed[0])
+            elif any(rows.in_flight(r) for r in others):
+                item.waiting = True
+                item.waits_for = next(r for r in others if rows.in_flight(r))
+            elif digest in leaders:
+                item.leader = leaders[digest]
+            elif self._resume(session, item, [own, *others]):
+                leaders[digest] = item
+                if item.reserved:
+                    taken.append(item)
+            else:
+                leaders[digest] = item
+                to_reserve.append(item)
+        stale = [
+            i.artifact.uid
+            for i in to_reserve
+            if i.artifact.uid in known and known[i.artifact.uid].hash == i.artifact.digest
+        ]
+        rows.delete_rows(session, stale, PENDING)  # this artifact's own earlier, failed attempt
+        reserving = [i.artifact for i in to_reserve]
+        values = pending_rows(
+            session,
+            reserving,
+            known,
+            storage=self.inst.storage.root,
+            owner=self.owner,
+            user=self.user,
+        )
+        rows.insert_pending(session, values)
+        for item in to_reserve:
+            item.reserved = True
+        self._note_changed_sources(session, to_reserve)
+        return to_reserve + taken
 
-def _check_unsaved(artifact: Artifact) -> None:
-    """What may have changed since the artifact was built: its fields, and its source file."""
-    artifact.key = check_key(artifact.key)
-    check_description(artifact.description)
-    if artifact._source is None:
-        raise ValidationError("it has no content to save")
-    try:
-        # one open + fstat: the full checks ran at construction and the path is resolved
-        fd = os.open(artifact._source, os.O_RDONLY)
+    def _resume(self, session: Any, item: Item, candidates: list[Row[Any] | None]) -> bool:
+        """Take over an interrupted upload of the same content (DESIGN §9): True if the item
+        now holds it (reserved) or waits for the process that took it first."""
+        row = next(
+            (r for r in candidates if r is not None and transfers.can_resume(r, item.artifact)),
+            None,
+        )
+        if row is None:
+            return False
+        if not transfers.take_over(session, row, self.owner, item.artifact.description):
+            item.waiting, item.waits_for = True, row
+            return True
+        a = item.artifact
+        a.uid, a.version = row.uid, row.version
+        item.resume_row, item.reserved = row, True
+        return True
+
+    def _note_changed_sources(self, session: Any, items: list[Item]) -> None:
+        """A fresh upload of a source whose interrupted upload held other content: that one
+        can never be resumed; say why this one starts over, and free its parts."""
+        by_path = {str(i.artifact.source): i for i in items if i.artifact.source is not None}
+        if not by_path:
+            return
+        for path, row in transfers.changed_sources(session, list(by_path)).items():
+            item = by_path[path]
+            if row.hash != item.artifact.digest:
+                item.restart_note = transfers.why_changed(row, Path(path))
+                self.stale_uploads.append(row)
+
+    def _discard_stale_uploads(self) -> None:
+        """Best effort: what fails is left for ``ln.repair``."""
+        stale, self.stale_uploads = self.stale_uploads, []
+        for uid, error in recovery.finish_all(self.inst, stale):  # type: ignore[arg-type]
+            if error is not None:
+                logger.warning("could not discard the interrupted upload %s: %s", uid, error)
+
+    def _reclaim(self, dead: list[Row[Any]]) -> None:
+        """Roll back (or forward) rows whose writer is gone: a crashed process on this host, or
+        a run of this process whose undo was cut short. Best effort: what fails stays for
+        ``ln.repair()`` and no longer blocks this save."""
+        results = recovery.finish_all(self.inst, dead)  # type: ignore[arg-type]
+        done = [uid for uid, error in results if error is None]
+        if done:
+            owners = sorted({describe_owner(r.owner) for r in dead if r.uid in done})
+            logger.info(
+                "finished %d reservation(s) left by %s, which no longer runs",
+                len(done),
+                ", ".join(owners),
+            )
+        for uid, error in results:
+            if error is not None:
+                logger.warning("could not finish abandoned row %s: %s", uid, error)
+
+    def _release(self, items: list[Item]) -> None:
+        """Give reservations back before anything was uploaded (atomic batch must wait)."""
+        with self.inst.db.write_rows() as session:
+            mine = rows.claim_pending(session, [i.artifact.uid for i in items], self.owner)
+            rows.delete_rows(session, mine, PENDING)
+        for item in items:
+            item.reserved = False
+
+    # -- step 4: upload, durable before commit ------------------------------------------
+
+    def _upload_all(self, items: list[Item]) -> None:
+        run_parallel(items, self._upload_one, self.workers, self.cancel)
+        self._reraise_stop()
+        if any(i.uploaded for i in items):
+            self.inst.storage.sync()
+
+    def _upload_one(self, item: Item) -> None:
+        if self.cancel.is_set():
+            return
+        item.upload_started = True
+        self._set(item, S.UPLOADING)
+        a = item.artifact
+        assert a.source is not None
+        if item.restart_note:
+            self._say(item, f"starting over: {item.restart_note}")
+        item.journal = transfers.RowJournal(
+            self.inst, a.uid, self.owner, a.source, item.resume_row, lambda d: self._say(item, d)
+        )
         try:
-            mode = os.fstat(fd).st_mode
-        finally:
-            os.close(fd)
-    except FileNotFoundError as exc:
-        raise ValidationError(f"file {str(artifact._source)!r} does not exist") from exc
-    except OSError as exc:
-        raise ValidationError(
-            f"file {str(artifact._source)!r} cannot be read: {exc.strerror}"
-        ) from exc
-    if not stat.S_ISREG(mode):
-        raise ValidationError(f"{str(artifact._source)!r} is no longer a regular file")
+            self.inst.storage.put_file(
+                a.source,
+                a.object_name,
+                a.digest,
+                lambda n: self._advance(item, n),
+                item.journal,
+            )
+            item.uploaded = True
+        except Cancelled:
+            return
+        except Exception as exc:
+            if self._reservation_gone(item):
+                # another process rolled it back (``ln.repair``, recovery after the lease) and
+                # removed the temporary upload: say that, not "FileNotFoundError: ....tmp"
+                error = StorageError(f"could not upload {label(a)}: {RESERVATION_GONE}")
+                error.__cause__ = exc
+                self._fail(item, error)
+            else:
+                why = describe(exc)
+                if self._keeps(item, exc):
+                    why += "; the parts sent are kept: save it again to resume"
+                self._fail(item, StorageError(f"could not upload {label(a)}: {why}"), exc)
+            if self.atomic:
+                self.cancel.set()
 
+    def _keeps(self, item: Item, exc: BaseException | None) -> bool:
+        """Does an unfinished item keep its row and parts for a later save to resume? Only a
+        journaled upload that did not complete and whose source did not change."""
+        keep = (
+            item.journal is not None
+            and item.journal.recorded
+            and not item.uploaded
+            and not isinstance(exc, IntegrityError)
+        )
+        item.keep = item.keep or keep
+        return item.keep
 
-def _fill(report: SaveReport, run: SaveRun) -> None:
-    buckets = {
-        ItemState.SAVED: report.saved,
-        ItemState.DEDUPLICATED: report.deduplicated,
-        ItemState.ALREADY_SAVED: report.already_saved,
-        ItemState.ROLLED_BACK: report.rolled_back,
-    }
-    for item in run.items:
-        if item.key_conflict is not None and item.state == ItemState.DEDUPLICATED:
-            report.key_conflicts.append(KeyConflict(*item.key_conflict, item.artifact))
-        if item.state in buckets:
-            buckets[item.state].append(item.artifact)
-        else:  # failed, or left unfinished by an interrupt
-            report.failed.append((item.artifact, item.error or StorageError("not saved")))
+    def _say(self, item: Item, detail: str) -> None:
+        logger.info("%s: %s", label(item.artifact), detail)
+        self._set(item, S.UPLOADING, detail)
 
-
-def _warn_key_conflicts(conflicts: list[KeyConflict]) -> None:
-    lines = [f"{len(conflicts)} key(s) not saved, their content is already stored:"]
-    lines += _listed([str(c) for c in conflicts], "key_conflicts")
-    lines.append("the artifacts returned are the stored ones (SaveReport.key_conflicts)")
-    # shown in the notebook cell and on the terminal; stacklevel points past lamin_nb
-    warnings.warn("\n".join(lines), KeyNotSavedWarning, stacklevel=_user_stacklevel())
-
-
-def _user_stacklevel() -> int:
-    """The first frame outside lamin_nb, so the warning names the user's line."""
-    import sys
-
-    frame: Any = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("lamin_nb."):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _default_workers(inst: Instance) -> int:
-    """``LAMIN_NB_MAX_WORKERS`` if set; else enough threads to overlap local flushes, and
-    more for S3, where each worker mostly waits on the network."""
-    configured = os.environ.get(WORKERS_ENV, "").strip()
-    if configured:
+    def _reservation_gone(self, item: Item) -> bool:
         try:
-            return check_workers(int(configured)) or 1
-        except ValueError as exc:
-            raise ValidationError(
-                f"{WORKERS_ENV} must be a whole number between 1 and "
-                f"{MAX_WORKERS}, not {configured!r}"
-            ) from exc
-    return 8 if inst.storage.is_local else 16
+            with self.inst.db.read_rows() as session:
+                return not rows.claim_pending(session, [item.artifact.uid], self.owner)
+        except Exception:  # noqa: BLE001 - unknown: report the upload's own error
+            return False
+
+    # -- step 5: commit, one transaction -------------------------------------------------
+
+    def _commit(self, items: list[Item]) -> None:
+        if self.atomic and (self.cancel.is_set() or any(i.error for i in self.items)):
+            self._undo(items, S.ROLLED_BACK)
+            return
+        ready = [i for i in items if i.uploaded and not i.done]
+        for item in ready:
+            self._set(item, S.COMMITTING)
+        try:
+            with self.inst.db.write_rows() as session:
+                fault("before_commit")
+                mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
+                rows.refresh_latest(session, [i.artifact.key for i in ready])
+                rows.raise_marks(session, [i.artifact.key for i in ready])
+                stored = rows.by_uids(session, mine)
+        except Exception as exc:
+            self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc, db_kind(exc))
+            return
+        fault("after_commit")
+        self._adopt_committed(ready, stored)
+        self._undo(items, S.FAILED, RESERVATION_GONE)
+
+    def _adopt_committed(self, items: list[Item], stored: dict[str, Row[Any]]) -> None:
+        for item in items:
+            row = stored.get(item.artifact.uid)
+            if row is not None and not item.done:
+                item.artifact.adopt_row(row)
+                keep_staged_copy(self.inst, item.artifact)
+                self._set(item, S.SAVED)
+
+    # -- step 6: on failure, undo (what cannot be undone is left to recovery) ------------
+
+    def _undo(
+        self,
+        items: list[Item],
+        final: ItemState,
+        reason: str = "",
+        cause: BaseException | None = None,
+        kind: type[LaminNbError] = StorageError,
+    ) -> None:
+        """End every unfinished item: saved if its row is committed after all, else ``final``;
+        then remove uploads and pending rows, or leave both to recovery if the row cannot be
+        checked."""
+        reserved = [i for i in items if i.reserved and i.state != S.SAVED]
+        if not reserved and all(i.done for i in items):
+            return  # the common end of a successful save: nothing to undo
+        for item in reserved:
+            self._keeps(item, item.error.__cause__ if item.error is not None else cause)
+        try:
+            with self.inst.db.read_rows() as session:
+                status = rows.statuses(session, [i.artifact.uid for i in reserved])
+                # a row another process took over (its upload resumed there) is not ours
+                taken = transfers.taken_by_others(
+                    session, [i.artifact.uid for i in reserved], self.owner
+                )
+                status.update((uid, "taken") for uid in taken)
+                committed = [
+                    i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED
+                ]
+                self._adopt_committed(reserved, rows.by_uids(session, committed))
+        except Exception as exc:  # noqa: BLE001 - recovery finishes; the user gets the first error
+            logger.warning(
+                "left %d pending row(s) for ln.repair(): %s", len(reserved), describe(exc)
+            )
+            status = None
+        for item in items:
+            if not item.done:
+                if final == S.FAILED:
+                    kept = "; the parts sent are kept: save it again to resume" if item.keep else ""
+                    self._fail(item, kind((reason or "not saved") + kept), cause)
+                else:
+                    self._set(item, final)
+        if status is not None:
+            # a row that is gone was rolled back by repair: the object is still ours to remove
+            self._remove(
+                [
+                    i
+                    for i in reserved
+                    if status.get(i.artifact.uid, PENDING) == PENDING and not i.keep
+                ]
+            )
+
+    def _remove(self, items: list[Item]) -> None:
+        removed = [i for i in items if not i.upload_started]  # nothing of theirs was written
+
+        def remove(item: Item) -> None:
+            if self._delete_object(item.artifact.object_name):
+                removed.append(item)  # list.append is atomic
+
+        run_parallel(
+            [i for i in items if i.upload_started], remove, self.workers, threading.Event()
+        )
+        try:
+            with self.inst.db.write_rows() as session:
+                mine = rows.claim_pending(session, [i.artifact.uid for i in removed], self.owner)
+                rows.delete_rows(session, mine, PENDING)
+        except Exception as exc:  # noqa: BLE001 - the pending rows stay for recovery
+            logger.warning(
+                "left %d pending row(s) for ln.repair(): %s", len(removed), describe(exc)
+            )
+            return
+        for item in removed:
+            item.reserved = False
+
+    def _delete_object(self, name: str) -> bool:
+        try:
+            self.inst.storage.delete(name)
+            self.inst.storage.delete_temps(name)
+            return True
+        except IsADirectoryError:  # a folder in the way made the upload fail; it is not ours
+            return True
+        except Exception as exc:  # noqa: BLE001 - the pending row stays for recovery
+            if self._nothing_there(name):  # e.g. a policy denies deletes, and none is needed
+                return True
+            logger.warning("could not remove %s: %s", name, describe(exc))
+            return False
+
+    def _nothing_there(self, name: str) -> bool:
+        """Without temporary uploads (S3), a refused delete of an object that does not exist
+        leaves nothing behind: the pending row can go."""
+        if self.inst.storage.has_temps:
+            return False
+        try:
+            return not self.inst.storage.exists(name)
+        except Exception:  # noqa: BLE001 - unknown: the pending row stays for recovery
+            return False
+
+    def _abort(self, exc: BaseException) -> None:
+        self.cancel.set()
+        reason = (
+            f"save interrupted: {describe(exc)}"
+            if isinstance(exc, Exception)
+            else f"save interrupted ({type(exc).__name__})"
+        )
+        # items whose rows a commit already flipped end as saved, so say what stopped the run
+        logger.warning("%s; unfinished items are undone", reason)
+        # reserved includes items that already failed but whose cleanup had not run yet; a
+        # second Ctrl-C must not cut the undo short (it would leave this process's own rows)
+        with deferred_interrupts() as held:
+            self._undo([i for i in self.items if not i.done or i.reserved], S.FAILED, reason, exc)
+        kept = [i for i in self.items if i.keep]
+        if kept:
+            logger.warning(
+                "%d interrupted upload(s) kept (%s): save the same content again to resume; "
+                "ln.uploads() lists them",
+                len(kept),
+                ", ".join(label(i.artifact) for i in kept[:5]),
+            )
+        if held and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt
+
+    # -- dedup outcomes, and waiting for other writers of the same content ---------------
+
+    def _dedup(self, item: Item, row: Row[Any]) -> None:
+        item.artifact.adopt_row(row)
+        keep_staged_copy(self.inst, item.artifact)
+        logger.info("returning existing artifact with same hash: %s", row.uid)
+        self._set(item, S.DEDUPLICATED, self._same_content(item, row.uid))
+
+    def _same_content(self, item: Item, uid: str) -> str:
+        """The progress detail of a deduplicated item; a key the user asked for and did not
+        get is named there (and in the report and a warning), never dropped silently."""
+        kept = item.artifact.key
+        if item.requested_key is None or item.requested_key == kept:
+            return f"same content as {uid}"
+        item.key_conflict = (item.requested_key, kept, uid)
+        return key_not_saved(item.requested_key, kept, uid)
+
+    def _settle_followers(self) -> None:
+        for item in self.items:
+            leader = item.leader
+            if leader is None or item.done or not leader.done:
+                continue
+            if leader.state in (S.SAVED, S.DEDUPLICATED):
+                item.artifact.adopt(leader.artifact)
+                keep_staged_copy(self.inst, item.artifact)
+                self._set(item, S.DEDUPLICATED, self._same_content(item, leader.artifact.uid))
+            elif leader.state == S.ROLLED_BACK:
+                self._set(item, S.ROLLED_BACK)
+            else:
+                self._fail(
+                    item,
+                    StorageError(f"same content as item {leader.index}, which failed"),
+                    leader.error,
+                )
+
+    def _wait_for_others(self, waiting: list[Item]) -> list[Item]:
+        """Same content is in flight elsewhere: wait until it is committed or rolled back, or
+        its writer is known to be gone. The wait says on whom, how long at most, and what to
+        run if that writer will not come back."""
+        if not waiting:
+            return []
+        for item in waiting:
+            self._set(item, S.WAITING, waiting_for(item.waits_for, WAIT_FOR_OTHERS_SECONDS))
+        logger.warning(
+            "%s: %s",
+            label(waiting[0].artifact),
+            waiting_for(waiting[0].waits_for, WAIT_FOR_OTHERS_SECONDS),
+        )
+        if wait_for_writers(
+            self.inst, {i.artifact.digest or "" for i in waiting}, WAIT_FOR_OTHERS_SECONDS
+        ):
+            return waiting
+        for item in waiting:
+            item.waiting = False
+            who = writer(item.waits_for)
+            self._fail(
+                item,
+                StorageError(
+                    f"the same content is still being saved by {who} after "
+                    f"{WAIT_FOR_OTHERS_SECONDS:.0f} s; {REPAIR_HINT}, then save again"
+                ),
+            )
+        return []
+
+    # -- progress --------------------------------------------------------------------
+
+    def _advance(self, item: Item, nbytes: int) -> None:
+        if self.cancel.is_set() and item.state in (S.HASHING, S.UPLOADING):
+            raise Cancelled()
+        try:
+            self.progress.advance(item.index, nbytes)
+        except BaseException as exc:
+            # a hook's KeyboardInterrupt: on S3 this runs in fsspec's event loop thread, which
+            # must never see it (the loop would die and every later upload hang); carry it over
+            self.stopped_by = self.stopped_by or exc
+            self.cancel.set()
+            raise Cancelled() from exc
+
+    def _reraise_stop(self) -> None:
+        if self.stopped_by is not None:
+            raise self.stopped_by
+
+    def _set(self, item: Item, state: ItemState, detail: str = "") -> None:
+        item.state = state
+        self.progress.state(item.index, state, detail)
+
+    def _fail(self, item: Item, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        item.error = error
+        self._set(item, S.FAILED, describe(cause or error))

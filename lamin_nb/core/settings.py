@@ -170,7 +170,8 @@ class InstanceSettings:
         """Write with owner-only permissions: the file may hold a database password."""
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / "instance.json"
-        tmp = target.with_suffix(".json.tmp")
+        # a name of its own: processes starting together persist the same instance at once
+        tmp = target.with_suffix(f".json.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(self.to_json(), fh, indent=2)

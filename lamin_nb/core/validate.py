@@ -71,6 +71,41 @@ def check_key(key: Any) -> str | None:
     return key
 
 
+def check_key_prefix(prefix: Any) -> str | None:
+    """A key prefix, normalised: None or ``""`` is no prefix; trailing ``/`` are dropped
+    (``runs/`` and ``runs`` are the same prefix); the rest must be a valid key path."""
+    if prefix is None or prefix == "":
+        return None
+    if not isinstance(prefix, str):
+        raise TypeError(f"key prefix must be a string or None, not {type(prefix).__name__}")
+    stripped = prefix.rstrip("/")
+    if not stripped:
+        raise ValidationError(f"key prefix {shorten(prefix)} has no folder name")
+    return check_key(stripped)
+
+
+def key_under(prefix: str | None, name: str) -> str:
+    """The key of a file called ``name`` saved under ``prefix``: ``<prefix>/<name>``, or
+    ``name`` alone without a prefix. Every edge (CLI, magics, widgets, REST) keys files so."""
+    folder = check_key_prefix(prefix)
+    key = check_key(f"{folder}/{name}" if folder is not None else name)
+    assert key is not None  # a string in, a string out
+    return key
+
+
+def key_of_item(key: str | None, name: str, many: bool) -> str | None:
+    """The key of one file of a save that was given one ``key`` for all its files.
+
+    With several files, or a key ending in ``/``, the key is a prefix and the file's name is
+    appended (``key_under``); otherwise it is the key of the one file. None: no key.
+    """
+    if key is None:
+        return None
+    if many or (isinstance(key, str) and key.endswith("/")):
+        return key_under(key, name)
+    return check_key(key)
+
+
 def normalize_key(key: str) -> str:
     """The one spelling of a key, used to store it and to look it up."""
     return unicodedata.normalize("NFC", key)

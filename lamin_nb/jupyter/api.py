@@ -127,13 +127,13 @@ def artifact_detail(registry: Registry, name: str | None, uid: str) -> dict[str,
 
 def set_trashed(registry: Registry, name: str | None, uid: str, trashed: bool) -> dict[str, Any]:
     """Trash or restore through the core's delete protocol, on the shown instance."""
+    from lamin_nb.core.artifact import Artifact
     from lamin_nb.core.errors import NotFoundError
     from lamin_nb.core.instance import bound
-    from lamin_nb.core.query import QuerySet
 
     inst = registry.get(name)
     with bound(inst):
-        artifact = QuerySet({"uid": uid, "is_trashed": not trashed}).first()
+        artifact = Artifact.filter(uid=uid, is_trashed=not trashed).first()
         if artifact is None:
             where = "outside the trash" if trashed else "in the trash"
             raise NotFoundError(f"no saved artifact {uid[:40]!r} {where}")

@@ -35,6 +35,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from .uploads import UPLOAD_ROUTES
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_PREFIX = 1024
@@ -101,6 +103,17 @@ def parse_prefix(raw: str | None) -> str | None:
     return raw
 
 
+def parse_save_prefix(raw: str | None) -> str | None:
+    """The key prefix of a save: the core's rule (``check_key_prefix``), refused with 400."""
+    from lamin_nb.core.errors import ValidationError
+    from lamin_nb.core.validate import check_key_prefix
+
+    try:
+        return check_key_prefix(parse_prefix(raw))
+    except ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def parse_name(raw: str | None) -> str | None:
     if raw is None or raw == "":
         return None
@@ -134,6 +147,12 @@ class ServerState:
         self.root_dir = root_dir
 
 
+def query_names(request: Any) -> set[str]:
+    """The query arguments a route must know: not the auth ones, and not the cache-busting
+    ``?<timestamp>`` that JupyterLab's ServerConnection appends to every GET."""
+    return {n for n in request.query_arguments if not n.isdigit()} - AUTH_PARAMS
+
+
 class LaminHandler(APIHandler):
     allowed: frozenset[str] = frozenset()
 
@@ -143,7 +162,7 @@ class LaminHandler(APIHandler):
 
     def query_params(self) -> dict[str, str]:
         """The query arguments, refusing unknown names so that a typo is not silently ignored."""
-        names = set(self.request.query_arguments) - AUTH_PARAMS
+        names = query_names(self.request)
         unknown = sorted(names - self.allowed - {"instance"})
         if unknown:
             allowed = ", ".join(sorted(self.allowed | {"instance"}))
@@ -357,6 +376,7 @@ class SavesHandler(LaminHandler):
             for label, value in (("key_prefix", prefix), ("description", description)):
                 if value is not None and not isinstance(value, str):
                     raise BadRequest(f"{label} must be a string, not {value!r}")
+            prefix = parse_save_prefix(prefix)
             allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
             targets = targets_of(body.get("paths"), lamin.root_dir, allow_hidden)
         except (BadRequest, PathRefused) as exc:
@@ -366,7 +386,7 @@ class SavesHandler(LaminHandler):
 
             return self.fail(409, NO_INSTANCE)
         paths = [str(p.relative_to(Path(lamin.root_dir).resolve())) for p in targets]
-        job = lamin.jobs.add(SaveJob(name, paths, parse_prefix(prefix), description, atomic))
+        job = lamin.jobs.add(SaveJob(name, paths, prefix, description, atomic))
         _WRITES.submit(run, job, lamin.registry, targets)
         self.set_status(202)
         self.finish(json.dumps(job.snapshot(), default=_jsonable))
@@ -382,7 +402,7 @@ class SaveHandler(LaminHandler):
 
 
 UID = r"([A-Za-z0-9]{1,40})"
-ROUTES: list[tuple[str, type[LaminHandler]]] = [
+ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("instance", InstanceHandler),
     ("status", StatusHandler),
     ("artifacts", ArtifactsHandler),
@@ -392,6 +412,7 @@ ROUTES: list[tuple[str, type[LaminHandler]]] = [
     ("repair", RepairHandler),
     ("saves", SavesHandler),
     (r"saves/([0-9]{1,20})", SaveHandler),
+    *UPLOAD_ROUTES,  # chunked browser uploads: uploads.py
 ]
 
 

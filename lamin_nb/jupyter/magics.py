@@ -1,5 +1,6 @@
 """``%lamin_init``, ``%lamin_connect``, ``%lamin_save``, ``%lamin_ls``, ``%lamin_check``,
-``%lamin_repair``, ``%lamin_upload``: parse, then delegate to the core and the widgets.
+``%lamin_repair``, ``%lamin_upload``, ``%lamin_uploads``: parse, then delegate to the core and
+the widgets.
 
 A user mistake (unknown name, bad flag, no instance, invalid key) raises ``UsageError``: one
 line, no traceback. A save that fails raises ``SaveError`` (so ``except ln.SaveError`` still
@@ -269,6 +270,16 @@ class LaminMagics(Magics):
         args = parse_argstring(self.lamin_upload, line)
         return UploadWidget(key_prefix=args.key, description=args.description)
 
+    @line_magic
+    @_friendly
+    @magic_arguments()
+    def lamin_uploads(self, line: str) -> Any:
+        """Interrupted large uploads (``ln.uploads()``) with Resume and Discard buttons."""
+        from lamin_nb.widgets import UploadsPanel
+
+        parse_argstring(self.lamin_uploads, line)
+        return UploadsPanel()
+
     # -- %lamin_save helpers -------------------------------------------------------------
 
     def _resolve_all(self, tokens: list[str]) -> tuple[list[_Source], bool]:
@@ -301,12 +312,10 @@ class LaminMagics(Magics):
         self, sources: list[_Source], many: bool, key: str | None, description: str | None
     ) -> list[Artifact]:
         """Validate every key and file first, so a mistake writes nothing (not even staging)."""
-        from lamin_nb.core.validate import check_key, check_source
+        from lamin_nb.core.validate import check_source
 
-        prefix = key if key and (many or key.endswith("/")) else None
-        keys = [_key_for(s, key if prefix is None else None, prefix) for s in sources]
-        for source, item_key in zip(sources, keys, strict=True):
-            check_key(item_key)
+        keys = [_key_for(s, key, many) for s in sources]
+        for source in sources:
             if source.path is not None:
                 check_source(source.path)
         return [_artifact(s, k, description) for s, k in zip(sources, keys, strict=True)]
@@ -337,14 +346,15 @@ def _from_value(name: str, value: Any) -> _Source:
     )
 
 
-def _key_for(source: _Source, key: str | None, prefix: str | None) -> str | None:
-    """The key given, or ``<prefix>/<name>``; variables default to ``<variable><suffix>``."""
+def _key_for(source: _Source, key: str | None, many: bool) -> str | None:
+    """The core's rule for ``--key`` (a key, or a prefix); without ``--key`` a variable is
+    keyed ``<variable><suffix>`` and a file gets no key."""
+    from lamin_nb.core.validate import key_of_item
+
     suffix = {"AnnData": ".h5ad", "DataFrame": ".parquet"}.get(_kind(source.value) or "", "")
     name = source.name + suffix if suffix else source.name
     if key is not None:
-        return key
-    if prefix is not None:
-        return f"{prefix.rstrip('/')}/{name}"
+        return key_of_item(key, name, many)
     return name if suffix else None
 
 

@@ -46,12 +46,6 @@ def resolve(root: str, relative: Any, allow_hidden: bool) -> Path:
     return target
 
 
-def key_for(prefix: str | None, name: str) -> str:
-    """A key prefix and a file or folder name make the key, as in the notebook's UploadWidget."""
-    prefix = (prefix or "").strip().strip("/")
-    return f"{prefix}/{name}" if prefix else name
-
-
 @dataclass
 class Item:
     index: int
@@ -165,18 +159,21 @@ def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
     from lamin_nb.core.errors import SaveError, describe
     from lamin_nb.core.instance import bound
     from lamin_nb.core.save import save
+    from lamin_nb.core.validate import key_under
 
     job.status = "running"
     try:
         inst = registry.get(job.instance)
-        artifacts: list[Artifact] = []
-        for target in targets:
-            key = key_for(job.key_prefix, target.name)
-            if target.is_dir():
-                artifacts += Artifact.from_dir(target, key=key, description=job.description)
-            else:
-                artifacts.append(Artifact(target, key=key, description=job.description))
+        # built inside bound(): a new version of a key takes its family's uid stem from the
+        # instance, as in a kernel
         with bound(inst):
+            artifacts: list[Artifact] = []
+            for target in targets:
+                key = key_under(job.key_prefix, target.name)
+                if target.is_dir():
+                    artifacts += Artifact.from_dir(target, key=key, description=job.description)
+                else:
+                    artifacts.append(Artifact(target, key=key, description=job.description))
             save(artifacts, atomic=job.atomic, callback=job)
         job.status = "done"
     except SaveError as exc:

@@ -16,6 +16,8 @@
   Confirm applies it. Repair leaves alone what is younger than "grace (s)" (default 3600: a
   writer may still be active) and rows whose object is missing unless "mark missing as lost"
   is ticked; set grace to 0 only when no other process is saving.
+- ``UploadsPanel``: ``ln.uploads()`` (interrupted large uploads) with Resume (save the
+  recorded source again: only the missing parts are sent) and Discard (abort it now).
 - ``show_progress()``: the progress callback for where the code runs: a displayed
   ``SaveProgress`` in a kernel, ``TextProgress`` lines outside (or in a kernel where the widget
   cannot be built or shown), nothing when disabled. It never raises.
@@ -60,6 +62,10 @@ ConsistencyPanel: ``lamin-consistency-panel`` (root), ``lamin-consistency-status
 ``lamin-autorefresh-toggle``, ``lamin-refresh-interval``, ``lamin-repair-button``,
 ``lamin-repair-grace``, ``lamin-repair-mark-lost``, ``lamin-repair-plan``,
 ``lamin-confirm-button``, ``lamin-cancel-button``, ``lamin-consistency-error``.
+
+UploadsPanel: ``lamin-uploads-panel`` (root), ``lamin-upload-row``, ``lamin-upload-row-text``,
+``lamin-resume-button``, ``lamin-discard-button``, ``lamin-uploads-status`` (plus
+``lamin-status-error``), ``lamin-refresh-button``.
 """
 
 from __future__ import annotations
@@ -76,10 +82,23 @@ if TYPE_CHECKING:
     from .consistency import ConsistencyPanel
     from .progress import SaveProgress
     from .upload import UploadWidget
+    from .uploads import UploadsPanel
 
-INSTALL_HINT = "the notebook widgets need ipywidgets: pip install 'lamin_nb[jupyter]'"
-_EXPORTS = {"SaveProgress": "progress", "UploadWidget": "upload", "ConsistencyPanel": "consistency"}
-__all__ = ["ConsistencyPanel", "SaveProgress", "UploadWidget", "in_kernel", "show_progress"]
+INSTALL_HINT = "the notebook widgets need ipywidgets and anywidget: pip install 'lamin_nb[jupyter]'"
+_EXPORTS = {
+    "SaveProgress": "progress",
+    "UploadWidget": "upload",
+    "ConsistencyPanel": "consistency",
+    "UploadsPanel": "uploads",
+}
+__all__ = [
+    "ConsistencyPanel",
+    "SaveProgress",
+    "UploadWidget",
+    "UploadsPanel",
+    "in_kernel",
+    "show_progress",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -89,7 +108,7 @@ def __getattr__(name: str) -> Any:
     try:
         value = getattr(import_module(f"{__name__}.{module}"), name)
     except ImportError as exc:
-        if exc.name not in ("ipywidgets", "IPython"):
+        if exc.name not in ("ipywidgets", "IPython", "anywidget"):
             raise
         raise ImportError(INSTALL_HINT) from exc
     globals()[name] = value

@@ -406,6 +406,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         active = sum(counts[s] for s in ACTIVE)
         if active:
             parts.append(f"active {active}")
+        if counts[S.WAITING]:
+            parts.append(f"waiting {counts[S.WAITING]}")
         if counts[S.QUEUED]:
             parts.append(f"queued {counts[S.QUEUED]}")
         status = "done" if self._done else "running"

@@ -78,6 +78,7 @@ def test_bulk_upload_progress_and_upload_widget(page, lab):
     )
     upload.locator(".lamin-upload-picker:has-text('(1)')").wait_for()
     upload.locator(".lamin-save-button").click()
+    # a click before the picked file reached the server saves it once it has arrived
     status = upload.locator(".lamin-upload-status.lamin-status-ok")
     status.wait_for()
     assert "saved 1 file(s)" in status.inner_text()

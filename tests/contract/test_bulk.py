@@ -132,16 +132,16 @@ def object_state(name: str) -> tuple[Any, ...]:
 def deny_object(backend: Any, artifact: ln.Artifact) -> None:
     """Make the upload of exactly this artifact fail for real."""
     if backend.is_s3:
-        backend.deny_writes(prefix=artifact._object_name)  # bucket policy on its one key
+        backend.deny_writes(prefix=artifact.object_name)  # bucket policy on its one key
     else:  # a folder where the object must go: the final rename fails (EISDIR)
-        (Path(backend.storage) / ".lamindb" / artifact._object_name).mkdir()
+        (Path(backend.storage) / ".lamindb" / artifact.object_name).mkdir()
 
 
 def allow_object(backend: Any, artifact: ln.Artifact) -> None:
     if backend.is_s3:
         backend.allow_writes()
     else:
-        (Path(backend.storage) / ".lamindb" / artifact._object_name).rmdir()
+        (Path(backend.storage) / ".lamindb" / artifact.object_name).rmdir()
 
 
 def assert_consistent() -> None:
@@ -158,7 +158,7 @@ def five(make_file):
 def old(make_file):
     """An artifact saved before the bulk save, with its row and object as they were."""
     artifact = ln.Artifact(make_file(b"saved before"), key="old.txt").save()
-    return artifact, all_rows()[artifact.uid], object_state(artifact._object_name)
+    return artifact, all_rows()[artifact.uid], object_state(artifact.object_name)
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def dup(make_file, old):
 def assert_untouched(old: tuple[ln.Artifact, Any, Any]) -> None:
     artifact, row, obj = old
     assert all_rows()[artifact.uid] == row
-    assert object_state(artifact._object_name) == obj
+    assert object_state(artifact.object_name) == obj
 
 
 # -- the seed's second scenario and other up-front checks -----------------------------------
@@ -189,7 +189,7 @@ def test_non_record_in_list_saves_nothing(backend, make_file):
 def test_per_item_problems_are_found_before_any_write(backend, make_file):
     good = ln.Artifact(make_file())
     gone = ln.Artifact(make_file())
-    gone._source.unlink()
+    gone.source.unlink()
     with pytest.raises(ln.ValidationError, match="does not exist"):
         ln.save([good, gone])
     unsafe = ln.Artifact(make_file())
@@ -225,7 +225,7 @@ def test_failed_upload_keeps_the_others(backend, five, old, dup):
     assert all(a.status == "committed" for a in others) and five[2].status is None
     assert_untouched(old)
     allow_object(backend, five[2])
-    assert sorted(backend.object_names()) == sorted(a._object_name for a in others + [old[0]])
+    assert sorted(backend.object_names()) == sorted(a.object_name for a in others + [old[0]])
     assert statuses() == {"committed": 5}
     assert_consistent()
     # re-running the same call saves only what failed, with the uid it had
@@ -252,7 +252,7 @@ def test_atomic_failure_leaves_nothing(backend, five, old, dup):
     assert list(all_rows()) == [old[0].uid]
     assert_untouched(old)
     allow_object(backend, five[2])
-    assert backend.object_names() == [old[0]._object_name]
+    assert backend.object_names() == [old[0].object_name]
     assert all(a.status is None for a in five)
     assert_consistent()
     assert len(ln.save(batch, atomic=True).saved) == 5
@@ -331,7 +331,7 @@ def test_interrupt_during_uploads_rolls_back_in_flight(backend, make_file, old, 
     assert log.sent
     log.validate(batch)
     assert statuses() == {"committed": 1}  # no pending row is left behind
-    assert backend.object_names() == [old[0]._object_name]
+    assert backend.object_names() == [old[0].object_name]
     assert_untouched(old)
     assert all(a.status is None for a in new)
     assert_consistent()

@@ -11,7 +11,7 @@ import pytest
 
 import lamin_nb as ln
 from lamin_nb import cli
-from tests.support.crashes import child_env, run_child
+from tests.support.crashes import child_env, run_child, start_child, wait_until_stopped
 from tests.support.storage_ops import paused_save, raw_delete, raw_put, raw_put_bucket_root
 
 STRAY_UID = "Zz" * 10  # looks like an uid, but no row has it
@@ -94,29 +94,27 @@ def test_pending_in_flight_is_not_an_inconsistency(backend, make_file):
 
 def test_expired_pending_and_deleting_rows(backend, make_file):
     victim = ln.Artifact(make_file(), key="c/victim.bin").save()
-    live_delete = run_child(
-        {"op": "delete", "uid": victim.uid}, fault="mid_delete:kill", lease_seconds=600
-    )
-    assert live_delete.killed
-    report = ln.check()  # its lease runs, but its writer is gone: it waits for repair
-    assert [(d.uid, d.expired, d.owner_alive, d.object_present) for d in report.deleting] == [
-        (victim.uid, False, False, True)
-    ]
-    assert not report.is_consistent and "1 deleting" in report.summary()
-    # a process that connects finishes what gone writers left, whatever their lease
-    killed = run_child(
-        {"op": "save", "items": [[str(make_file()), "c/new.bin"]]},
-        fault="after_upload:kill",
-        lease_seconds=0,
-    )
-    assert killed.killed
-    report = ln.check()
+    # a live deleter (frozen mid-delete), then a saver killed with its lease already over (in
+    # this order: a process that connects finishes the leftovers of dead ones)
+    live_delete = start_child({"op": "delete", "uid": victim.uid}, fault="mid_delete:stop")
+    try:
+        wait_until_stopped(live_delete.pid)
+        killed = run_child(
+            {"op": "save", "items": [[str(make_file()), "c/new.bin"]]},
+            fault="after_upload:kill",
+            lease_seconds=0,
+        )
+        assert killed.killed
+        report = ln.check()
+    finally:
+        live_delete.kill()
+        live_delete.communicate()
     assert [(p.key, p.expired, p.object_present) for p in report.pending] == [
         ("c/new.bin", True, True)
     ]
-    assert report.deleting == []
-    with pytest.raises(ln.NotFoundError):
-        ln.Artifact.get(victim.uid)
+    assert [(d.uid, d.expired, d.object_present, d.owner_alive) for d in report.deleting] == [
+        (victim.uid, False, True, True)
+    ]
     assert not report.is_consistent and not report.missing and not report.orphans
     assert "1 pending" in report.summary()
 

@@ -172,3 +172,29 @@ def test_incomplete_s3_uploads_are_aborted(backend):
     ln.repair(dry_run=False, grace_seconds=0)
     left = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
     assert left == [outside]  # outside the managed prefix: never touched
+
+
+def test_leftover_temp_beside_a_committed_object_is_removed(backend, make_file):
+    """I3: a temporary upload left beside a committed object is an orphan for check and repair."""
+    artifact = ln.Artifact(make_file(b"kept")).save()
+    leftover = f"{artifact.uid}{artifact.suffix}.0badc0de.tmp"
+    raw_put(backend, f".lamindb/{leftover}", b"half an upload")
+    assert [o.name for o in ln.check().orphans] == [leftover]
+    plan = ln.repair(dry_run=False, grace_seconds=0)
+    assert [(a.kind, a.target, a.done) for a in plan.actions] == [
+        ("quarantine orphan", leftover, True)
+    ]
+    assert plan.after is not None and plan.after.is_consistent, repr(plan.after)
+    assert raw_read(backend, f".lamindb/{leftover}") is None
+    assert Path(artifact.cache()).read_bytes() == b"kept"
+
+
+def test_repair_plan_and_check_show_human_ages(backend):
+    raw_put(backend, ORPHAN, b"old")
+    if not backend.is_s3:
+        old = time.time() - 2 * 86400
+        os.utime(Path(backend.storage, ORPHAN), (old, old))
+    plan_text, report_text = repr(ln.repair()), repr(ln.check())
+    age = "2.0 d old" if not backend.is_s3 else " s old"
+    assert "orphan.bin (3 bytes, " in plan_text and age in plan_text, plan_text
+    assert age in report_text, report_text

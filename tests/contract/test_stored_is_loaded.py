@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import s3upload
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
+from lamin_nb.core.storage import multipart
 from tests.conftest import Backend, make_backend
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
@@ -47,8 +47,8 @@ def test_file_rewritten_during_upload_never_stores_wrong_bytes(
     backend, make_file, monkeypatch, when
 ):
     # one part in flight: the next part is read only after the first one was sent
-    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
-    monkeypatch.setattr(s3upload, "PARTS_IN_FLIGHT", 1)
+    monkeypatch.setattr(multipart, "PART_SIZE", PART)
+    monkeypatch.setattr(multipart, "PARTS_IN_FLIGHT", 1)
     old, new = os.urandom(2 * PART + 1000), os.urandom(2 * PART + 1000)
     path = make_file(old, name="rewritten.bin")
     artifact = ln.Artifact(path, key="data/rewritten.bin")
@@ -68,7 +68,9 @@ def test_file_rewritten_during_upload_never_stores_wrong_bytes(
     report = ln.check(deep=True)
     assert report.is_consistent and not report.pending, repr(report)
     # the same content saved again later loads exactly those bytes, never the rewrite
-    again = ln.Artifact(make_file(old, name="again.bin"), key="data/again.bin").save()
+    with warnings.catch_warnings():  # deduplicated onto the first save when that succeeded
+        warnings.simplefilter("ignore", ln.KeyNotSavedWarning)
+        again = ln.Artifact(make_file(old, name="again.bin"), key="data/again.bin").save()
     assert Path(again.cache()).read_bytes() == old
     now = ln.Artifact(path, key="data/rewritten.bin").save()
     assert Path(now.cache()).read_bytes() == new
@@ -86,7 +88,7 @@ def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 def test_s3_requests_carry_a_checksum(s3_backend, make_file, monkeypatch, size):
     """Each PUT (and each part) carries a CRC32 the server checks and stores with the object."""
     backend = s3_backend
-    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
+    monkeypatch.setattr(multipart, "PART_SIZE", PART)
     content = os.urandom(size)
     artifact = ln.Artifact(make_file(content)).save()
     assert backend.s3 is not None
@@ -234,3 +236,67 @@ def test_keys_are_one_spelling_in_unicode(backend, make_file):
     with pytest.raises(ln.ValidationError, match="U\\+00A0"):
         ln.Artifact.from_dir(make_file(b"4").parent, key="a\u00a0b")
     assert ln.Artifact(make_file(b"5"), key="my data/x.txt").key == "my data/x.txt"
+
+
+def test_stored_files_are_read_only(backend, make_file):
+    """Editing what ``load()`` returns in place would change an artifact unseen; copy first."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.support.servers import without_dac_override
+
+    artifact = ln.Artifact(make_file(b"precious"), key="ro/data.txt").save()
+    path = Path(artifact.load())
+    assert path.stat().st_mode & 0o222 == 0, oct(path.stat().st_mode)
+    edit = [sys.executable, "-c", f"open({str(path)!r}, 'r+b').write(b'X')"]
+    denied = subprocess.run(without_dac_override(edit), capture_output=True, text=True)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    editable = make_file(b"", name="editable.txt")
+    shutil.copyfile(path, editable)  # what the README says: an editable copy
+    editable.write_bytes(editable.read_bytes() + b" edited")
+    assert Path(ln.Artifact.get("ro/data.txt").load()).read_bytes() == b"precious"
+    artifact.delete(permanent=True)  # delete (and repair) still remove read-only objects
+    assert backend.object_names() == [] and ln.check().is_consistent
+
+
+def test_cli_ls_limit_and_save_folder(backend, tmp_path, capsys):
+    from lamin_nb import cli
+
+    folder = tmp_path / "results"
+    (folder / "plots").mkdir(parents=True)
+    (folder / "table.csv").write_text("a,b\n1,2\n")
+    (folder / "plots" / "fig.svg").write_text("<svg/>")
+    assert cli.main(["save", str(folder)]) == 0
+    assert sorted(a.key for a in ln.Artifact.filter()) == [
+        "results/plots/fig.svg",
+        "results/table.csv",
+    ]
+    more = tmp_path / "more"
+    (more / "sub").mkdir(parents=True)
+    (more / "sub" / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    assert cli.main(["save", str(more / "sub"), str(tmp_path / "b.txt"), "--key", "k"]) == 0
+    assert {a.key for a in ln.Artifact.filter(key__startswith="k/")} == {"k/sub/a.txt", "k/b.txt"}
+    capsys.readouterr()
+    for bad in ("-1", "0"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["ls", "--limit", bad])
+        assert exited.value.code == 2
+        assert "--limit" in capsys.readouterr().err
+    assert cli.main(["ls", "--limit", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[-1] == "4 artifact(s)"
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local", "pg-local"], indirect=True)
+def test_object_replaced_by_a_folder_fails_load(backend):
+    import pandas as pd
+
+    artifact = ln.Artifact.from_df(pd.DataFrame({"x": [1, 2]}), key="t.parquet").save()
+    stored = Path(artifact.cache())
+    stored.unlink()
+    stored.mkdir()
+    with pytest.raises(ln.IntegrityError, match="is a folder"):
+        ln.Artifact.get("t.parquet").load()
+    assert ln.check().mismatched or ln.check().missing or not ln.check().is_consistent

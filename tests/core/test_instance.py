@@ -153,7 +153,7 @@ def test_disconnect_drops_the_current_instance_in_this_process(tmp_path, make_fi
     ln.init(storage=str(tmp_path / "s"))
     saved = ln.Artifact(make_file(b"kept"), key="k.txt").save()
     ln.disconnect()
-    assert instance._current is None
+    assert instance.current_or_none() is None
     ln.disconnect()  # nothing to drop: a no-op
     # the settings folder still names it: the next call connects again
     assert ln.Artifact.get("k.txt").uid == saved.uid

@@ -21,7 +21,7 @@ BUILD_FRAMES = """
 import sys, lamin_nb as ln, pandas as pd
 ln.connect()
 frames = [ln.Artifact.from_df(pd.DataFrame({"x": range(i, i + 50_000)})) for i in range(3)]
-print(frames[0]._source.parent, flush=True)
+print(frames[0].source.parent, flush=True)
 if sys.argv[1] == "crash":
     import os, signal
     os.kill(os.getpid(), signal.SIGKILL)  # a kernel that dies: nothing runs at exit
@@ -78,13 +78,13 @@ def test_an_unsaved_artifact_dropped_takes_its_staging_file_along(local_instance
     pd = pytest.importorskip("pandas")
     kept = ln.Artifact.from_df(pd.DataFrame({"a": [1]}), key="kept.parquet")
     dropped = ln.Artifact.from_df(pd.DataFrame({"a": [2]}))
-    path = dropped._source
+    path = dropped.source
     assert path is not None and path.exists()
     del dropped
     gc.collect()
     assert not path.exists()
     kept.save()
-    assert kept._source is None and ln.Artifact.get("kept.parquet").load().a.tolist() == [1]
+    assert kept.source is None and ln.Artifact.get("kept.parquet").load().a.tolist() == [1]
 
 
 def test_the_s3_cache_is_bounded_least_recently_used_first(
@@ -99,15 +99,15 @@ def test_the_s3_cache_is_bounded_least_recently_used_first(
         return {p.name for p in cache.rglob("*") if p.is_file()}
 
     a.load(), b.load()
-    assert cached() == {a._object_name, b._object_name}
+    assert cached() == {a.object_name, b.object_name}
     a.load()  # a hit makes a the most recently used
     c.load()
-    assert cached() == {a._object_name, c._object_name}
+    assert cached() == {a.object_name, c.object_name}
     assert Path(b.load()).read_bytes() == Path(b.load()).read_bytes()  # b comes back
     assert len(cached()) == 2
 
     frame = ln.Artifact.from_df(_frame(), key="t.parquet").save()  # its staging file is cached
-    assert frame._object_name in cached()
+    assert frame.object_name in cached()
     assert sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) <= 250 * 1024
     shown = info()
     assert "S3 read cache: 3 files" in shown and "250.0 KiB" in shown, shown

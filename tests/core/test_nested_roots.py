@@ -61,8 +61,8 @@ def _move(source: str, target: str, kind: str) -> None:
         Path(target).parent.mkdir(parents=True)
         shutil.move(source, target)
         return
-    from lamin_nb.core.storage import Storage
+    from lamin_nb.core.storage import open_storage
 
-    fs = Storage(source).fs
+    fs = open_storage(source).fs
     for path in fs.find(source):
         fs.mv(path, target + path.removeprefix(source.removeprefix("s3://")))

@@ -43,7 +43,7 @@ def test_a_write_fails_once_the_settings_folder_is_deleted(
         second.save()
     assert isinstance(error.value.__cause__.__cause__, ln.InstanceError)
     assert second.status is None
-    assert object_names() == sorted([first._object_name, trashed._object_name])
+    assert object_names() == sorted([first.object_name, trashed.object_name])
     with pytest.raises(ln.InstanceError, match="adopt=True"):
         first.delete()
     with pytest.raises(ln.InstanceError, match="deleted or replaced"):

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,18 +20,25 @@ import pytest
 from sqlalchemy import update
 
 import lamin_nb as ln
-from lamin_nb.core import bulk, owners
+from lamin_nb.core import owners
+from lamin_nb.core import save as save_protocol
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
 from lamin_nb.core.instance import current
 from lamin_nb.core.models import ArtifactRow, utcnow
-from tests.support.crashes import assert_i1_i2_i3, rows_by_status, run_child, start_child
+from tests.support.crashes import (
+    assert_i1_i2_i3,
+    rows_by_status,
+    run_child,
+    start_child,
+    wait_until_stopped,
+)
 
 KEY = "runs/table.csv"
 
 
 @pytest.fixture
 def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 20.0)
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 20.0)
 
 
 def killed_writer(path: Path, point: str = "mid_upload") -> ArtifactRow:
@@ -88,16 +94,6 @@ def test_a_reused_pid_is_not_taken_for_the_writer(local_instance, make_file, sho
     assert_i1_i2_i3()
 
 
-def wait_until_stopped(pid: int) -> None:
-    """The child froze itself at its fault point (state T in /proc)."""
-    for _ in range(600):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] == "T":
-            return
-        time.sleep(0.1)
-    raise AssertionError("the child never reached its fault point")
-
-
 class KillOnWait(RecordingCallback):
     """Records the wait, then ends the writer it waits on (SIGKILL)."""
 
@@ -138,7 +134,7 @@ def test_a_wait_on_a_live_writer_says_on_whom_and_ends_when_it_dies(
 def test_a_writer_elsewhere_is_waited_for_until_its_lease_ends(
     local_instance, make_file, monkeypatch
 ):
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 120.0)
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 120.0)
     path = make_file(b"writer on another host")
     row = killed_writer(path)
     who = owners.parse(row.owner)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import bulk
+from lamin_nb.core import save as save_protocol
 from lamin_nb.core.callbacks import ItemState, RecordingCallback
 from tests.hardening.test_db_faults import OnState, artifacts, make_files
 from tests.support.faults_env import allow_connections, assert_clean, terminate_lamin_backends
@@ -28,7 +28,7 @@ def pg_local(tmp_path: Path, pg_url: str) -> str:
 def test_own_abandoned_reservations_are_reclaimed_not_waited_for(
     tmp_path: Path, pg_local: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 20.0)  # a wait fails, never hangs
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 20.0)  # a wait fails, never hangs
     paths = make_files(tmp_path / "during", 4, "during")
 
     def outage() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import s3upload
+from lamin_nb.core.storage import multipart
 from tests.contract.test_stored_is_loaded import PART, RewriteWhileUploading
 from tests.support.seaweed import SeaweedServer
 
@@ -28,8 +28,8 @@ def seaweed(tmp_path: Path) -> Iterator[SeaweedServer]:
 def test_rewritten_upload_is_aborted_and_checksums_are_stored(
     tmp_path: Path, seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(s3upload, "PART_SIZE", PART)
-    monkeypatch.setattr(s3upload, "PARTS_IN_FLIGHT", 1)
+    monkeypatch.setattr(multipart, "PART_SIZE", PART)
+    monkeypatch.setattr(multipart, "PARTS_IN_FLIGHT", 1)
     bucket = seaweed.new_bucket()
     ln.init(storage=f"s3://{bucket}/team", storage_options=seaweed.storage_options())
     old, new = os.urandom(2 * PART + 10), os.urandom(2 * PART + 10)

@@ -24,6 +24,7 @@ MAGICS = [
     "lamin_repair",
     "lamin_save",
     "lamin_upload",
+    "lamin_uploads",
 ]
 PROBE = (
     "import json, sys\n"

@@ -24,9 +24,9 @@ from tests.support.notebooks import kernel_env
 SETUP = """
 import os, time, json
 import lamin_nb as ln
-from lamin_nb.core import bulk
+from lamin_nb.core import save as save_protocol
 from lamin_nb.core.callbacks import ItemState, SaveCallback
-bulk.WAIT_FOR_OTHERS_SECONDS = 20.0  # a wait for itself fails the test instead of hanging
+save_protocol.WAIT_FOR_OTHERS_SECONDS = 20.0  # a wait for itself fails the test instead of hanging
 ln.init(storage={storage!r})
 paths = []
 for i in range(3):

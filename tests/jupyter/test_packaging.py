@@ -63,6 +63,13 @@ def test_wheel_ships_jupyter_config_and_startup_file(wheel):
     assert not [n for n in names if n.startswith(("tests/", "notebooks/", ".venv", "packages/"))]
 
 
+def test_wheel_ships_type_information(wheel):
+    """``py.typed`` (PEP 561): type checkers use lamin_nb's own annotations."""
+    with zipfile.ZipFile(wheel) as zf:
+        assert "lamin_nb/py.typed" in zf.namelist()
+        assert "lamin_nb/core/record.py" in zf.namelist()
+
+
 def test_wheel_ships_the_prebuilt_jupyterlab_extension(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()

@@ -115,6 +115,10 @@ def test_artifacts_are_listed_newest_first_paged_and_filtered(server):
     assert get(server, "artifacts", key_prefix="raw_")["total"] == 0
     assert get(server, "artifacts", key_prefix="%")["total"] == 0
 
+    # JupyterLab's requests carry a cache-busting ?<timestamp>: not an unknown parameter
+    r = requests.get(api(server, "artifacts") + "?1796199351165", headers=auth(server))
+    assert r.status_code == 200 and r.json()["total"] == 4
+
     # the token as a query parameter works as everywhere in Jupyter
     r = requests.get(api(server, "artifacts") + f"?token={server['proc'].token}", timeout=30)
     assert r.status_code == 200
@@ -317,6 +321,12 @@ def test_saves_files_and_folders_from_the_server_root(server):
     # saved again: nothing new, every item says so
     again = wait_for_save(server, post(server, "saves", {"paths": ["upload"]}, status=202)["id"])
     assert again["status"] == "done" and again["counts"] == {"deduplicated": 6}
+    # a changed file becomes the next version of its key, in the same uid family
+    (server["root"] / "upload" / "notes.txt").write_text("notes, revised")
+    body = {"paths": ["upload/notes.txt"], "key_prefix": "runs/7"}
+    assert wait_for_save(server, post(server, "saves", body, status=202)["id"])["status"] == "done"
+    notes = get(server, "artifacts", key_prefix="runs/7/notes.txt")["artifacts"]
+    assert [a["version"] for a in notes] == [2, 1] and notes[0]["uid"][:16] == notes[1]["uid"][:16]
 
 
 def test_saves_refuse_paths_that_leave_the_root(server, tmp_path):

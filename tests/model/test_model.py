@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 )
 
 import lamin_nb as ln
-from lamin_nb.core import bulk
+from lamin_nb.core import save as save_protocol
 from tests.conftest import BACKENDS, set_immutable
 from tests.model.conftest import MAX_KILLS, PROFILE, model_settings
 from tests.model.model import DEDUP, FAIL, FIGURES, Model, Outcome, Rec, nfc
@@ -641,7 +641,7 @@ def test_what_you_store_is_what_you_load(
     s3 = request.getfixturevalue("s3_server") if kind.endswith("s3") else None
     # nobody else writes here, so a save never needs to wait; if one does, fail soon, not
     # after ten minutes (the save also reports the wait, which the machine asserts against)
-    monkeypatch.setattr(bulk, "WAIT_FOR_OTHERS_SECONDS", 5.0)
+    monkeypatch.setattr(save_protocol, "WAIT_FOR_OTHERS_SECONDS", 5.0)
     children = WarmChildren()
     LaminMachine.ctx = Context(kind, tmp_path, s3, monkeypatch, children)
     FIGURES[f"profile {PROFILE}"] = 1

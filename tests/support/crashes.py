@@ -62,6 +62,18 @@ def run_child(
     return finish_child(start_child(spec, fault, lease_seconds))
 
 
+def wait_until_stopped(pid: int) -> None:
+    """A child froze itself at a ``stop`` fault point (state T in /proc)."""
+    import time
+
+    for _ in range(1200):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2] == "T":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"child {pid} never reached its fault point")
+
+
 def rows_by_status() -> dict[str, list[Any]]:
     """Every artifact row of the current instance, grouped by status (read directly)."""
     from sqlalchemy import select

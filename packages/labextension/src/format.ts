@@ -149,3 +149,18 @@ export function loadCode(instance: string, artifact: IArtifactRef): string {
 export function shortTime(iso: string | null | undefined): string {
   return iso ? iso.replace('T', ' ').slice(0, 19) : '';
 }
+
+/** 75 -> "1 min 15 s", 4000 -> "1 h 7 min" (time left of an upload). */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds) || seconds < 0) {
+    return '';
+  }
+  const s = Math.ceil(seconds);
+  if (s < 60) {
+    return `${s} s`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)} min ${s % 60} s`;
+  }
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}

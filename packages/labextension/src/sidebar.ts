@@ -6,14 +6,19 @@ import { ArtifactList } from './artifacts';
 import { ConsistencyView } from './consistency';
 import { DetailView } from './detail';
 import { clear, fields, h } from './dom';
+import { carriesFiles, droppedFiles } from './drop';
 import { ISaveRequest, SavesView } from './saves';
+import { RestUploads } from './transport';
+import { UploadQueue } from './uploadqueue';
+import { UploadsView } from './uploads';
 
-export type Tab = 'artifacts' | 'trash' | 'consistency' | 'saves';
+export type Tab = 'artifacts' | 'trash' | 'consistency' | 'saves' | 'uploads';
 const TABS: [Tab, string][] = [
   ['artifacts', 'Artifacts'],
   ['trash', 'Trash'],
   ['consistency', 'Consistency'],
-  ['saves', 'Saves']
+  ['saves', 'Saves'],
+  ['uploads', 'Uploads']
 ];
 
 export interface ISidebarOptions {
@@ -29,6 +34,7 @@ export class LaminSidebar extends Widget {
   readonly trash: ArtifactList;
   readonly consistency: ConsistencyView;
   readonly saves: SavesView;
+  readonly uploads: UploadsView;
   readonly detail: DetailView;
   private readonly card: HTMLElement;
   private readonly tabBar: HTMLElement;
@@ -61,6 +67,14 @@ export class LaminSidebar extends Widget {
       void this.artifacts.reload();
       options.changed();
     });
+    this.uploads = new UploadsView(
+      new UploadQueue(new RestUploads()),
+      () => this.api.instance,
+      () => {
+        void this.artifacts.reload();
+        options.changed();
+      }
+    );
     this.card = h('section', { className: 'lamin-instance', 'aria-label': 'Instance' });
     this.tabBar = h('div', { className: 'lamin-tabs', role: 'tablist' });
     this.content = h('div', { className: 'lamin-content' });
@@ -68,7 +82,8 @@ export class LaminSidebar extends Widget {
       ['artifacts', this.artifacts.node],
       ['trash', this.trash.node],
       ['consistency', this.consistency.node],
-      ['saves', this.saves.node]
+      ['saves', this.saves.node],
+      ['uploads', this.uploads.node]
     ];
     for (const [tab, node] of panels) {
       const panel = h('div', { className: 'lamin-panel', role: 'tabpanel', id: `lamin-panel-${tab}` }, node);
@@ -83,6 +98,53 @@ export class LaminSidebar extends Widget {
       this.content
     );
     this.renderTabs();
+    this.listenForDrops();
+    this.uploads.queue.onChange(() => this.labelUploads());
+  }
+
+  /** "Uploads (2)": what is left to do, visible from every tab (e.g. after a reload). */
+  private labelUploads(): void {
+    const open = this.uploads.queue.items.filter(i => i.state !== 'saved').length;
+    const button = this.tabBar.querySelector<HTMLElement>('[data-tab="uploads"]');
+    if (button) {
+      button.textContent = open ? `Uploads (${open})` : 'Uploads';
+    }
+  }
+
+  /** The whole sidebar is a drop zone for files and folders from the desktop. */
+  private listenForDrops(): void {
+    let depth = 0; // dragenter/dragleave fire for every child crossed
+    const over = (on: boolean) => this.node.classList.toggle('lamin-mod-dropping', on);
+    this.node.addEventListener('dragenter', (event: DragEvent) => {
+      if (carriesFiles(event)) {
+        depth += 1;
+        over(true);
+      }
+    });
+    this.node.addEventListener('dragleave', (event: DragEvent) => {
+      if (carriesFiles(event)) {
+        depth = Math.max(0, depth - 1);
+        over(depth > 0);
+      }
+    });
+    this.node.addEventListener('dragover', (event: DragEvent) => {
+      if (carriesFiles(event) && event.dataTransfer) {
+        event.preventDefault(); // allows the drop (the browser would open the file instead)
+        event.dataTransfer.dropEffect = 'copy';
+      }
+    });
+    this.node.addEventListener('drop', (event: DragEvent) => {
+      if (!event.dataTransfer || !carriesFiles(event)) {
+        return;
+      }
+      event.preventDefault();
+      event.stopPropagation();
+      depth = 0;
+      over(false);
+      this.select('uploads');
+      void droppedFiles(event.dataTransfer).then(files => this.uploads.add(files));
+    });
+    this.node.append(h('div', { className: 'lamin-drop-overlay', 'aria-hidden': 'true' }, 'Drop to upload to Lamin'));
   }
 
   protected onAfterShow(): void {
@@ -94,6 +156,8 @@ export class LaminSidebar extends Widget {
   /** Load the instance card and the list of the current tab. */
   async refresh(): Promise<void> {
     this.loaded = true;
+    // the list of an instance already picked loads side by side with its card
+    const early = this.api.instance ? this.artifacts.reload() : null;
     try {
       this.info = await this.api.instanceInfo();
     } catch (error) {
@@ -101,9 +165,12 @@ export class LaminSidebar extends Widget {
       return;
     }
     this.renderCard(this.info);
+    void this.uploads.restore();
     if (this.info.instance) {
-      this.api.instance = this.info.instance.name;
-      await Promise.all([this.artifacts.reload(), this.tab === 'trash' ? this.trash.reload() : null]);
+      const picked = this.info.instance.name;
+      const list = early && this.api.instance === picked ? early : null;
+      this.api.instance = picked;
+      await Promise.all([list ?? this.artifacts.reload(), this.tab === 'trash' ? this.trash.reload() : null]);
     }
   }
 
@@ -182,6 +249,7 @@ export class LaminSidebar extends Widget {
         )
       )
     );
+    this.labelUploads();
     for (const [tab, panel] of this.panels) {
       panel.hidden = tab !== this.tab || this.detailOf !== null;
     }

@@ -1,0 +1,127 @@
+"""UploadsPanel: ``ln.uploads()`` rendered, with Resume and Discard for each interrupted upload.
+
+Resume saves the recorded source file again under its key (the save takes the interrupted
+upload over and sends only the missing parts, with a ``SaveProgress`` below); Discard aborts
+it now (``discard_upload``: its parts or partial file are freed). An upload whose writer still
+runs offers neither.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from ..core.errors import describe
+from ._common import TextRepr, esc, human_age, human_size, toggle_class, toned
+
+if TYPE_CHECKING:
+    from ..core.transfers import Upload
+
+
+class UploadsPanel(TextRepr, w.VBox):
+    """The resumable uploads of the current instance, with Resume and Discard buttons."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.header = w.HTML()
+        self.rows = w.VBox()
+        self.status = w.HTML()
+        self.status.add_class("lamin-uploads-status")
+        self.progress_box = w.VBox()
+        refresh = w.Button(description="Refresh", icon="refresh")
+        refresh.add_class("lamin-refresh-button")
+        refresh.on_click(lambda _: self.refresh())
+        super().__init__(
+            [w.HBox([self.header, refresh]), self.rows, self.status, self.progress_box],
+            **kwargs,
+        )
+        self.add_class("lamin-uploads-panel")
+        self.uploads: list[Upload] = []
+        self.message = ""
+        self.refresh()
+
+    def refresh(self) -> None:
+        import lamin_nb as ln
+
+        try:
+            self.uploads = ln.uploads()
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, never raised from a click
+            self._say(f"could not list the uploads: {describe(exc)}", ok=False)
+            return
+        n = len(self.uploads)
+        self.header.value = f"<b>{n} resumable upload{'s' if n != 1 else ''}</b>"
+        self.rows.children = [self._row(u) for u in self.uploads]
+        self.republish()
+
+    def _row(self, upload: Upload) -> Any:
+        label = w.HTML(esc(_line(upload)))
+        label.add_class("lamin-upload-row-text")
+        row = w.HBox([label])
+        row.add_class("lamin-upload-row")
+        if upload.alive is False:
+            resume = w.Button(description="Resume", button_style="primary")
+            resume.add_class("lamin-resume-button")
+            resume.on_click(lambda _: self.resume(upload.uid))
+            discard = w.Button(description="Discard", button_style="danger")
+            discard.add_class("lamin-discard-button")
+            discard.on_click(lambda _: self.discard(upload.uid))
+            row.children = (label, resume, discard)
+        return row
+
+    def _find(self, uid: str) -> Upload:
+        return next(u for u in self.uploads if u.uid == uid)
+
+    def resume(self, uid: str) -> None:
+        """Save the upload's source again: only the missing parts are sent."""
+        import lamin_nb as ln
+
+        from .progress import SaveProgress
+
+        upload = self._find(uid)
+        if not upload.source:
+            self._say(f"{upload.key or uid}: its source file is not recorded", ok=False)
+            return
+        progress = SaveProgress(title=f"resuming {upload.key or uid}")
+        self.progress_box.children = [progress]
+        try:
+            artifact = ln.Artifact(upload.source, key=upload.key).save(callback=progress)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
+        else:
+            self._say(f"saved {artifact.key or artifact.uid}", ok=True)
+        self.refresh()
+
+    def discard(self, uid: str) -> None:
+        """Abort the upload now; its parts (or partial file) are freed."""
+        from ..core.transfers import discard_upload
+
+        upload = self._find(uid)
+        try:
+            freed = discard_upload(uid)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
+        else:
+            self._say(f"discarded {upload.key or uid} (freed {human_size(freed)})", ok=True)
+        self.refresh()
+
+    def _say(self, message: str, ok: bool) -> None:
+        self.message = message
+        self.status.value = toned(esc(message), "ok" if ok else "error")
+        toggle_class(self.status, "lamin-status-error", not ok)
+        self.republish()
+
+    def __repr__(self) -> str:
+        n = len(self.uploads)
+        lines = [f"{n} resumable upload{'s' if n != 1 else ''}"]
+        lines += [f"  {_line(u)}" for u in self.uploads]
+        if self.message:
+            lines.append(self.message)
+        return "\n".join(lines)
+
+
+def _line(upload: Upload) -> str:
+    """'big.h5ad: 717.0 MiB of 1.0 GiB (90 of 128 parts), interrupted; kept 55 min more'"""
+    text = str(upload)
+    if upload.alive is False:
+        text += f"; kept {human_age(upload.resumable_for)} more"
+    return text
