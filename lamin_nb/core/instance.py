@@ -197,7 +197,8 @@ def init(
     if existing is not None:
         _check_same(existing, root, db_url)
         return _adopt(connect(name)) if adopt else connect(name)
-    check_not_nested(root, dict(storage_options or {}))
+    with _storage_errors(root):
+        check_not_nested(root, dict(storage_options or {}))
     if db_url is None:
         db_url = f"sqlite:///{home() / 'instances' / name / 'lamin.db'}"
     settings = InstanceSettings(name, "", root, db_url, dict(storage_options or {}))
@@ -333,7 +334,7 @@ def _claim_storage(instance: Instance, adopt: bool = False) -> None:
     """
     storage = instance.storage
     uid = instance.settings.uid
-    try:
+    with _storage_errors(storage.root):
         storage.prepare()
         raw = storage.read_marker("instance.json")
         if raw is not None:
@@ -350,13 +351,20 @@ def _claim_storage(instance: Instance, adopt: bool = False) -> None:
             _check_adoptable(instance, owner.get("name"))
         marker = {"uid": uid, "name": instance.name}
         storage.write_marker("instance.json", json.dumps(marker).encode())
+
+
+@contextmanager
+def _storage_errors(root: str) -> Iterator[None]:
+    """A storage that cannot be reached or used while an instance is created: StorageError."""
+    try:
+        yield
     except ValidationError:
         raise
     except Exception as exc:
         if not (storage_failure(exc) or isinstance(exc, ValueError)):
             raise
         raise StorageError(
-            f"cannot use storage {storage.root!r}: {describe(exc)}; no instance was created"
+            f"cannot use storage {root!r}: {describe(exc)}; no instance was created"
         ) from exc
 
 
