@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import lamin_nb as ln
-from lamin_nb.core import storage
 from lamin_nb.core.callbacks import ItemState, SaveCallback
+from lamin_nb.core.storage import local as local_storage
 from tests.support.crashes import assert_i1_i2_i3, child_env
 
 REPAIR = (
@@ -53,7 +53,7 @@ class RepairElsewhere(SaveCallback):
 def test_a_writer_whose_reservation_was_rolled_back_is_told_so(
     local_instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "COPY_STEP", 1 << 20)  # pieces of 1 MiB
+    monkeypatch.setattr(local_storage, "COPY_STEP", 1 << 20)  # pieces of 1 MiB
     size = 16 << 20
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(size))
