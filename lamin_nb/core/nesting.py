@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .errors import StorageError, ValidationError, describe
-from .storage import MANAGED, Storage, open_storage
+from .storage import MANAGED, Storage, open_storage, storage_failure
 
 SCHEME = "s3://"
 
@@ -31,7 +31,10 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
     storage = open_storage(root, options)
     try:
         inner = _nested_prefix(storage)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:
+        # botocore's errors (endpoint unreachable, credentials) are no OSErrors
+        if not (storage_failure(exc) or isinstance(exc, ValueError)):
+            raise
         raise StorageError(f"cannot use storage {root!r}: {describe(exc)}") from exc
     if inner is not None:
         inner_root = inner[: -len(MANAGED) - 1]
