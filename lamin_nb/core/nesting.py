@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import StorageError, ValidationError, describe
-from .storage import MANAGED, Storage, open_storage, storage_failure
+from .errors import ValidationError
+from .storage import MANAGED, Storage, open_storage
 
 SCHEME = "s3://"
 
@@ -29,13 +29,7 @@ def check_not_nested(root: str, options: dict[str, Any]) -> None:
             "outside it"
         )
     storage = open_storage(root, options)
-    try:
-        inner = _nested_prefix(storage)
-    except Exception as exc:
-        # botocore's errors (endpoint unreachable, credentials) are no OSErrors
-        if not (storage_failure(exc) or isinstance(exc, ValueError)):
-            raise
-        raise StorageError(f"cannot use storage {root!r}: {describe(exc)}") from exc
+    inner = _nested_prefix(storage)  # storage errors: ln.init maps them (_storage_errors)
     if inner is not None:
         inner_root = inner[: -len(MANAGED) - 1]
         raise ValidationError(
