@@ -153,6 +153,24 @@ def query_names(request: Any) -> set[str]:
     return {n for n in request.query_arguments if not n.isdigit()} - AUTH_PARAMS
 
 
+def json_object(raw: bytes, allowed: frozenset[str]) -> dict[str, Any]:
+    """A request body: empty, or a JSON object with only the ``allowed`` fields (a typo is
+    refused, not ignored)."""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        shown = ", ".join(sorted(allowed))
+        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {shown}")
+    return body
+
+
 class LaminHandler(APIHandler):
     allowed: frozenset[str] = frozenset()
 
@@ -170,19 +188,7 @@ class LaminHandler(APIHandler):
         return {name: self.get_query_argument(name) for name in names}
 
     def body_params(self, allowed: frozenset[str]) -> dict[str, Any]:
-        if not self.request.body.strip():
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise BadRequest("the request body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(body) - allowed - {"instance"})
-        if unknown:
-            shown = ", ".join(sorted(allowed | {"instance"}))
-            raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {shown}")
-        return body
+        return json_object(self.request.body, allowed | {"instance"})
 
     async def respond(
         self,

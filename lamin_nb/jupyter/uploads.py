@@ -113,21 +113,9 @@ class UploadBase(APIHandler):
         self.answer(status, result)
 
     def json_body(self, allowed: frozenset[str]) -> dict[str, Any]:
-        from .handlers import BadRequest
+        from .handlers import json_object
 
-        if not self.request.body.strip():
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise BadRequest("the request body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            shown = ", ".join(sorted(allowed))
-            raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {shown}")
-        return body
+        return json_object(self.request.body, allowed)
 
     def no_query(self, allowed: frozenset[str] = frozenset()) -> None:
         from .handlers import BadRequest, query_names
