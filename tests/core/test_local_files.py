@@ -75,7 +75,8 @@ def test_staging_of_processes_that_are_gone_is_swept(local_instance):
 
 
 def test_an_unsaved_artifact_dropped_takes_its_staging_file_along(local_instance):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # a dev dependency: never skipped
+
     kept = ln.Artifact.from_df(pd.DataFrame({"a": [1]}), key="kept.parquet")
     dropped = ln.Artifact.from_df(pd.DataFrame({"a": [2]}))
     path = dropped.source
