@@ -40,6 +40,9 @@ _EXPORTS = {
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
     "uploads": "lamin_nb.core.transfers",
+    "transaction": "lamin_nb.core.transaction",
+    "TransactionError": "lamin_nb.core.errors",
+    "TransactionConflict": "lamin_nb.core.errors",
 }
 
 __all__ = [
@@ -57,6 +60,8 @@ __all__ = [
     "SaveReport",
     "StorageError",
     "TextProgress",
+    "TransactionConflict",
+    "TransactionError",
     "ValidationError",
     "check",
     "connect",
@@ -67,6 +72,7 @@ __all__ = [
     "restore_quarantined",
     "save",
     "settings",
+    "transaction",
     "uploads",
 ]
 
@@ -83,6 +89,8 @@ if TYPE_CHECKING:
         NotFoundError,
         SaveError,
         StorageError,
+        TransactionConflict,
+        TransactionError,
         ValidationError,
     )
     from lamin_nb.core.instance import connect, disconnect, init
@@ -90,6 +98,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.report import SaveReport
     from lamin_nb.core.save import save
+    from lamin_nb.core.transaction import transaction
     from lamin_nb.core.transfers import uploads
 
 
