@@ -189,6 +189,7 @@ class _CommitUnknown(Exception):
 
 
 def _commit(tx: txstate.Transaction) -> TransactionOutcome:
+    fault("tx_end")
     try:
         _write_commit(tx)
     except TransactionConflict as exc:
