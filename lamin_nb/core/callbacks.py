@@ -323,7 +323,8 @@ class TextProgress(SaveCallback):
         self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
 
     def finish(self, report: SaveReport) -> None:
-        """Print the report's one-line summary, e.g. ``saved 2, failed 1``.
+        """Print the report's one-line summary, e.g. ``saved 2, failed 1``, then what a
+        cancel left and the one line that retries the failed items, if any.
 
         Parameters
         ----------
@@ -335,6 +336,9 @@ class TextProgress(SaveCallback):
         None
         """
         self._write(report.summary())
+        for line in (report.cancel_summary(), report.retry_hint()):
+            if line:
+                self._write(line)
 
     def _write(self, line: str) -> None:
         with self._lock:

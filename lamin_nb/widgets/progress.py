@@ -25,9 +25,11 @@ import ipywidgets as w
 from ..core.callbacks import FINAL_STATES, ItemInfo, ItemState, SaveCallback
 from ._common import TextRepr, Tone, esc, human_size, set_visible, toggle_class, toned
 from ._ticker import TICKER
+from .actions import PanelActions
 
 if TYPE_CHECKING:
     from ..core.save import SaveReport
+    from .cancel import CancelButton
 
 logger = logging.getLogger("lamin_nb")
 S = ItemState
@@ -205,6 +207,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         for widget in (active, failed_box, finished):  # shown for large saves only
             set_visible(widget, False)
         self.finished.observe(lambda _: self._render(), names="selected_index")
+        self._build_actions()
         self._render()
 
     # -- the progress protocol ---------------------------------------------------------
@@ -217,6 +220,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._reset(items)
         self._build_views()
         self._render()
+        self._actions.started()
         TICKER.add(self)
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
@@ -240,6 +244,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.report = report
         self._done = True  # from now on only this final render runs (see _render)
         self._render()
+        self._actions.finished(report)
         self.republish()  # the text a saved notebook keeps is the final state too
 
     # -- reading ---------------------------------------------------------------------
@@ -262,9 +267,33 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         """Between ``start`` and ``finish``: the render thread updates this panel."""
         return self in TICKER
 
+    @property
+    def cancel_button(self) -> CancelButton:
+        """The Cancel button (shown by the page while the save runs, where it can work)."""
+        return self._actions.cancel
+
+    @property
+    def retry_button(self) -> w.Button:
+        """Retry failed: shown after a save with failed items; saves only those again."""
+        return self._actions.retry
+
+    @property
+    def outcome(self) -> w.HTML:
+        """The line under the rows: what a cancel left, what a retry will do."""
+        return self._actions.outcome
+
+    @property
+    def retries(self) -> list[SaveProgress]:
+        """The panels of the retries started from this one, oldest first."""
+        return list(self._actions.retries.children)
+
     def close(self) -> None:
         TICKER.remove(self)
         super().close()
+
+    def _build_actions(self) -> None:
+        self._actions = PanelActions(self)
+        self.children += (self._actions.box, self._actions.retries)
 
     # -- internals -------------------------------------------------------------------
 
@@ -427,4 +456,4 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
             head = f"{self.title}: {self._summary(counts)}"  # no bar: nothing was saved
         if len(items) > TEXT_LINES:
             lines.append(f"  ... and {len(items) - TEXT_LINES} more")
-        return "\n".join([head, *lines])
+        return "\n".join([head, *lines, *self._actions.text_lines()])
