@@ -258,6 +258,9 @@ class TextProgress(SaveCallback):
     ----------
     stream : TextIO or None
         Where the lines go; None: ``sys.stderr``.
+    retry_hint : bool
+        After failed items, print the line that retries only those in this process
+        (``ln.retry_failed()``); a command line that ends with the save says its own.
 
     Examples
     --------
@@ -271,8 +274,9 @@ class TextProgress(SaveCallback):
     SaveReport(saved 2)
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, retry_hint: bool = True) -> None:
         self.stream = stream or sys.stderr
+        self.retry_hint = retry_hint
         self.labels: dict[int, str] = {}
         self.total = 0
         self.done = 0
@@ -323,8 +327,9 @@ class TextProgress(SaveCallback):
         self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
 
     def finish(self, report: SaveReport) -> None:
-        """Print the report's one-line summary, e.g. ``saved 2, failed 1``, then what a
-        cancel left and the one line that retries the failed items, if any.
+        """Print the report's one-line summary, e.g. ``saved 2, failed 1``, and what follows.
+
+        After a cancel, what it left; after failed items, the one line that retries them.
 
         Parameters
         ----------
@@ -336,7 +341,7 @@ class TextProgress(SaveCallback):
         None
         """
         self._write(report.summary())
-        for line in (report.cancel_summary(), report.retry_hint()):
+        for line in (report.cancel_summary(), report.retry_hint() if self.retry_hint else ""):
             if line:
                 self._write(line)
 

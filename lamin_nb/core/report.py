@@ -104,11 +104,12 @@ class SaveReport:
         return any(_interrupt(exc) for _, exc in self.failed)
 
     def failed_records(self) -> list[ArtifactRecord]:
-        """The artifacts a retry saves again: each failed item, and after an ``atomic=True``
-        save the items rolled back with them (the batch stays all or nothing).
+        """The artifacts a retry saves again (``ln.retry_failed``, the Retry failed button).
 
-        A cancelled save has nothing to retry (save again to start over), nor has a save
-        stopped before any item was tried (``error``: fix the input first).
+        Each failed item, and after an ``atomic=True`` save the items rolled back with them
+        (the batch stays all or nothing). A cancelled save has nothing to retry (save again
+        to start over), nor has a save stopped before any item was tried (``error``: fix the
+        input first).
 
         Returns
         -------
