@@ -147,14 +147,20 @@ class SaveReport:
         items = "the failed item" if n == 1 else f"the {n} failed items"
         return f"after fixing the cause, save only {items} again: ln.retry_failed()"
 
-    def cancel_summary(self) -> str:
+    def cancel_summary(self, discarded: int = 0) -> str:
         """What a cancelled save left: ``"cancelled: nothing saved"`` or what was kept.
+
+        Parameters
+        ----------
+        discarded : int
+            How many interrupted uploads the cancel discarded (``discard_cancelled``).
 
         Returns
         -------
         str
             Empty for a save that was not cancelled; else ``"cancelled: nothing saved"`` or
-            ``"cancelled: kept saved 2 (committed before the cancel), 3 not saved"``.
+            ``"cancelled: kept saved 2 (committed before the cancel), 3 not saved"``, plus
+            ``"; discarded 1 interrupted upload(s)"``.
 
         Examples
         --------
@@ -164,8 +170,9 @@ class SaveReport:
         """
         if not self.cancelled:
             return ""
+        gone = f"; discarded {discarded} interrupted upload(s)" if discarded else ""
         if not (self.saved or self.deduplicated or self.already_saved):
-            return "cancelled: nothing saved"
+            return "cancelled: nothing saved" + gone
         kept = [
             f"{name} {len(items)}"
             for name, items in (
@@ -176,7 +183,8 @@ class SaveReport:
             if items
         ]
         lost = len(self.failed) + len(self.rolled_back)
-        return f"cancelled: kept {', '.join(kept)} (committed before the cancel), {lost} not saved"
+        kept_text = ", ".join(kept)
+        return f"cancelled: kept {kept_text} (committed before the cancel), {lost} not saved{gone}"
 
     def reason(self) -> str:
         """Why the save stopped or failed, in a few words (empty if it did not).

@@ -6,7 +6,7 @@ and renders the lines it returns.
 
 - Cancel (``CancelButton``): the page interrupts the kernel through the Jupyter server, the
   save undoes what is in flight; once the cell has ended the click's widget message arrives
-  and the uploads the interrupt kept for a resume are discarded. The line under the rows then
+  and the uploads the interrupt kept for a resume are discarded. The panel's summary then
   says "cancelled: nothing saved" (or what was kept, committed before the cancel).
 - Retry failed: the kernel is idle after a save, so a click is an ordinary widget message. It
   saves ``report.failed_records()`` again into a new panel below, which has its own buttons.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..core.errors import LaminNbError, describe
-from ._common import esc, human_size, set_visible, toned
+from ._common import esc, set_visible, toned
 
 if TYPE_CHECKING:
     from ..core.report import SaveReport
@@ -78,6 +78,7 @@ class PanelActions:
             return  # finished() does it
         self._discard(report)
         self._show(report)
+        self.panel._render()  # the summary becomes the cancel's
         self.panel.republish()
 
     def _discard(self, report: SaveReport) -> None:
@@ -113,22 +114,24 @@ class PanelActions:
         except Exception as exc:  # noqa: BLE001 - a click handler has no caller to raise to
             self.problem = f"retry failed: {describe(exc)}"
             logger.warning("%s", self.problem)
-        if report is not None:
-            self._show(report)
+        self._show(report)
         self.panel.republish()
         return child
 
     # -- rendering --------------------------------------------------------------------
 
+    def headline(self) -> str:
+        """The panel's summary once the Cancel button's message was read: the core's "cancelled:
+        nothing saved" (or what was kept); empty otherwise (Ctrl-C keeps the usual summary, which
+        says the parts of a large upload are kept for a resume)."""
+        report = self.panel.report
+        if report is None or self.discarded is None or not report.cancelled:
+            return ""
+        return report.cancel_summary(discarded=self.discarded[0])
+
     def _show(self, report: SaveReport) -> None:
         lines = []
-        if report.cancelled:
-            line = report.cancel_summary()
-            uploads, freed = self.discarded or (0, 0)
-            if uploads:
-                line += f"; discarded {uploads} interrupted upload(s), {human_size(freed)} freed"
-            lines.append(line)
-        elif self.cancel.requested:
+        if self.cancel.requested and not report.cancelled:
             lines.append("too late to cancel: the save had already ended")
         if self.problem:
             lines.append(self.problem)

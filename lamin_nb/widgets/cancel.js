@@ -10,6 +10,13 @@
 // widget message "requested" is sent too: the kernel reads it once the cell has ended and then
 // discards the large uploads that the interrupt kept for a resume (a Cancel keeps nothing).
 //
+// Why not a lamin route that signals the kernel: the server knows a kernel's pid only when it
+// runs it locally, so that breaks for kernels behind a gateway and for kernels whose interrupt
+// mode is "message", and it would copy what api/kernels/<id>/interrupt already does right.
+// One window remains, as with the stop button: a click in the few milliseconds between the
+// save's end and the "running: false" update reaching the page interrupts the rest of the
+// cell; an idle kernel ignores an interrupt.
+//
 // The button shows only while the save runs and only where a Jupyter server manages this
 // kernel (its id, which the kernel read from its connection file, is known to the server);
 // elsewhere (a bare kernel, VS Code, Voila without the kernels API) it stays hidden rather

@@ -243,8 +243,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         TICKER.remove(self)
         self.report = report
         self._done = True  # from now on only this final render runs (see _render)
-        self._render()
         self._actions.finished(report)
+        self._render()
         self.republish()  # the text a saved notebook keeps is the final state too
 
     # -- reading ---------------------------------------------------------------------
@@ -425,6 +425,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
 
     def _summary(self, counts: Counter[ItemState]) -> str:
         report = self.report if self._done else None
+        if report is not None and self._actions.headline():
+            return self._actions.headline()
         if report is not None and report.nothing_saved:
             return f"nothing saved: {report.reason()}"
         n = len(self._items)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.browser.conftest import SHOTS
 from tests.browser.labpage import CELL_DONE, NotebookPage
+from tests.browser.test_panels import SAVED_TEXT_STARTS
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.browser
@@ -73,7 +74,15 @@ deny_writes_of(three[1])
 attempt(lambda: ln.save(three, callback=shown(SaveProgress(), "retry")))
 """
 
+FOREIGN = """\
+foreign = SaveProgress()  # as if this kernel were not one the Jupyter server runs
+foreign.cancel_button.kernel_id = "00000000-0000-0000-0000-000000000000"
+shown(foreign, "foreign").start([])  # running: where a Cancel could work, it would show
+"""
+
 CHECK = """\
+assert foreign.cancel_button.mode == "unavailable", foreign.cancel_button.mode  # from the page
+foreign.finish(ln.SaveReport())
 assert ln.uploads() == [], ln.uploads()
 assert sorted(a.key for a in ln.Artifact.filter().all()) == [f"runs/r{i}.csv" for i in range(3)]
 assert ln.check().is_consistent
@@ -98,7 +107,7 @@ def slow_link(s3_server: Any) -> Iterator[CountingProxy]:
 
 def write_notebook(root: Any, endpoint: str, bucket: str) -> None:
     tagged = [("setup", SETUP.format(endpoint=endpoint, bucket=bucket)), ("slow", SLOW)]
-    tagged += [("retry", RETRY), ("check", CHECK), ("cleanup", CLEANUP)]
+    tagged += [("retry", RETRY), ("foreign", FOREIGN), ("check", CHECK), ("cleanup", CLEANUP)]
     cells = [nbformat.v4.new_code_cell(src, metadata={"tags": [tag]}) for tag, src in tagged]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
@@ -140,14 +149,14 @@ def test_cancel_and_retry_failed_in_lab(page, lab, s3_server, slow_link):
     cancel.click()
     page.wait_for_function(CELL_DONE, arg=[index, before], timeout=120_000)
     assert slow_link.upstream < 20 * MiB  # stopped well before the end
-    outcome = page.locator(".panel-cancel .lamin-save-outcome")
+    cancelled = "cancelled: nothing saved; discarded 1 interrupted upload(s)"
+    header = page.locator(".panel-cancel .lamin-save-header")
     page.wait_for_function(
-        "() => (document.querySelector('.panel-cancel .lamin-save-outcome') || {}).textContent"
-        "?.includes('discarded 1 interrupted upload')"
-    )
-    assert outcome.text_content().startswith("cancelled: nothing saved; discarded 1"), (
-        outcome.text_content()
-    )
+        "(t) => document.querySelector('.panel-cancel .lamin-save-header').textContent.includes(t)",
+        arg=cancelled,
+    )  # the click's message, read once the cell had ended
+    assert "kept" not in header.text_content()
+    page.wait_for_function(SAVED_TEXT_STARTS, arg=["cancel", "saving: " + cancelled])
     assert not cancel.is_visible()  # the save is over
     page.locator(".panel-cancel").first.screenshot(path=str(SHOTS / "panel-cancelled.png"))
     client = s3_server.client()
@@ -170,5 +179,15 @@ def test_cancel_and_retry_failed_in_lab(page, lab, s3_server, slow_link):
     assert not again.locator(".lamin-retry-button").is_visible()  # nothing left to retry
     assert len(objects(s3_server, bucket)) == 3
     page.locator(".panel-retry").first.screenshot(path=str(SHOTS / "panel-retried.png"))
+
+    # -- no Cancel where no Jupyter server manages the kernel: hidden, not pretending -------
+    nb.run_tagged("foreign")
+    page.locator(".panel-foreign .lamin-save-cancel[data-mode='unavailable']").wait_for(
+        state="attached"
+    )
+    assert not page.locator(".panel-foreign .lamin-save-cancel-button").is_visible()
+    assert page.locator(".panel-cancel .lamin-save-cancel").get_attribute("data-mode") == (
+        "interrupt"
+    )
     nb.run_tagged("check")
     nb.run_tagged("cleanup")

@@ -41,7 +41,7 @@ print(json.dumps({{"kernel_id": panel.cancel_button.kernel_id,
 """
 SAVE = "ln.save([ln.Artifact(big, key='runs/big.bin')], callback=panel)"
 STATE = """
-print(json.dumps({"outcome": panel.outcome.value, "cancelled": panel.report.cancelled,
+print(json.dumps({"header": panel.header.value, "cancelled": panel.report.cancelled,
                   "requested": panel.cancel_button.requested, "running": panel.running,
                   "uploads": len(ln.uploads()), "artifacts": ln.Artifact.filter().count(),
                   "consistent": ln.check().is_consistent, "text": repr(panel)}))
@@ -110,8 +110,8 @@ def test_cancel_during_a_slow_save_leaves_nothing(tmp_path, slow_s3, server_kern
     assert reply["status"] == "ok", out
     found = last_json(out)
     assert found["requested"] and found["cancelled"] and not found["running"], found
-    assert found["outcome"].startswith("cancelled: nothing saved; discarded 1 interrupted"), found
-    assert "cancelled: nothing saved; discarded 1" in found["text"], found
+    cancelled = "cancelled: nothing saved; discarded 1 interrupted upload(s)"
+    assert cancelled in found["header"] and found["text"].startswith("saving: " + cancelled), found
     assert found["uploads"] == 0 and found["artifacts"] == 0 and found["consistent"], found
     client = server.client()
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
