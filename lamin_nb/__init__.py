@@ -41,6 +41,9 @@ _EXPORTS = {
     "SaveCallback": "lamin_nb.core.callbacks",
     "TextProgress": "lamin_nb.core.callbacks",
     "uploads": "lamin_nb.core.transfers",
+    "transaction": "lamin_nb.core.transaction",
+    "TransactionError": "lamin_nb.core.errors",
+    "TransactionConflict": "lamin_nb.core.errors",
 }
 
 __all__ = [
@@ -58,6 +61,8 @@ __all__ = [
     "SaveReport",
     "StorageError",
     "TextProgress",
+    "TransactionConflict",
+    "TransactionError",
     "ValidationError",
     "check",
     "connect",
@@ -69,6 +74,7 @@ __all__ = [
     "retry_failed",
     "save",
     "settings",
+    "transaction",
     "uploads",
 ]
 
@@ -85,6 +91,8 @@ if TYPE_CHECKING:
         NotFoundError,
         SaveError,
         StorageError,
+        TransactionConflict,
+        TransactionError,
         ValidationError,
     )
     from lamin_nb.core.instance import connect, disconnect, init
@@ -92,6 +100,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.report import SaveReport
     from lamin_nb.core.save import retry_failed, save
+    from lamin_nb.core.transaction import transaction
     from lamin_nb.core.transfers import uploads
 
 

@@ -20,6 +20,7 @@ from .record import ArtifactRecord, cache_path
 from .rows import by_uids, families
 from .save import save_one
 from .storage import READ_ONLY, storage_failure
+from .txstate import reading
 from .validate import (
     check_description,
     check_key,
@@ -390,7 +391,11 @@ class Artifact(ArtifactRecord):
         process), or no longer the content it recorded. Never hand out other bytes."""
         with inst.db.read_rows() as conn:
             row = by_uids(conn, [self.uid]).get(self.uid)
-        if row is None or row.status != COMMITTED:
+        tx = reading(inst)
+        if tx is not None and row is not None and row.uid in tx.deleted:
+            row = None  # deleted by the transaction block this thread is in
+        in_block = tx is not None and row is not None and row.uid in tx.saved and tx.owns(row)
+        if row is None or (row.status != COMMITTED and not in_block):
             state = "was deleted permanently" if row is None else f"is {row.status}"
             raise NotFoundError(
                 f"artifact {self.uid} (key {self.key!r}) {state}; nothing to load. "

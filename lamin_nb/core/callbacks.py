@@ -76,6 +76,42 @@ class ItemInfo:
     size: int | None
 
 
+@dataclass(frozen=True)
+class TransactionOutcome:
+    """How a ``ln.transaction()`` block ended, as ``SaveCallback.transaction_end`` receives it.
+
+    ``committed`` is True (one commit made everything visible), False (rolled back: nothing
+    of the block is visible) or None (outcome unknown: the connection was lost during COMMIT
+    and could not be read back; ``ln.check()`` tells once the database is reachable).
+    """
+
+    committed: bool | None
+    reason: str = ""
+    saved: int = 0
+    deleted: int = 0
+    trashed: int = 0
+    restored: int = 0
+
+    @property
+    def line(self) -> str:
+        """``committed: 3 saved, 1 deleted`` or ``rolled back: <reason>``."""
+        if self.committed is None:
+            return f"outcome unknown: {self.reason}"
+        if not self.committed:
+            return f"rolled back: {self.reason}"
+        counts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.saved, "saved"),
+                (self.deleted, "deleted"),
+                (self.trashed, "trashed"),
+                (self.restored, "restored"),
+            )
+            if n
+        ]
+        return "committed" + (": " + ", ".join(counts) if counts else "")
+
+
 class SaveCallback:
     """Base class and no-op default: subclasses override only what they render.
 
@@ -156,6 +192,36 @@ class SaveCallback:
         None
         """
 
+    def more(self, items: list[ItemInfo]) -> None:
+        """Items joined a running display (a ``ln.transaction()`` block's later saves).
+
+        A transaction's display shows every item of the block: each save and each trash,
+        restore or permanent delete adds its items, numbered after the earlier ones.
+
+        Parameters
+        ----------
+        items : list of ItemInfo
+            The new items, indexed after the ones already shown.
+
+        Returns
+        -------
+        None
+        """
+
+    def transaction_end(self, outcome: TransactionOutcome) -> None:
+        """A ``ln.transaction()`` block ended: called once, just before ``finish``.
+
+        Parameters
+        ----------
+        outcome : TransactionOutcome
+            ``committed`` (True, False or None for unknown), the ``reason`` of a rollback,
+            and counts; ``outcome.line`` reads ``committed: ...`` or ``rolled back: ...``.
+
+        Returns
+        -------
+        None
+        """
+
     def finish(self, report: SaveReport) -> None:
         """The save ended: called once, also when it failed or was interrupted.
 
@@ -204,6 +270,22 @@ class Guarded(SaveCallback):
         except Exception as exc:  # noqa: BLE001 - see the class docstring
             self._broke("advance", exc)
 
+    def more(self, items: list[ItemInfo]) -> None:
+        try:
+            hook = getattr(self.callback, "more", None)  # a duck-typed callback may lack it
+            if hook is not None:
+                hook(items)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._broke("more", exc)
+
+    def transaction_end(self, outcome: TransactionOutcome) -> None:
+        try:
+            hook = getattr(self.callback, "transaction_end", None)
+            if hook is not None:
+                hook(outcome)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._broke("transaction_end", exc)
+
     def finish(self, report: SaveReport) -> None:
         try:
             self.callback.finish(report)
@@ -228,6 +310,7 @@ class RecordingCallback(SaveCallback):
         self.events: list[tuple[int, ItemState, str]] = []
         self.bytes: dict[int, int] = {}
         self.report: SaveReport | None = None
+        self.outcome: TransactionOutcome | None = None
         self._lock = threading.Lock()
 
     def start(self, items: list[ItemInfo]) -> None:
@@ -243,6 +326,13 @@ class RecordingCallback(SaveCallback):
 
     def finish(self, report: SaveReport) -> None:
         self.report = report
+
+    def more(self, items: list[ItemInfo]) -> None:
+        with self._lock:
+            self.items.extend(items)
+
+    def transaction_end(self, outcome: TransactionOutcome) -> None:
+        self.outcome = outcome
 
     def states_of(self, index: int) -> list[ItemState]:
         return [s for i, s, _ in self.events if i == index]
@@ -296,6 +386,7 @@ class TextProgress(SaveCallback):
         """
         self.labels = {item.index: _printable(item.label) for item in items}
         self.total = len(items)
+        self.done = 0
         size = sum(item.size or 0 for item in items)
         self._write(f"saving {self.total} item(s), {human_size(size)}")
 
@@ -325,6 +416,37 @@ class TextProgress(SaveCallback):
             done = self.done
         suffix = f": {_printable(detail)}" if detail else ""
         self._write(f"[{done}/{self.total}] {self.labels.get(index, index)} {state.value}{suffix}")
+
+    def more(self, items: list[ItemInfo]) -> None:
+        """Print ``adding <n> item(s)`` (a later save or delete of a transaction block).
+
+        Parameters
+        ----------
+        items : list of ItemInfo
+            The items joining the display.
+
+        Returns
+        -------
+        None
+        """
+        with self._lock:
+            self.labels.update((item.index, _printable(item.label)) for item in items)
+            self.total += len(items)
+        self._write(f"adding {len(items)} item(s)")
+
+    def transaction_end(self, outcome: TransactionOutcome) -> None:
+        """Print the transaction's last line: ``committed: ...`` or ``rolled back: ...``.
+
+        Parameters
+        ----------
+        outcome : TransactionOutcome
+            How the block ended.
+
+        Returns
+        -------
+        None
+        """
+        self._write(_printable(outcome.line))
 
     def finish(self, report: SaveReport) -> None:
         """Print the report's one-line summary, e.g. ``saved 2, failed 1``, and what follows.

@@ -20,6 +20,7 @@ from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
 from .resumable import is_resumable
 from .storage import ObjectInfo, owner_of_temp
+from .txstate import is_transaction_owner
 from .units import human_age
 
 BATCH = 5000
@@ -71,6 +72,9 @@ class InFlight:
     owner_alive: bool | None = None  # False: its writer is known to be gone (owners.py)
     journaled: bool = False  # a large upload that records its parts (it can be resumed)
     resumable: bool = False  # interrupted, journaled, younger than the resume grace period
+    # held by a ``ln.transaction()`` block: pending = not committed (rolled back by repair
+    # once its writer is gone), deleting = committed, its object delete unfinished
+    transaction: bool = False
 
     @property
     def abandoned(self) -> bool:
@@ -216,14 +220,14 @@ class ConsistencyReport:
             ("deleting", self.deleting),
         ):
             for entry in entries[:20]:
-                lines.append(f"  {title}: {_describe(entry)}")
+                lines.append(f"  {title}: {_describe(entry, title)}")
             if len(entries) > 20:
                 lines.append(f"  {title}: ... and {len(entries) - 20} more")
         lines += [f"  warning: {text}" for text in self.warnings]
         return "\n".join(lines)
 
 
-def _describe(entry: Any) -> str:
+def _describe(entry: Any, title: str = "") -> str:
     if isinstance(entry, Orphan):
         return f"{entry.name} ({entry.size} bytes, {human_age(entry.age_seconds)} old)"
     if isinstance(entry, Mismatch):
@@ -238,6 +242,12 @@ def _describe(entry: Any) -> str:
             if entry.expired
             else "in flight"
         )
+        if entry.transaction:
+            state += (
+                ", uncommitted transaction: repair rolls it back"
+                if title == "pending"
+                else ", committed transaction: repair finishes the delete"
+            )
         return f"{entry.name} ({state}, {human_age(entry.age_seconds)}, owner {entry.owner})"
     return f"{entry.name} key={entry.key!r}"
 
@@ -411,6 +421,7 @@ def _classify(
             None if alive is Liveness.UNKNOWN else alive is Liveness.ALIVE,
             journaled,
             journaled and (expired or alive is Liveness.DEAD) and is_resumable(row, now=now),
+            is_transaction_owner(row.owner),
         )
         (report.pending if row.status == PENDING else report.deleting).append(entry)
     elif row.status == LOST:

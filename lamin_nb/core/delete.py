@@ -13,7 +13,8 @@ from .faults import fault
 from .instance import Instance
 from .models import COMMITTED, DELETING, ArtifactRow, utcnow
 from .owners import running
-from .record import ArtifactRecord, cache_path
+from .record import ArtifactRecord, cache_path, item_label
+from .txstate import Transaction, joined
 
 logger = logging.getLogger("lamin_nb")
 
@@ -31,6 +32,11 @@ def _committed_row(session: object, artifact: ArtifactRecord) -> ArtifactRow:
 def _set_trashed(artifact: ArtifactRecord, trashed: bool) -> None:
     inst = artifact.home()
     doing = f"{'trashing' if trashed else 'restoring'} {artifact.key or artifact.uid}"
+    tx = joined(inst)
+    if tx is not None:
+        _in_block(tx, inst, artifact, "trash" if trashed else "restore", doing)
+        artifact.is_trashed = trashed
+        return
     with database_errors(doing), inst.db.write() as session:
         row = _committed_row(session, artifact)
         row.is_trashed = trashed
@@ -60,6 +66,13 @@ def delete_permanently(artifact: ArtifactRecord) -> None:
     """
     inst = artifact.home()
     doing = f"deleting {artifact.key or artifact.uid}"
+    tx = joined(inst)
+    if tx is not None:  # marked in the block's commit; the object goes after it
+        _in_block(tx, inst, artifact, "delete", doing)
+        artifact.deleted_uid = artifact.uid
+        artifact.status = None
+        artifact.is_latest = False
+        return
     with running() as owner:  # a deleting row left behind is then known to be abandoned
         with database_errors(doing), inst.db.write() as session:
             row = _committed_row(session, artifact)
@@ -81,6 +94,22 @@ def delete_permanently(artifact: ArtifactRecord) -> None:
     artifact.deleted_uid = artifact.uid  # saved again, it gets a new uid (issued once)
     artifact.status = None
     artifact.is_latest = False
+
+
+def _in_block(
+    tx: Transaction, inst: Instance, artifact: ArtifactRecord, kind: str, doing: str
+) -> None:
+    """Inside ``ln.transaction()``: check the artifact is there as the block sees it, then
+    record the change for the block's commit (nothing is written now)."""
+    uid = artifact.uid
+    if uid in tx.deleted:
+        raise NotFoundError(f"{artifact!r} was deleted permanently in this transaction")
+    if uid not in tx.saved:
+        with database_errors(doing), inst.db.read_rows() as conn:
+            row = rows.by_uids(conn, [uid]).get(uid)
+        if row is None or row.status != COMMITTED:
+            raise NotFoundError(f"{artifact!r} is not a saved artifact (anymore)")
+    tx.change(kind, artifact, item_label(artifact))
 
 
 def _after_failed_delete(

@@ -186,6 +186,60 @@ class SaveError(LaminNbError, RuntimeError):
         return (type(self), (str(self), self.report))
 
 
+class TransactionError(LaminNbError, RuntimeError):
+    """A ``ln.transaction()`` block did not commit, or its outcome could not be learned.
+
+    The message says the state the data is in: "rolled back" (nothing of the block is
+    visible; its uploads and pending rows were removed), or "outcome unknown" (the connection
+    was lost during COMMIT and the database could not be read back: either everything of the
+    block is committed or nothing; nothing was deleted; ``ln.check()`` then
+    ``ln.repair(dry_run=False)`` finishes it once the database is reachable). It is a
+    ``RuntimeError``, chained from its cause.
+
+    Attributes
+    ----------
+    committed : bool or None
+        False: rolled back. None: outcome unknown (see above).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     with ln.transaction():
+    ...         ln.Artifact("model.pt", key="runs/7/model.pt").save()
+    ...         raise ValueError("bad metrics")
+    ... except ValueError:
+    ...     pass  # nothing of the block was saved
+    """
+
+    def __init__(self, message: str, committed: bool | None = False) -> None:
+        super().__init__(message)
+        self.committed = committed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.committed))
+
+
+class TransactionConflict(TransactionError):
+    """Another writer changed what a transaction relies on; the transaction was rolled back.
+
+    Raised at the end of a ``ln.transaction()`` block when, since the block reserved it,
+    another writer committed a higher version of a key the block adds a version to, or
+    deleted or changed an artifact the block trashes, restores or deletes. Nothing of the
+    block was saved (never two versions with one number, never a lost save); run the block
+    again to save on top of the other writer's work.
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     with ln.transaction():
+    ...         ln.Artifact("model.pt", key="runs/model.pt").save()
+    ... except ln.TransactionConflict as exc:
+    ...     print(exc)  # names the key and the version the other writer committed
+    """
+
+
 def describe(exc: BaseException) -> str:
     """A short, user-facing cause: 'Access Denied (Forbidden)', never a traceback."""
     orig = getattr(exc, "orig", None)

@@ -17,6 +17,9 @@ POINTS = (
     "after_commit",
     "mid_delete",
     "after_object_delete",
+    "tx_end",  # a transaction's block ended normally; its commit has not started
+    "tx_before_commit",  # a transaction's row changes are written, its COMMIT not yet sent
+    "tx_after_commit",  # committed; the objects of its permanent deletes not yet deleted
 )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 
 PENDING = "pending"
 COMMITTED = "committed"
@@ -74,6 +74,19 @@ class FamilyRow(Base):
     key: Mapped[str] = mapped_column(String(1024), primary_key=True)
     stem: Mapped[str] = mapped_column(String(16))
     last_version: Mapped[int] = mapped_column(Integer)
+
+
+class TransactionRow(Base):
+    """One per committed ``ln.transaction()``, written in its commit: an outcome lost with the
+    connection during COMMIT is learned by reading this row back."""
+
+    __tablename__ = "lamin_transaction"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    committed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    n_saved: Mapped[int] = mapped_column(Integer, default=0)
+    n_deleted: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class InstanceRow(Base):

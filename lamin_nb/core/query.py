@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, case, exists, func, not_, or_, select, true
+from sqlalchemy.orm import aliased
 
 from . import instance as _instance
 from .db import database_errors
 from .errors import NotFoundError, ValidationError
-from .models import ARTIFACT_FIELDS, COMMITTED, ArtifactRow
+from .models import ARTIFACT_FIELDS, COMMITTED, PENDING, ArtifactRow
 from .record import ArtifactRecord
+from .txstate import Transaction, reading
 from .validate import check_query_value, normalize_key, shorten
 
 _FILTERABLE = set(ARTIFACT_FIELDS) - {"status"} | {"is_trashed"}
@@ -22,9 +24,67 @@ R = TypeVar("R", bound=ArtifactRecord)
 def visible(trashed: bool | None = False) -> tuple[Any, ...]:
     """Which rows users see: committed ones (never pending, deleting or lost), outside the
     trash, in it (``trashed=True``) or both (``None``). Every listing of artifacts uses it."""
+    tx = _block()
+    if tx is not None:
+        return _visible_in_block(tx, ArtifactRow, trashed)
     if trashed is None:
         return (ArtifactRow.status == COMMITTED,)
     return ArtifactRow.status == COMMITTED, ArtifactRow.is_trashed.is_(trashed)
+
+
+# -- inside ``ln.transaction()``: this thread sees the block's own changes ---------------
+
+
+def _block() -> Transaction | None:
+    inst = _instance.current_or_none()
+    return None if inst is None else reading(inst)
+
+
+def _visible_in_block(tx: Transaction, table: Any, trashed: bool | None) -> tuple[Any, ...]:
+    """``visible`` with the block applied: its saves (pending rows of its owner) count as
+    committed, its permanent deletes as gone, its trash and restores as done."""
+    saved = and_(table.status == PENDING, table.owner == tx.owner, table.uid.in_(list(tx.saved)))
+    shown = or_(table.status == COMMITTED, saved)
+    if tx.deleted:
+        shown = and_(shown, table.uid.not_in(list(tx.deleted)))
+    if trashed is None:
+        return (shown,)
+    in_trash = _trashed_in_block(tx, table)
+    return shown, in_trash if trashed else not_(in_trash)
+
+
+def _trashed_in_block(tx: Transaction, table: Any) -> Any:
+    in_trash: Any = table.is_trashed == true()
+    if tx.restored:
+        in_trash = and_(in_trash, table.uid.not_in(list(tx.restored)))
+    if tx.trashed:
+        in_trash = or_(in_trash, table.uid.in_(list(tx.trashed)))
+    return in_trash
+
+
+def _latest_in_block(tx: Transaction) -> Any:
+    """``is_latest`` as the block's commit will set it: the highest visible, untrashed
+    version of its key (an artifact without a key is its own latest while untrashed)."""
+    other = aliased(ArtifactRow)
+    higher = exists().where(
+        other.key == ArtifactRow.key,
+        other.version > ArtifactRow.version,
+        *_visible_in_block(tx, other, False),
+    )
+    return and_(*_visible_in_block(tx, ArtifactRow, False), or_(ArtifactRow.key.is_(None), ~higher))
+
+
+def latest() -> Any:
+    """The condition "latest version of its key", inside a transaction block as well."""
+    tx = _block()
+    return ArtifactRow.is_latest.is_(True) if tx is None else _latest_in_block(tx)
+
+
+def newest_first() -> tuple[Any, ...]:
+    """Latest version first, then the highest version, then the newest row."""
+    tx = _block()
+    flag = ArtifactRow.is_latest if tx is None else case((_latest_in_block(tx), 1), else_=0)
+    return flag.desc(), ArtifactRow.version.desc(), ArtifactRow.id.desc()
 
 
 def _condition(name: str, value: Any) -> Any:
@@ -38,6 +98,10 @@ def _condition(name: str, value: Any) -> Any:
             f"unknown lookup {shorten(lookup)} in {shorten(name)}; use one of {sorted(_LOOKUPS)}"
         )
     value = check_query_value(name, lookup, value, column.type.python_type)
+    tx = _block()
+    if tx is not None and not lookup and field in ("is_latest", "is_trashed"):
+        flag = _latest_in_block(tx) if field == "is_latest" else _trashed_in_block(tx, ArtifactRow)
+        return flag if value else not_(flag)
     if field == "key" and value is not None:  # keys are stored in NFC: look them up so
         value = [normalize_key(v) for v in value] if lookup == "in" else normalize_key(value)
     if not lookup:
@@ -69,12 +133,18 @@ class QuerySet(Generic[R]):
 
     def __init__(self, record_type: type[R], fields: dict[str, Any]) -> None:
         self._record_type = record_type
-        self._conditions = [_condition(k, v) for k, v in fields.items()]
-        asks_trash = any(k.partition("__")[0] == "is_trashed" for k in fields)
-        self._visible = visible(None if asks_trash else False)
+        self._fields = fields
+        self._latest_only = False
+        self._conditions = [_condition(k, v) for k, v in fields.items()]  # validates now
+        self._asks_trash = any(k.partition("__")[0] == "is_trashed" for k in fields)
 
     def _select(self) -> Select[Any]:
-        return select(ArtifactRow).where(*self._visible, *self._conditions)
+        # built when it runs: inside a transaction block, what the block did up to now counts
+        conditions = [_condition(k, v) for k, v in self._fields.items()]
+        if self._latest_only:
+            conditions.append(latest())
+        shown = visible(None if self._asks_trash else False)
+        return select(ArtifactRow).where(*shown, *conditions)
 
     def all(self) -> list[R]:
         inst = _instance.current()
@@ -83,16 +153,15 @@ class QuerySet(Generic[R]):
         return [self._record_type.from_row(row, inst) for row in rows]
 
     def first(self) -> R | None:
-        newest = (ArtifactRow.is_latest.desc(), ArtifactRow.version.desc(), ArtifactRow.id.desc())
         inst = _instance.current()
         with database_errors("ln.Artifact.filter"), inst.db.read() as session:
-            row = session.scalars(self._select().order_by(*newest).limit(1)).first()
+            row = session.scalars(self._select().order_by(*newest_first()).limit(1)).first()
         return None if row is None else self._record_type.from_row(row, inst)
 
     def latest_version(self) -> QuerySet[R]:
         """Only the latest version of each key (and every artifact without a key)."""
-        narrowed = QuerySet(self._record_type, {})
-        narrowed._conditions = [*self._conditions, ArtifactRow.is_latest.is_(True)]
+        narrowed = QuerySet(self._record_type, self._fields)
+        narrowed._latest_only = True
         return narrowed
 
     def count(self) -> int:
@@ -134,7 +203,7 @@ def get(record_type: type[R], uid_or_key: str) -> R:
     inst = _instance.current()
     with database_errors("ln.Artifact.get"), inst.db.read() as session:
         for stmt in candidates:
-            ordered = stmt.order_by(ArtifactRow.is_latest.desc(), ArtifactRow.version.desc())
+            ordered = stmt.order_by(*newest_first())
             row = session.scalars(ordered.limit(1)).first()
             if row is not None:
                 return record_type.from_row(row, inst)

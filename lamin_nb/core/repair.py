@@ -238,13 +238,14 @@ def _plan(
     for row in report.pending:
         # an interrupted upload a save can resume is kept for the grace period
         due = row.stuck or grace == 0 or (row.abandoned and row.age_seconds >= grace)
-        detail = _in_flight_detail(row)
+        detail = _in_flight_detail(row, pending=True)
         if row.resumable and not due:
             detail = f"({row.name}; interrupted upload: save it again to resume)"
         (actions if due else skipped).append(RepairAction("roll back pending", row.uid, detail))
     for row in report.deleting:
         target = actions if (row.stuck or grace == 0) else skipped
-        target.append(RepairAction("roll forward deleting", row.uid, _in_flight_detail(row)))
+        detail = _in_flight_detail(row, pending=False)
+        target.append(RepairAction("roll forward deleting", row.uid, detail))
     for orphan in report.orphans:
         target = actions if orphan.age_seconds >= grace else skipped
         target.append(
@@ -284,8 +285,13 @@ def _plan(
     return RepairPlan(actions, skipped, report)
 
 
-def _in_flight_detail(row: InFlight) -> str:
-    return f"({row.name}; owner not alive)" if row.owner_alive is False else f"({row.name})"
+def _in_flight_detail(row: InFlight, pending: bool) -> str:
+    notes = [row.name]
+    if row.transaction:  # pending: never committed, so rolled back, never forward
+        notes.append("uncommitted transaction" if pending else "committed transaction")
+    if row.owner_alive is False:
+        notes.append("owner not alive")
+    return f"({'; '.join(notes)})"
 
 
 def _apply(inst: Instance, plan: RepairPlan, all_leases: bool) -> None:

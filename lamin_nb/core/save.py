@@ -61,6 +61,7 @@ from .saving import (
     warn_key_conflicts,
     writer,
 )
+from .txstate import joined
 from .validate import check_callback, check_flag, check_workers
 from .workers import LeaseKeeper, deferred_interrupts, run_parallel, wait_for_writers
 
@@ -69,6 +70,7 @@ logger = logging.getLogger("lamin_nb")
 S = ItemState
 WAIT_FOR_OTHERS_SECONDS = 600.0  # same content in flight elsewhere: wait at most this long
 R = TypeVar("R", bound=ArtifactRecord)
+WAITS_FOR_BLOCK = "visible when the transaction commits"
 # the report of this process's last save that raised SaveError: what ``retry_failed()`` saves
 # when given no report (the one line a text output can name, see ``SaveReport.retry_hint``)
 _last_failed: list[SaveReport] = []
@@ -147,6 +149,9 @@ def save(
         max_workers = check_workers(max_workers)
         artifacts = check_records(records)
         inst = target_instance(artifacts)
+        tx = joined(inst)
+        if tx is not None:  # its items join the block's display; it ends with the block
+            progress = Guarded(tx.relay(callback))
         run = SaveRun(inst, artifacts, atomic, progress, max_workers or default_workers(inst))
     except BaseException as exc:
         report.error = exc
@@ -254,7 +259,12 @@ class SaveRun:
         # the caller's callback, already guarded (save() reports to it before the run too)
         self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
         self.workers = workers
-        self.identity = new_owner()
+        # inside ``ln.transaction()``: reserve under the block's owner, commit at its end
+        self.tx = joined(inst)
+        self.identity = self.tx.identity if self.tx is not None else new_owner()
+        if self.tx is not None:
+            for artifact in artifacts:
+                self.tx.remember(artifact)  # a rollback puts it back as it was
         self.owner = str(self.identity)
         self.user = user_name()
         self.cancel = threading.Event()
@@ -271,6 +281,9 @@ class SaveRun:
         The run's owner name is held only while it runs: rows it could not clean up are then
         recognised as abandoned, by this process and by ``ln.check``, without waiting for a lease.
         """
+        if self.tx is not None:  # the block holds the owner name until it ends
+            self._execute()
+            return
         with running(self.identity):
             self._execute()
 
@@ -377,7 +390,9 @@ class SaveRun:
             item.waiting, item.leader, digest = False, None, item.artifact.digest or ""
             item.waits_for = None
             own = known.get(item.artifact.uid)
-            if own is not None and own.status == COMMITTED:
+            if own is not None and self.tx is not None and own.uid in self.tx.deleted:
+                own = None  # deleted by this block: gone, as after a delete outside one
+            if own is not None and (own.status == COMMITTED or self._saved_in_block(own)):
                 item.artifact.adopt_row(own)
                 self._set(item, S.ALREADY_SAVED)
                 continue
@@ -393,12 +408,13 @@ class SaveRun:
                     continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
             # a trashed artifact is invisible: same content saves a new, visible one
-            committed = [r for r in others if r.status == COMMITTED and not r.is_trashed]
+            committed = [r for r in others if self._visible(r)]
+            elsewhere = [r for r in others if rows.in_flight(r) and not self._ours(r)]
             if committed:
                 self._dedup(item, committed[0])
-            elif any(rows.in_flight(r) for r in others):
+            elif elsewhere:
                 item.waiting = True
-                item.waits_for = next(r for r in others if rows.in_flight(r))
+                item.waits_for = elsewhere[0]
             elif digest in leaders:
                 item.leader = leaders[digest]
             elif self._resume(session, item, [own, *others]):
@@ -428,6 +444,24 @@ class SaveRun:
             item.reserved = True
         self._note_changed_sources(session, to_reserve)
         return to_reserve + taken
+
+    def _ours(self, row: Row[Any]) -> bool:
+        """A pending row of this run's transaction (never a writer to wait for)."""
+        return self.tx is not None and self.tx.owns(row)
+
+    def _saved_in_block(self, row: Row[Any]) -> bool:
+        return self._ours(row) and row.uid in self.tx.saved  # type: ignore[union-attr]
+
+    def _visible(self, row: Row[Any]) -> bool:
+        """Committed and out of the trash, as this save sees it: inside a transaction, with
+        the block's own saves, trash, restores and deletes applied."""
+        tx = self.tx
+        if tx is None:
+            return row.status == COMMITTED and not row.is_trashed
+        if row.uid in tx.deleted:
+            return False
+        trashed = row.uid in tx.trashed or (row.is_trashed and row.uid not in tx.restored)
+        return (row.status == COMMITTED or self._saved_in_block(row)) and not trashed
 
     def _resume(self, session: Any, item: Item, candidates: list[Row[Any] | None]) -> bool:
         """Take over an interrupted upload of the same content (DESIGN §9): True if the item
@@ -565,6 +599,9 @@ class SaveRun:
         if self.atomic and (self.cancel.is_set() or any(i.error for i in self.items)):
             self._undo(items, S.ROLLED_BACK)
             return
+        if self.tx is not None:
+            self._stage(items)
+            return
         ready = [i for i in items if i.uploaded and not i.done]
         for item in ready:
             self._set(item, S.COMMITTING)
@@ -580,6 +617,30 @@ class SaveRun:
             return
         fault("after_commit")
         self._adopt_committed(ready, stored)
+        self._undo(items, S.FAILED, RESERVATION_GONE)
+
+    def _stage(self, items: list[Item]) -> None:
+        """Step 5 inside ``ln.transaction()``: the block's end commits. The rows stay pending
+        under the block's owner (invisible to others, leases kept by the block) and the items
+        count as saved; the display shows them committing until the block ends."""
+        assert self.tx is not None
+        ready = [i for i in items if i.uploaded and not i.done]
+        try:
+            with self.inst.db.read_rows() as conn:
+                stored = rows.by_uids(conn, [i.artifact.uid for i in ready])
+        except Exception as exc:
+            why = f"could not read its reservation back: {describe(exc)}"
+            self._undo(items, S.FAILED, why, exc, db_kind(exc))
+            return
+        for item in ready:
+            row = stored.get(item.artifact.uid)
+            if self.tx.owns(row):
+                item.artifact.adopt_row(row)  # type: ignore[arg-type]
+                self.tx.add_saved(item.artifact)
+                item.state = S.SAVED  # for the save's report; the block decides the rest
+                self.progress.state(
+                    item.index, S.COMMITTING, "visible when the transaction commits"
+                )
         self._undo(items, S.FAILED, RESERVATION_GONE)
 
     def _adopt_committed(self, items: list[Item], stored: dict[str, Row[Any]]) -> None:
@@ -715,7 +776,8 @@ class SaveRun:
 
     def _dedup(self, item: Item, row: Row[Any]) -> None:
         item.artifact.adopt_row(row)
-        keep_staged_copy(self.inst, item.artifact)
+        if row.status == COMMITTED:  # a row of a transaction block may still roll back
+            keep_staged_copy(self.inst, item.artifact)
         logger.info("returning existing artifact with same hash: %s", row.uid)
         self._set(item, S.DEDUPLICATED, self._same_content(item, row.uid))
 
@@ -735,7 +797,8 @@ class SaveRun:
                 continue
             if leader.state in (S.SAVED, S.DEDUPLICATED):
                 item.artifact.adopt(leader.artifact)
-                keep_staged_copy(self.inst, item.artifact)
+                if self.tx is None:  # in a block, a rollback may need the staged file again
+                    keep_staged_copy(self.inst, item.artifact)
                 self._set(item, S.DEDUPLICATED, self._same_content(item, leader.artifact.uid))
             elif leader.state == S.ROLLED_BACK:
                 self._set(item, S.ROLLED_BACK)

@@ -1,6 +1,6 @@
 """``%lamin_init``, ``%lamin_connect``, ``%lamin_save``, ``%lamin_ls``, ``%lamin_check``,
-``%lamin_repair``, ``%lamin_upload``, ``%lamin_uploads``: parse, then delegate to the core and
-the widgets.
+``%lamin_repair``, ``%lamin_upload``, ``%lamin_uploads``, ``%%lamin_transaction``: parse, then
+delegate to the core and the widgets.
 
 A user mistake (unknown name, bad flag, no instance, invalid key) raises ``UsageError``: one
 line, no traceback. A save that fails raises ``SaveError`` (so ``except ln.SaveError`` still
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.errors import LaminNbError, SaveError, describe
+from ..core.errors import LaminNbError, SaveError, TransactionError, describe
 
 if TYPE_CHECKING:
     from ..core.artifact import Artifact
@@ -114,6 +114,10 @@ def _help_text(doc: str | None) -> str | None:
 
 def _short_error(exc: BaseException) -> list[str]:
     return [f"{type(exc).__name__}: {exc}"]
+
+
+class _CellFailed(LaminNbError):
+    """The cell of ``%%lamin_transaction`` raised (IPython showed it): roll the block back."""
 
 
 @dataclass
@@ -279,6 +283,50 @@ class LaminMagics(Magics):
 
         parse_argstring(self.lamin_uploads, line)
         return UploadsPanel()
+
+    @cell_magic
+    @magic_arguments()
+    @argument("--no-progress", action="store_true", help="do not show progress")
+    def lamin_transaction(self, line: str, cell: str) -> None:
+        """Run the cell as one ``ln.transaction()``: all of it is saved, or nothing.
+
+        Every save, trash, restore and permanent delete in the cell becomes visible in one
+        commit when the cell ends; if the cell raises (or is interrupted), everything is
+        undone. One progress panel shows every item of the cell, then "committed" or
+        "rolled back: <reason>". For example::
+
+            %%lamin_transaction
+            ln.Artifact("model.pt", key="runs/7/model.pt").save()
+            ln.save([ln.Artifact(p, key=f"runs/7/{p}") for p in figures])
+            ln.Artifact.get("runs/6/model.pt").delete(permanent=True)
+        """
+        import lamin_nb as ln
+        from lamin_nb.widgets import show_progress
+
+        try:
+            args = parse_argstring(self.lamin_transaction, line)
+        except UsageError as exc:
+            raise UsageError(_shown(str(exc))) from None
+        progress = show_progress(enabled=not args.no_progress, title="transaction")
+        try:
+            with ln.transaction(callback=progress):
+                result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
+                failed = result.error_before_exec or result.error_in_exec
+                if failed is not None:  # shown above by IPython: undo the cell, then stop
+                    raise _CellFailed(describe(failed)) from failed
+        except (_CellFailed, TransactionError) as exc:
+            # the cell fails ("Run All" stops) with one line; the panel keeps the details
+            error = (
+                exc
+                if isinstance(exc, TransactionError)
+                else TransactionError(
+                    f"rolled back: the cell raised {exc}; nothing of the cell was saved"
+                )
+            )
+            error._render_traceback_ = functools.partial(_short_error, error)  # type: ignore[attr-defined]
+            raise error from exc.__cause__
+        except LaminNbError as exc:  # no instance, a callback of the wrong type
+            raise UsageError(_shown(describe(exc))) from exc
 
     # -- %lamin_save helpers -------------------------------------------------------------
 

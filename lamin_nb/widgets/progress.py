@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ..core.callbacks import FINAL_STATES, ItemInfo, ItemState, SaveCallback
+from ..core.callbacks import (
+    FINAL_STATES,
+    ItemInfo,
+    ItemState,
+    SaveCallback,
+    TransactionOutcome,
+)
 from ._common import TextRepr, Tone, esc, human_size, set_visible, toggle_class, toned
 from ._ticker import TICKER
 from .actions import PanelActions
@@ -101,6 +107,8 @@ class ItemStatus:
             return self.detail  # on whom, how long at most, what to run
         if self.state == S.DEDUPLICATED and self.detail:
             return f"deduplicated ({self.detail})"
+        if self.state == S.SAVED and self.detail:
+            return self.detail  # a transaction's row change: deleted, trashed, restored
         return self.state.value
 
     def line(self) -> str:
@@ -202,6 +210,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.title, self.max_rows, self.active_rows = title, max_rows, active_rows
         self.interval = interval
         self.report: SaveReport | None = None
+        self.outcome: TransactionOutcome | None = None
         self._render_lock = threading.Lock()
         self._reset([])
         for widget in (active, failed_box, finished):  # shown for large saves only
@@ -238,6 +247,20 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         if item is not None:
             item.done += nbytes
             self._dirty = True
+
+    # -- a transaction block (``ln.transaction(callback=...)``, ``%%lamin_transaction``):
+    # its saves and row changes join as they run, then one line says how it ended
+
+    def more(self, items: list[ItemInfo]) -> None:
+        for info in items:
+            self._items[info.index] = ItemStatus(info.index, info.label, info.size)
+            self._total += info.size or 0
+        self._build_views()
+        self._dirty = True
+
+    def transaction_end(self, outcome: TransactionOutcome) -> None:
+        self.outcome = outcome
+        self._dirty = True
 
     def finish(self, report: SaveReport) -> None:
         TICKER.remove(self)
@@ -278,7 +301,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         return self._actions.retry
 
     @property
-    def outcome(self) -> w.HTML:
+    def outcome_line(self) -> w.HTML:
         """The line under the rows: what a cancel left, what a retry will do."""
         return self._actions.outcome
 
@@ -299,6 +322,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
 
     def _reset(self, items: list[ItemInfo]) -> None:
         self._items = {i.index: ItemStatus(i.index, i.label, i.size) for i in items}
+        self.outcome = None  # how a transaction block ended (set by transaction_end)
         self._failed_order: list[int] = []
         self._total = sum(i.size or 0 for i in items)
         self._dirty = True
@@ -417,6 +441,9 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self.header.value = f"<b>{esc(self.title)}</b> {summary}"
         toggle_class(self, "lamin-save-failed", bool(failed or stopped))
         toggle_class(self, "lamin-save-done", self._done)
+        if self.outcome is not None:
+            toggle_class(self, "lamin-transaction-committed", self.outcome.committed is True)
+            toggle_class(self, "lamin-transaction-rolled-back", self.outcome.committed is False)
 
     def _tone(self, failed: bool) -> Tone | None:
         if failed:
@@ -424,6 +451,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         return "ok" if self._done else None
 
     def _summary(self, counts: Counter[ItemState]) -> str:
+        if self._done and self.outcome is not None:  # one line for the whole block
+            return f"{self.outcome.line} ({len(self._items)} items)"
         report = self.report if self._done else None
         if report is not None and self._actions.headline():
             return self._actions.headline()

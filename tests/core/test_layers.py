@@ -56,7 +56,7 @@ LAYERS: dict[str, int] = {
     # L2 context: the instance, and the row-and-object work it runs on connect / init
     **dict.fromkeys(["recovery", "adopt", "instance"], 2),
     # L3 record
-    **dict.fromkeys(["record", "report"], 3),
+    **dict.fromkeys(["record", "report", "txstate"], 3),
     # L4 protocols
     **dict.fromkeys(
         [
@@ -70,6 +70,7 @@ LAYERS: dict[str, int] = {
             "query",
             "browse",
             "transfers",
+            "transaction",
         ],
         4,
     ),

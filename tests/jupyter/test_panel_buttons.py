@@ -65,7 +65,7 @@ def test_retry_failed_saves_only_the_failed_item_after_the_cause_is_fixed(s3_ins
     assert progress.retry_button.description == "Retry failed (1)"
     text = repr(progress)
     assert "save only the failed item again: ln.retry_failed()" in text  # the text fallback
-    assert not progress.cancel_button.running and not visible(progress.outcome)
+    assert not progress.cancel_button.running and not visible(progress.outcome_line)
 
     server.allow_all(bucket)  # the cause is fixed
     click(progress.retry_button)
@@ -143,7 +143,7 @@ def test_cancel_rolls_back_and_discards_what_the_interrupt_kept(s3_instance, tmp
     assert progress.sent and progress.report is not None and progress.report.cancelled
     assert "the parts sent are kept" in progress.header.value  # what Ctrl-C alone does
     assert not progress.cancel_button.running and not visible(progress.retry_button)
-    assert not visible(progress.outcome)
+    assert not visible(progress.outcome_line)
     assert len(ln.uploads()) == 1  # kept by the interrupt, for a resume
 
     from_page(progress.cancel_button, requested=True)  # the click's message, after the cell
@@ -161,7 +161,7 @@ def test_a_late_cancel_click_changes_nothing(local_instance, tmp_path):
     progress = SaveProgress()
     ln.save([ln.Artifact(p, key=p.name) for p in files(tmp_path, 2)], callback=progress)
     from_page(progress.cancel_button, requested=True)
-    assert progress.outcome.value == "too late to cancel: the save had already ended"
+    assert progress.outcome_line.value == "too late to cancel: the save had already ended"
     assert ln.Artifact.filter().count() == 2
 
 
