@@ -133,6 +133,8 @@ class PanelActions:
         lines = []
         if self.cancel.requested and not report.cancelled:
             lines.append("too late to cancel: the save had already ended")
+        if self.headline() and getattr(self.panel, "outcome", None) is not None:
+            lines.append(self.headline())  # a transaction's line ("rolled back") owns the header
         if self.problem:
             lines.append(self.problem)
         self._lines = lines

@@ -116,3 +116,74 @@ def test_cancel_during_a_slow_save_leaves_nothing(tmp_path, slow_s3, server_kern
     client = server.client()
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert [k for k in server.keys(bucket, "team/.lamindb/") if "/_meta/" not in k] == []
+
+
+TX_SETUP = """
+%load_ext lamin_nb
+small = {files!r} + "/small.csv"
+with open(small, "w") as fh:
+    fh.write("a,b\\n1,2\\n")
+"""
+TX_CELL = """%%lamin_transaction
+ln.Artifact(small, key="runs/tx/small.csv").save()
+ln.save([ln.Artifact(big, key="runs/tx/big.bin")])
+"""
+TX_STATE = """
+from ipywidgets.widgets.widget import _instances
+tx_panel = next(w for w in _instances.values()
+                if isinstance(w, SaveProgress) and w.title == "transaction")
+print(json.dumps({"header": tx_panel.header.value, "line": tx_panel.outcome_line.value,
+                  "requested": tx_panel.cancel_button.requested, "running": tx_panel.running,
+                  "uploads": len(ln.uploads()), "artifacts": ln.Artifact.filter().count(),
+                  "consistent": ln.check().is_consistent}))
+"""
+
+
+def cancel_comm(kc: Any, msg_id: str, proxy: CountingProxy, kernel_id: str) -> str:
+    """The comm of the Cancel button the cell's panel opened; returns once the upload runs."""
+    comm_id = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (comm_id and proxy.upstream >= 4 << 20):
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except Exception:  # noqa: BLE001 - queue.Empty: nothing yet
+            continue
+        content = msg["content"]
+        state = content.get("data", {}).get("state", {})
+        if msg["msg_type"] == "comm_open" and state.get("kernel_id") == kernel_id:
+            comm_id = content["comm_id"]
+        assert msg["parent_header"].get("msg_id") != msg_id or msg["msg_type"] != "error", msg
+    assert comm_id and proxy.upstream >= 4 << 20, (comm_id, proxy.upstream)
+    return comm_id
+
+
+def test_cancel_rolls_back_the_whole_transaction_cell(tmp_path, slow_s3, server_kernel):
+    server, bucket, proxy = slow_s3
+    kernels, kernel_id, kc = server_kernel
+    files = tmp_path / "files"
+    files.mkdir()
+    out, reply = run(kc, SETUP.format(storage=f"s3://{bucket}/team", files=str(files)))
+    assert reply["status"] == "ok", out
+    out, reply = run(kc, TX_SETUP.format(files=str(files)))
+    assert reply["status"] == "ok", out
+
+    proxy.reset()
+    msg_id = kc.execute(TX_CELL)
+    comm_id = cancel_comm(kc, msg_id, proxy, kernel_id)  # small.csv is saved, big.bin going up
+    kernels.interrupt_kernel(kernel_id)  # the click: POST api/kernels/<id>/interrupt
+    state = {"method": "update", "state": {"requested": True}, "buffer_paths": []}
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": state}))
+    out, reply = collect(kc, msg_id, None, 120)
+    assert reply["status"] == "error", (out, reply)
+    assert "rolled back" in out and "nothing of the cell was saved" in out, out
+
+    out, reply = run(kc, TX_STATE)
+    assert reply["status"] == "ok", out
+    found = last_json(out)
+    assert found["requested"] and not found["running"], found
+    assert "rolled back" in found["header"], found  # the transaction's own line
+    assert found["line"].startswith("cancelled: nothing saved"), found
+    assert found["uploads"] == 0 and found["artifacts"] == 0 and found["consistent"], found
+    client = server.client()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert [k for k in server.keys(bucket, "team/.lamindb/") if "/_meta/" not in k] == []
