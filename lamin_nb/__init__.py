@@ -20,6 +20,7 @@ _EXPORTS = {
     "disconnect": "lamin_nb.core.instance",
     "Artifact": "lamin_nb.core.artifact",
     "save": "lamin_nb.core.save",
+    "retry_failed": "lamin_nb.core.save",
     "SaveReport": "lamin_nb.core.report",
     "check": "lamin_nb.core.consistency",
     "ConsistencyReport": "lamin_nb.core.consistency",
@@ -70,6 +71,7 @@ __all__ = [
     "list_quarantined",
     "repair",
     "restore_quarantined",
+    "retry_failed",
     "save",
     "settings",
     "transaction",
@@ -97,7 +99,7 @@ if TYPE_CHECKING:
     from lamin_nb.core.public import settings
     from lamin_nb.core.repair import RepairPlan, list_quarantined, repair, restore_quarantined
     from lamin_nb.core.report import SaveReport
-    from lamin_nb.core.save import save
+    from lamin_nb.core.save import retry_failed, save
     from lamin_nb.core.transaction import transaction
     from lamin_nb.core.transfers import uploads
 

@@ -143,7 +143,8 @@ def _save(args: argparse.Namespace) -> int:
         else:
             artifacts.append(ln.Artifact(path, key=key, description=args.description))
     try:
-        ln.save(artifacts, atomic=args.atomic, callback=TextProgress(sys.stdout))
+        # a failed item is saved by running the same command again (the others dedup)
+        ln.save(artifacts, atomic=args.atomic, callback=TextProgress(sys.stdout, retry_hint=False))
     except ln.SaveError:
         return 1
     return 0

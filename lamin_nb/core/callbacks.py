@@ -348,6 +348,9 @@ class TextProgress(SaveCallback):
     ----------
     stream : TextIO or None
         Where the lines go; None: ``sys.stderr``.
+    retry_hint : bool
+        After failed items, print the line that retries only those in this process
+        (``ln.retry_failed()``); a command line that ends with the save says its own.
 
     Examples
     --------
@@ -361,8 +364,9 @@ class TextProgress(SaveCallback):
     SaveReport(saved 2)
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, retry_hint: bool = True) -> None:
         self.stream = stream or sys.stderr
+        self.retry_hint = retry_hint
         self.labels: dict[int, str] = {}
         self.total = 0
         self.done = 0
@@ -445,7 +449,9 @@ class TextProgress(SaveCallback):
         self._write(_printable(outcome.line))
 
     def finish(self, report: SaveReport) -> None:
-        """Print the report's one-line summary, e.g. ``saved 2, failed 1``.
+        """Print the report's one-line summary, e.g. ``saved 2, failed 1``, and what follows.
+
+        After a cancel, what it left; after failed items, the one line that retries them.
 
         Parameters
         ----------
@@ -457,6 +463,9 @@ class TextProgress(SaveCallback):
         None
         """
         self._write(report.summary())
+        for line in (report.cancel_summary(), report.retry_hint() if self.retry_hint else ""):
+            if line:
+                self._write(line)
 
     def _write(self, line: str) -> None:
         with self._lock:

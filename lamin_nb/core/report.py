@@ -91,6 +91,101 @@ class SaveReport:
         kept = self.saved or self.deduplicated or self.already_saved
         return not kept and (bool(self.failed) or self.error is not None)
 
+    @property
+    def cancelled(self) -> bool:
+        """True when a KeyboardInterrupt stopped the save (Ctrl-C, the panel's Cancel button).
+
+        What was in flight was undone; what a non-atomic save had committed before stays
+        saved (``saved``). Large uploads cut short keep their parts for a resume
+        (``ln.uploads()``) unless the cancel discards them.
+        """
+        if self.error is not None:
+            return _interrupt(self.error)
+        return any(_interrupt(exc) for _, exc in self.failed)
+
+    def failed_records(self) -> list[ArtifactRecord]:
+        """The artifacts a retry saves again (``ln.retry_failed``, the Retry failed button).
+
+        Each failed item, and after an ``atomic=True`` save the items rolled back with them
+        (the batch stays all or nothing). A cancelled save has nothing to retry (save again
+        to start over), nor has a save stopped before any item was tried (``error``: fix the
+        input first).
+
+        Returns
+        -------
+        list of Artifact
+            In the order the save received them; empty when there is nothing to retry.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> ln.SaveReport().failed_records()
+        []
+        """
+        if self.cancelled or self.error is not None:
+            return []
+        return [a for a, _ in self.failed] + (list(self.rolled_back) if self.atomic else [])
+
+    def retry_hint(self) -> str:
+        """The one line that saves only what failed, for text output (empty if nothing to).
+
+        Returns
+        -------
+        str
+            For example ``"after fixing the cause, save only the 2 failed items again:
+            ln.retry_failed()"``.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> ln.SaveReport().retry_hint()
+        ''
+        """
+        n = len(self.failed_records())
+        if not n:
+            return ""
+        items = "the failed item" if n == 1 else f"the {n} failed items"
+        return f"after fixing the cause, save only {items} again: ln.retry_failed()"
+
+    def cancel_summary(self, discarded: int = 0) -> str:
+        """What a cancelled save left: ``"cancelled: nothing saved"`` or what was kept.
+
+        Parameters
+        ----------
+        discarded : int
+            How many interrupted uploads the cancel discarded (``discard_cancelled``).
+
+        Returns
+        -------
+        str
+            Empty for a save that was not cancelled; else ``"cancelled: nothing saved"`` or
+            ``"cancelled: kept saved 2 (committed before the cancel), 3 not saved"``, plus
+            ``"; discarded 1 interrupted upload(s)"``.
+
+        Examples
+        --------
+        >>> import lamin_nb as ln
+        >>> ln.SaveReport(error=KeyboardInterrupt()).cancel_summary()
+        'cancelled: nothing saved'
+        """
+        if not self.cancelled:
+            return ""
+        gone = f"; discarded {discarded} interrupted upload(s)" if discarded else ""
+        if not (self.saved or self.deduplicated or self.already_saved):
+            return "cancelled: nothing saved" + gone
+        kept = [
+            f"{name} {len(items)}"
+            for name, items in (
+                ("saved", self.saved),
+                ("deduplicated", self.deduplicated),
+                ("already saved", self.already_saved),
+            )
+            if items
+        ]
+        lost = len(self.failed) + len(self.rolled_back)
+        kept_text = ", ".join(kept)
+        return f"cancelled: kept {kept_text} (committed before the cancel), {lost} not saved{gone}"
+
     def reason(self) -> str:
         """Why the save stopped or failed, in a few words (empty if it did not).
 
@@ -176,10 +271,17 @@ class SaveReport:
             lines.append(f"rolled back (atomic save): {len(self.rolled_back)} artifact(s)")
         lines.append(f"saved ({len(self.saved)}):")
         lines += listed([repr(a) for a in self.saved], "saved")
+        if self.retry_hint():
+            lines.append(self.retry_hint())
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"SaveReport({self.summary()})"
+
+
+def _interrupt(exc: BaseException) -> bool:
+    """A KeyboardInterrupt, or an item's error caused by one (the save's undo says so)."""
+    return isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
 
 
 def _why(exc: BaseException) -> str:

@@ -65,12 +65,15 @@ from .txstate import joined
 from .validate import check_callback, check_flag, check_workers
 from .workers import LeaseKeeper, deferred_interrupts, run_parallel, wait_for_writers
 
-__all__ = ["KeyConflict", "SaveReport", "save", "save_one"]
+__all__ = ["KeyConflict", "SaveReport", "retry_failed", "save", "save_one"]
 logger = logging.getLogger("lamin_nb")
 S = ItemState
 WAIT_FOR_OTHERS_SECONDS = 600.0  # same content in flight elsewhere: wait at most this long
 R = TypeVar("R", bound=ArtifactRecord)
 WAITS_FOR_BLOCK = "visible when the transaction commits"
+# the report of this process's last save that raised SaveError: what ``retry_failed()`` saves
+# when given no report (the one line a text output can name, see ``SaveReport.retry_hint``)
+_last_failed: list[SaveReport] = []
 
 
 def save(
@@ -164,8 +167,69 @@ def save(
     if report.key_conflicts:
         warn_key_conflicts(report.key_conflicts)
     if report.failed:
+        _last_failed[:] = [report]
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
+
+
+def retry_failed(
+    report: SaveReport | None = None,
+    *,
+    callback: SaveCallback | None = None,
+    max_workers: int | None = None,
+) -> SaveReport:
+    """Save again only what a save could not save (after fixing the cause).
+
+    The items are ``report.failed_records()``: the failed ones, and after an ``atomic=True``
+    save the ones rolled back with them (saved all or nothing again). Each keeps its uid, so
+    nothing is saved twice.
+
+    Parameters
+    ----------
+    report : SaveReport or None
+        The report of the failed save (``error.report`` of its ``SaveError``); None: the last
+        save of this process that raised ``SaveError``.
+    callback : SaveCallback or None
+        Receives progress events, as for ``ln.save``.
+    max_workers : int or None
+        Bounds parallel hashing and uploads, as for ``ln.save``.
+
+    Returns
+    -------
+    SaveReport
+        What the retry saved.
+
+    Raises
+    ------
+    SaveError
+        Some items failed again; ``retry_failed()`` then retries those.
+    NotFoundError
+        There is nothing to retry: no failed save in this process, or the report has no
+        failed item (a cancelled save: save again to start over).
+
+    Examples
+    --------
+    >>> import lamin_nb as ln
+    >>> try:  # doctest: +SKIP
+    ...     ln.save(artifacts)
+    ... except ln.SaveError as exc:
+    ...     print(exc.report.summary())
+    saved 2, failed 1
+    >>> ln.retry_failed()  # doctest: +SKIP
+    SaveReport(saved 1)
+    """
+    if report is None:
+        if not _last_failed:
+            raise NotFoundError("nothing to retry: no save of this process failed")
+        report = _last_failed[0]
+    records = report.failed_records()
+    if not records:
+        why = "it was cancelled; save again" if report.cancelled else "no item of it failed"
+        raise NotFoundError(f"nothing to retry in {report!r}: {why}")
+    again = save(records, atomic=report.atomic, callback=callback, max_workers=max_workers)
+    if _last_failed and _last_failed[0] is report:
+        _last_failed.clear()  # done: a later retry_failed() must not save these again
+    return again
 
 
 def save_one(artifact: R, callback: SaveCallback | None = None) -> R:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -33,6 +33,9 @@ from .owners import Liveness, liveness
 from .resumable import grace_seconds, is_resumable, last_activity  # noqa: F401
 from .storage import Journal, TransferState
 from .units import human_size
+
+if TYPE_CHECKING:
+    from .report import SaveReport
 
 logger = logging.getLogger("lamin_nb")
 TABLE = rows.TABLE
@@ -343,3 +346,45 @@ def discard_upload(uid: str, instance: Instance | None = None) -> int:
     if not recovery.finish(inst, row, all_leases=True, freed=freed):
         raise StorageError(f"the upload of {uid} was resumed or discarded meanwhile")
     return sum(freed)
+
+
+def discard_cancelled(report: SaveReport, instance: Instance | None = None) -> tuple[int, int]:
+    """After a save was cancelled on purpose: discard the large uploads it cut short.
+
+    A KeyboardInterrupt keeps the parts of a large upload so that saving the same content
+    again resumes it (DESIGN §9); a Cancel means "nothing of this save", so its kept uploads
+    are aborted now, their parts (or partial files) freed and their pending rows removed.
+
+    Parameters
+    ----------
+    report : SaveReport
+        The report of the cancelled save (``report.cancelled``); others discard nothing.
+    instance : Instance or None
+        The instance saved to; None: the current one.
+
+    Returns
+    -------
+    tuple of int
+        ``(uploads discarded, bytes freed)``.
+    """
+    if not report.cancelled:
+        return 0, 0
+    inst = instance or current()
+    uids = [a.uid for a, _ in report.failed] + [a.uid for a in report.rolled_back]
+    if not uids:
+        return 0, 0
+    with inst.db.read() as session:
+        kept = session.scalars(
+            select(ArtifactRow).where(
+                ArtifactRow.uid.in_(uids),
+                ArtifactRow.status == PENDING,
+                ArtifactRow.transfer_id.is_not(None),
+            )
+        ).all()
+    freed: list[int] = []
+    done = sum(
+        1
+        for row in kept
+        if not rows.in_flight(row) and recovery.finish(inst, row, all_leases=True, freed=freed)
+    )
+    return done, sum(freed)

@@ -31,9 +31,11 @@ from ..core.callbacks import (
 )
 from ._common import TextRepr, Tone, esc, human_size, set_visible, toggle_class, toned
 from ._ticker import TICKER
+from .actions import PanelActions
 
 if TYPE_CHECKING:
     from ..core.save import SaveReport
+    from .cancel import CancelButton
 
 logger = logging.getLogger("lamin_nb")
 S = ItemState
@@ -214,6 +216,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         for widget in (active, failed_box, finished):  # shown for large saves only
             set_visible(widget, False)
         self.finished.observe(lambda _: self._render(), names="selected_index")
+        self._build_actions()
         self._render()
 
     # -- the progress protocol ---------------------------------------------------------
@@ -226,6 +229,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._reset(items)
         self._build_views()
         self._render()
+        self._actions.started()
         TICKER.add(self)
 
     def state(self, index: int, state: ItemState, detail: str = "") -> None:
@@ -262,6 +266,7 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         TICKER.remove(self)
         self.report = report
         self._done = True  # from now on only this final render runs (see _render)
+        self._actions.finished(report)
         self._render()
         self.republish()  # the text a saved notebook keeps is the final state too
 
@@ -285,9 +290,33 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         """Between ``start`` and ``finish``: the render thread updates this panel."""
         return self in TICKER
 
+    @property
+    def cancel_button(self) -> CancelButton:
+        """The Cancel button (shown by the page while the save runs, where it can work)."""
+        return self._actions.cancel
+
+    @property
+    def retry_button(self) -> w.Button:
+        """Retry failed: shown after a save with failed items; saves only those again."""
+        return self._actions.retry
+
+    @property
+    def outcome_line(self) -> w.HTML:
+        """The line under the rows: what a cancel left, what a retry will do."""
+        return self._actions.outcome
+
+    @property
+    def retries(self) -> list[SaveProgress]:
+        """The panels of the retries started from this one, oldest first."""
+        return list(self._actions.retries.children)
+
     def close(self) -> None:
         TICKER.remove(self)
         super().close()
+
+    def _build_actions(self) -> None:
+        self._actions = PanelActions(self)
+        self.children += (self._actions.box, self._actions.retries)
 
     # -- internals -------------------------------------------------------------------
 
@@ -425,6 +454,8 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         if self._done and self.outcome is not None:  # one line for the whole block
             return f"{self.outcome.line} ({len(self._items)} items)"
         report = self.report if self._done else None
+        if report is not None and self._actions.headline():
+            return self._actions.headline()
         if report is not None and report.nothing_saved:
             return f"nothing saved: {report.reason()}"
         n = len(self._items)
@@ -456,4 +487,4 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
             head = f"{self.title}: {self._summary(counts)}"  # no bar: nothing was saved
         if len(items) > TEXT_LINES:
             lines.append(f"  ... and {len(items) - TEXT_LINES} more")
-        return "\n".join([head, *lines])
+        return "\n".join([head, *lines, *self._actions.text_lines()])

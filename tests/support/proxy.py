@@ -7,6 +7,7 @@ Runs its own asyncio loop in a daemon thread of the test process::
     ... point AWS_ENDPOINT_URL at proxy.endpoint ...
     proxy.upstream   # bytes sent to the server so far
     proxy.go_down()  # close every connection, refuse new ones
+    proxy.rate = 2 << 20  # a slow uplink: 2 MiB/s for all connections together
     proxy.come_up()
 """
 
@@ -30,6 +31,8 @@ class CountingProxy:
         self.downstream = 0
         self.down = False
         self.cut_at: int | None = None  # go down once upstream reaches this
+        self.rate: float | None = None  # bytes per second client -> server, all connections
+        self._free_at = 0.0  # throttling: when the shared link is free again (loop time)
         self._loop = asyncio.new_event_loop()
         self._server: Any = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -122,6 +125,7 @@ class CountingProxy:
                         self.go_down_now()
                         break
                     self.upstream += len(data)
+                    await self._throttle(len(data))
                 else:
                     self.downstream += len(data)
                 writer.write(data)
@@ -130,6 +134,14 @@ class CountingProxy:
             pass
         finally:
             writer.transport.abort()
+
+    async def _throttle(self, nbytes: int) -> None:
+        """A slow uplink, shared by every connection (parts in parallel do not add up)."""
+        if not self.rate:
+            return
+        now = self._loop.time()
+        self._free_at = max(self._free_at, now) + nbytes / self.rate
+        await asyncio.sleep(self._free_at - now)
 
     def go_down_now(self) -> None:
         """From inside the loop: the network drops here and now."""
