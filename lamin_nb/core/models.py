@@ -7,13 +7,30 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "0004"
+from .schema import (
+    ARTIFACT_TABLE,
+    COMMITTED,
+    DELETING,
+    LOST,
+    PENDING,
+    SCHEMA_VERSION,
+    STATUSES,
+)
 
-PENDING = "pending"
-COMMITTED = "committed"
-DELETING = "deleting"
-LOST = "lost"
-STATUSES = (PENDING, COMMITTED, DELETING, LOST)
+__all__ = [
+    "COMMITTED",
+    "DELETING",
+    "LOST",
+    "PENDING",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "ArtifactRow",
+    "Base",
+    "FamilyRow",
+    "InstanceRow",
+    "TransactionRow",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -27,7 +44,7 @@ class Base(DeclarativeBase):
 class ArtifactRow(Base):
     """One stored object. Only rows with status ``committed`` are visible to users."""
 
-    __tablename__ = "lamin_artifact"
+    __tablename__ = ARTIFACT_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(20), unique=True)

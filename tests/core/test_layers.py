@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
             "faults",
             "hashing",
             "models",
+            "schema",
             "settings",
             "validate",
             "callbacks",

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from ..errors import IntegrityError
 from ..faults import fault
 from ..hashing import CHUNK, hash_file, hash_stream
+from ..settings import home
 from .base import (
     META,
     READ_ONLY,
@@ -59,11 +60,14 @@ class LocalStorage(FsspecStorage):
         A large copy with a journal records its temporary (partial) file first and keeps it
         when interrupted; run again, it re-verifies the partial file against the source and
         copies only the rest."""
+        target = Path(self.managed, name)
+        tmp = Path(self.managed, temp_name(name))
+        if _link_staged(source, tmp):
+            _finish_linked(source, tmp, target, expected_hash, on_bytes)
+            return
         if journal is not None and source.stat().st_size >= RESUMABLE:
             _Resumable(self, source, name, journal).run(expected_hash, on_bytes)
             return
-        target = Path(self.managed, name)
-        tmp = Path(self.managed, temp_name(name))
         try:
             with open(source, "rb", buffering=0) as src, open(tmp, "xb+", buffering=0) as dst:
                 first = True
@@ -243,6 +247,47 @@ class _Resumable:
             tmp.unlink(missing_ok=True)
             raise
         return tmp, 0
+
+
+def _link_staged(source: Path, tmp: Path) -> bool:
+    """A file lamin_nb staged itself (``from_anndata``/``from_df`` write one under the settings
+    folder's ``staging/``, removed after the save) becomes the object by a hard link: no copy.
+    False for any other source, or when the staging folder is on another file system."""
+    if Path(home(), "staging") not in source.parents:
+        return False
+    try:
+        os.link(source, tmp)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False  # another file system, or one without hard links: copy it
+        raise
+    return True
+
+
+def _finish_linked(
+    source: Path,
+    tmp: Path,
+    target: Path,
+    expected_hash: str | None,
+    on_bytes: Callable[[int], None] | None,
+) -> None:
+    """Verify and flush the linked staging file like a copy (the bytes stored are the bytes
+    hashed; durable before the rename), then rename it into place."""
+    try:
+        with open(tmp, "rb", buffering=0) as dst:
+            fault("mid_upload")
+            size = dst.seek(0, os.SEEK_END)
+            if on_bytes is not None:
+                on_bytes(size)
+            if expected_hash is None:
+                os.fdatasync(dst.fileno())
+            elif _hash_while_flushing(dst) != expected_hash:
+                raise IntegrityError(f"{source} changed after it was hashed; save it again")
+            os.fchmod(dst.fileno(), READ_ONLY)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _matching_prefix(source: Path, partial: Path, on_bytes: Callable[[int], None] | None) -> int:
