@@ -254,7 +254,7 @@ class ConsistencyReport:
             ("pending", self.pending),
             ("deleting", self.deleting),
         ):
-            more = len(entries) - 20 + self.not_listed.get(title.split()[0], 0)
+            more = max(len(entries) - 20, 0) + self.not_listed.get(title.split()[0], 0)
             for entry in entries[:20]:
                 lines.append(f"  {title}: {_describe(entry)}")
             if more > 0:

@@ -44,6 +44,8 @@ LAYERS: dict[str, int] = {
             "storage.local",
             "storage.s3",
             "storage.multipart",
+            "storage.ordered",
+            "storage.s3list",
             "localfiles",
             "workers",
             "nesting",
