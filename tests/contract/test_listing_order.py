@@ -28,6 +28,11 @@ STRAYS = [
     "zz~",
     "~last",
     "Zy.bin.0badf00d.tmp",
+    ":colon",
+    "[bracket",
+    "\u00e9t\u00e9.txt",
+    "9\u00e9",
+    ".hidden",
 ]
 RESERVED = ["_meta/marker", "_quarantine/20260101T000000/old.bin"]
 
@@ -68,7 +73,7 @@ def test_local_listing_is_in_name_order_with_spilled_runs(tmp_path, monkeypatch)
 @pytest.mark.parametrize("server", ["moto", "seaweed"])
 def test_parallel_s3_listing_equals_the_sequential_one(server, request, monkeypatch):
     monkeypatch.setattr(s3list, "PAGE", 7)  # small pages and ranges: dozens of ranges
-    monkeypatch.setattr(s3list, "RANGE_KEYS", 20)
+    monkeypatch.setattr(s3list, "RANGE_KEYS", 2)
     if server == "moto":
         moto: MotoServer = request.getfixturevalue("s3_server")
         storage = open_storage(f"s3://{moto.new_bucket()}/team")
@@ -86,7 +91,7 @@ def test_parallel_s3_listing_equals_the_sequential_one(server, request, monkeypa
     in_ranges = list(s3list.list_ordered(storage.fs, bucket, prefix, 16, parallel))
 
     assert [e[0] for e in in_ranges] == [e[0] for e in one_by_one]
-    assert parallel.ranges > 10 and sequential.ranges == 0
+    assert parallel.ranges > 60 and sequential.ranges == 0
     listed = [info.name for info in storage.list_objects()]
     # SeaweedFS lists a nested folder where its name sorts without the slash ("a/b" before
     # "a.txt"); only names that are not object names of rows differ, and check looks at
@@ -105,3 +110,21 @@ def test_a_small_s3_prefix_is_listed_in_one_request(s3_server):
     _fill(storage, _names(30))
     assert len(list(storage.list_objects())) == 30
     assert (storage.listing.requests, storage.listing.ranges) == (1, 0)
+
+
+@pytest.mark.parametrize("estimate", [2_000, 300_000, 10_000_000, 10**9])
+def test_the_ranges_cover_every_name_once_in_order(estimate):
+    ranges = s3list.plan(estimate)
+    names = sorted(_names(3000) + STRAYS + RESERVED + ["", "z", "zzz\U0010ffff", "\x00"])
+
+    def holds(r: s3list.Range, name: str) -> bool:
+        return (
+            name.startswith(r.prefix) and (r.after is None or name > r.after) and not r.past(name)
+        )
+
+    owners = []
+    for name in names:
+        found = [i for i, r in enumerate(ranges) if holds(r, name)]
+        assert len(found) == 1, (name, found)
+        owners += found
+    assert owners == sorted(owners)
