@@ -68,6 +68,7 @@ LAYERS: dict[str, int] = {
             "reserve",
             "delete",
             "consistency",
+            "incremental",
             "repair",
             "query",
             "browse",
