@@ -106,3 +106,17 @@ def test_rows_stream_in_byte_order_whatever_the_collation(pg, request, tmp_path,
         ln.Artifact(make_file(), key=f"o/{i}.bin").save()
     report = ln.check()
     assert report.is_consistent and report.n_ok == 40
+
+
+def test_repair_works_through_more_findings_than_a_check_holds(
+    local_instance, make_file, monkeypatch
+):
+    monkeypatch.setattr(consistency, "LIMIT", 3)
+    ln.Artifact(make_file()).save()
+    for i in range(8):
+        raw_put_local(local_instance, f"stray-{i}.bin")
+    plan = ln.repair(dry_run=False, grace_seconds=0)
+    assert plan.after is not None and plan.after.is_consistent
+    assert plan.rounds == 3 and plan.done_earlier == 6 and len(plan.actions) == 2
+    assert "3 rounds, 6 done before the last" in plan.summary()
+    assert len(ln.list_quarantined()) == 8
