@@ -26,8 +26,10 @@ __all__ = [
     "STATUSES",
     "ArtifactRow",
     "Base",
+    "CountRow",
     "FamilyRow",
     "InstanceRow",
+    "SettingRow",
     "TransactionRow",
     "utcnow",
 ]
@@ -79,7 +81,27 @@ class ArtifactRow(Base):
         Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),
         Index("ix_lamin_artifact_key_version", "key", "version"),
         Index("ix_lamin_artifact_key_latest", "key", "is_latest"),
+        Index("ix_lamin_artifact_updated_at", "updated_at"),
     )
+
+
+class CountRow(Base):
+    """Rows per state (``committed``, ``trashed``, ``pending``, ``deleting``, ``lost``), kept
+    by database triggers in the transaction of each change (migration 0005)."""
+
+    __tablename__ = "lamin_count"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class SettingRow(Base):
+    """A small value of the instance, e.g. ``last_full_check`` (ISO 8601, UTC)."""
+
+    __tablename__ = "lamin_setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class FamilyRow(Base):

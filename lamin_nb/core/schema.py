@@ -6,7 +6,7 @@ instance's schema with one plain query.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 ARTIFACT_TABLE = "lamin_artifact"
 
 PENDING = "pending"

@@ -80,13 +80,25 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     # -- actions -----------------------------------------------------------------------
 
-    def refresh(self) -> ConsistencyReport | None:
-        """Run ``ln.check`` now; on failure keep the last report and show why."""
+    def refresh(self, since: str | None = None) -> ConsistencyReport | None:
+        """Run ``ln.check`` now; on failure keep the last report and show why.
+
+        Parameters
+        ----------
+        since : str or None
+            None: a full check. ``"last"``: only what changed since the last full check (what
+            the auto-refresh runs, cheap on a large instance).
+
+        Returns
+        -------
+        ConsistencyReport or None
+            The new report, or None if the check failed.
+        """
         import lamin_nb as ln
 
         with self._lock:
             try:
-                self.report = ln.check(deep=self.deep)
+                self.report = ln.check(deep=self.deep, since=since)
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - shown in the panel; the loop goes on
                 self.error = f"refresh failed: {describe(exc)}"
@@ -191,7 +203,7 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     def _loop(self, stop: threading.Event) -> None:
         while not stop.wait(max(float(self.parts.interval.value), 0.1)):
-            self.refresh()
+            self.refresh(since="last")
 
     # -- rendering -----------------------------------------------------------------------
 
@@ -206,6 +218,8 @@ class ConsistencyPanel(TextRepr, w.VBox):
         verdict = "consistent" if report.is_consistent else "NOT consistent"
         checked = report.checked_at.strftime("%H:%M:%S")
         mode = "deep" if report.deep else "sizes"
+        if report.since is not None:
+            mode += f", changes since {report.since:%H:%M:%S}"
         mark = "&#10004;" if report.is_consistent else "&#10008;"
         parts.status.value = (
             toned(f"<b>{mark} storage and database are {verdict}</b>", _tone(report))
@@ -213,7 +227,7 @@ class ConsistencyPanel(TextRepr, w.VBox):
         )
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
-        counts = [("ok", report.n_ok)] + [(n, len(getattr(report, n))) for n, _ in CATEGORIES]
+        counts = [("ok", report.n_ok)] + [(n, report.count(n)) for n, _ in CATEGORIES]
         parts.counts.value = " &middot; ".join(
             f'<span class="lamin-count lamin-count-{n}">{n}: {c}</span>' for n, c in counts
         )

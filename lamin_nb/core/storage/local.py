@@ -26,6 +26,7 @@ from .base import (
     owner_of_temp,
     temp_name,
 )
+from .ordered import sorted_entries
 
 COPY_STEP = 32 * 1024 * 1024  # bytes per kernel copy call (progress and cancel between calls)
 PARALLEL_FLUSH = 32 * 1024 * 1024  # from this size, flush to disk while re-hashing
@@ -133,27 +134,23 @@ class LocalStorage(FsspecStorage):
         return hash_file(Path(self.managed, name))
 
     def list_objects(self, folder: str = "") -> Iterator[ObjectInfo]:
+        """Every object in name order, walked lazily (memory does not grow with the count)."""
         managed = str(Path(self.managed))
-        stack = [Path(managed, folder) if folder else Path(managed)]
-        while stack:
-            current = stack.pop()
-            try:
-                entries = list(os.scandir(current))
-            except FileNotFoundError:
+        top = f"{folder.strip('/')}/" if folder else ""
+        yield from self._walk(managed, top, skip_reserved=not folder)
+
+    def _walk(self, managed: str, rel_dir: str, skip_reserved: bool) -> Iterator[ObjectInfo]:
+        for entry in sorted_entries(os.path.join(managed, rel_dir) if rel_dir else managed):
+            rel = rel_dir + entry
+            if entry.endswith("/"):
+                if not (skip_reserved and entry[:-1] in RESERVED):
+                    yield from self._walk(managed, rel, False)
                 continue
-            for entry in entries:
-                # entries of a walk below ``managed``: slicing is ~10x cheaper than relpath
-                rel = entry.path[len(managed) + 1 :].replace(os.sep, "/")
-                if not folder and rel in RESERVED:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # renamed or deleted by a writer since scandir
-                    continue
-                yield ObjectInfo(rel, st.st_size, _from_ts(st.st_mtime))
+            try:
+                st = os.stat(os.path.join(managed, rel), follow_symlinks=False)
+            except FileNotFoundError:  # renamed or deleted by a writer since it was listed
+                continue
+            yield ObjectInfo(rel, st.st_size, _from_ts(st.st_mtime))
 
     def find_folder(self, name: str) -> str | None:
         for folder, dirs, _ in os.walk(self.managed):
