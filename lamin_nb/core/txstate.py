@@ -107,9 +107,10 @@ class Transaction:
         {"trash": self.trashed, "restore": self.restored, "delete": self.deleted}[kind][uid] = (
             record
         )
-        if kind == "delete":
-            self.trashed.pop(uid, None)
-            self.restored.pop(uid, None)
+        if kind == "delete":  # a trash or restore before it no longer matters
+            for earlier, changes in (("trash", self.trashed), ("restore", self.restored)):
+                if changes.pop(uid, None) is not None:
+                    self._drop_intent(f"{earlier}:{uid}")
         index = self.add_items([ItemInfo(0, f"{kind} {label}", None)])
         self.intents[f"{kind}:{uid}"] = index
         self.progress.state(index, ItemState.QUEUED, f"{kind} when the transaction commits")
