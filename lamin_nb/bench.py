@@ -56,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="artifacts for the check scenario (default 100000 local, 2000 on S3)",
     )
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of the scenarios: build N artifacts through ln.save in bulk and report "
+        "ln.check() time, peak memory and LIST requests",
+    )
+    p.add_argument(
+        "--scale-batch", type=int, default=10_000, help="files per bulk save for --scale"
+    )
     p.add_argument("--single-n", type=int, default=200, help="single saves (default 200)")
     p.add_argument("--bulk-n", type=int, default=1000, help="files in a bulk save (default 1000)")
     p.add_argument("--file-kib", type=int, default=10, help="small file size (default 10 KiB)")
@@ -130,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{env['load_avg_start']:.2f}, {options.runs} run(s) per scenario",
             flush=True,
         )
+        if args.scale is not None:
+            return _scale(scratch, args)
         ctx = Context(scratch, options)
         results = [_run(name, SCENARIOS[name], ctx) for name in names]
         ctx.bounds.drop()
@@ -148,6 +161,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if all(r.status == "ok" or r.status.startswith("n/a") for r in results) and not left
         else 1
     )
+
+
+def _scale(scratch: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from .benchlib import scalebench
+
+    if args.scale < 1 or args.scale_batch < 1:
+        raise SystemExit("lamin-nb bench: --scale and --scale-batch must be at least 1")
+    result = scalebench.run(scratch, args.scale, args.runs, args.scale_batch)
+    if args.json:
+        print(json.dumps(result))
+    return 0
 
 
 def _run(name: str, scenario: Any, ctx: Any) -> Any:

@@ -153,3 +153,25 @@ def test_bench_rejects_unknown_scenarios():
     done = lamin_nb_cli("bench", "--scenarios", "warp")
     assert done.returncode != 0
     assert "unknown scenario(s) warp" in done.stderr
+
+
+def test_bench_scale_builds_through_the_public_api_and_reports_the_check(s3_server, s3_bucket):
+    done = lamin_nb_cli(
+        "bench",
+        "--storage",
+        f"s3://{s3_bucket}/scale",
+        "--scale",
+        "60",
+        "--scale-batch",
+        "25",
+        "--runs",
+        "1",
+        "--json",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scale: 60 artifacts built through ln.save in bulk saves of 25" in done.stdout
+    assert "LIST requests per check: 1" in done.stdout  # a small prefix: one page
+    record = json_records(done.stdout)[-1]
+    assert record["n"] == 60 and record["list_requests"] == 1
+    assert record["check_rss_peak_mb"] > 0 and record["bulk_save_rss_peak_mb"] > 0
+    assert record["load_avg"] >= 0

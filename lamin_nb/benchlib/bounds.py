@@ -101,6 +101,14 @@ class Bounds:
             os.close(fd)
         return name
 
+    def flush(self, path: Path) -> None:
+        """fsync ``path``, a file written in place (as ``copy_large`` does after ``cp``)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def clear(self) -> None:
         """Remove the copies (not timed)."""
         if self.is_local:

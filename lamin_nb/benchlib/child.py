@@ -36,17 +36,37 @@ def _peak_mb() -> float:
 def _check() -> dict[str, Any]:
     import lamin_nb as ln
 
-    ln.connect()
+    inst = ln.connect()
     base = _peak_mb()
     start = time.perf_counter()
     report = ln.check()
     seconds = time.perf_counter() - start
+    listing = getattr(inst.storage, "listing", None)  # S3: the LIST requests sent
     return {
         "seconds": seconds,
         "rss_base_mb": base,
         "rss_peak_mb": _peak_mb(),
         "n_rows": report.n_rows,
         "consistent": report.is_consistent,
+        "list_requests": None if listing is None else listing.requests,
+    }
+
+
+def _bulk_save(folder: str) -> dict[str, Any]:
+    """``ln.save`` of every file in ``folder`` (one bulk save): time and peak memory."""
+    import lamin_nb as ln
+
+    ln.connect()
+    paths = sorted(Path(folder).iterdir())
+    base = _peak_mb()
+    start = time.perf_counter()
+    report = ln.save([ln.Artifact(p) for p in paths])
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "rss_base_mb": base,
+        "rss_peak_mb": _peak_mb(),
+        "saved": len(report.saved),
     }
 
 
@@ -107,6 +127,7 @@ def _delete(uid: str) -> dict[str, Any]:
 COMMANDS: dict[str, Callable[..., Any]] = {
     "check": _check,
     "check-bound": _check_bound,
+    "bulk-save": _bulk_save,
     "save": _save,
     "delete": _delete,
 }

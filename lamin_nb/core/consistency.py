@@ -6,15 +6,16 @@ sizes. The report is plain data; widgets and the CLI render it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from . import rows
+from . import incremental, rows
 from .db import database_errors
-from .errors import describe
+from .errors import IntegrityError, describe
 from .instance import Instance, current
 from .models import COMMITTED, DELETING, LOST, PENDING, ArtifactRow, utcnow
 from .owners import Liveness, liveness
@@ -25,6 +26,8 @@ from .units import human_age
 
 BATCH = 5000
 RECHECK_ONE_BY_ONE = 200  # beyond this, a second listing is cheaper than lookups
+LIMIT = 10_000  # findings of each kind held in the report; past it they are only counted
+UID_LENGTH = 20
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,13 @@ class ConsistencyReport:
         Things worth knowing that do not make the instance inconsistent: interrupted
         uploads waiting to be resumed, a bucket without a lifecycle rule for incomplete
         multipart uploads.
+    not_listed : dict of str to int
+        Findings counted but not held, per kind (``"missing"``, ``"orphans"``, ...,
+        ``"stuck"``): each list stops at ``LIMIT`` entries so that a badly broken instance
+        of millions of objects still fits in memory. ``count(kind)`` gives the full count.
+    since : datetime.datetime or None
+        For an incremental check (``ln.check(since=...)``): the time it looked back to; None
+        for a full check.
 
     Examples
     --------
@@ -148,6 +158,8 @@ class ConsistencyReport:
     deleting: list[InFlight] = field(default_factory=list)
     lost: list[RowIssue] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    not_listed: dict[str, int] = field(default_factory=dict)
+    since: datetime | None = None
 
     @property
     def is_consistent(self) -> bool:
@@ -156,8 +168,39 @@ class ConsistencyReport:
         Live uploads and deletes are fine; rows whose writer is gone are not, lease or no
         lease.
         """
-        stuck = any(r.stuck for r in self.pending + self.deleting)
-        return not (self.missing or self.orphans or self.mismatched or stuck)
+        stuck = any(r.stuck for r in self.pending + self.deleting) or self.not_listed.get(
+            "stuck", 0
+        )
+        broken = self.count("missing") or self.count("orphans") or self.count("mismatched")
+        return not (broken or stuck)
+
+    @property
+    def truncated(self) -> bool:
+        """True when some findings are only counted (``not_listed``), not held in the lists."""
+        return any(self.not_listed.values())
+
+    def count(self, kind: str) -> int:
+        """All findings of one kind, held or only counted.
+
+        Parameters
+        ----------
+        kind : str
+            ``"missing"``, ``"orphans"``, ``"mismatched"``, ``"pending"``, ``"deleting"`` or
+            ``"lost"``.
+
+        Returns
+        -------
+        int
+            ``len`` of that list plus what was counted past ``LIMIT``.
+
+        Examples
+        --------
+        >>> from datetime import datetime
+        >>> import lamin_nb as ln
+        >>> ln.ConsistencyReport("/data", False, datetime(2026, 1, 2)).count("orphans")
+        0
+        """
+        return len(getattr(self, kind)) + self.not_listed.get(kind, 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain, JSON-ready values (what the REST API serves).
@@ -178,6 +221,7 @@ class ConsistencyReport:
         """
         data = asdict(self)
         data["checked_at"] = self.checked_at.isoformat() + "Z"
+        data["since"] = None if self.since is None else self.since.isoformat() + "Z"
         data["is_consistent"] = self.is_consistent
         return data
 
@@ -198,17 +242,12 @@ class ConsistencyReport:
         'storage and database are consistent: 3 ok, 0 missing, 0 orphans, ..., 0 deleting'
         """
         verdict = "consistent" if self.is_consistent else "NOT consistent"
-        parts = [
-            f"{self.n_ok} ok",
-            f"{len(self.missing)} missing",
-            f"{len(self.orphans)} orphans",
-            f"{len(self.mismatched)} mismatched",
-            f"{len(self.pending)} pending",
-            f"{len(self.deleting)} deleting",
-        ]
-        if self.lost:
-            parts.append(f"{len(self.lost)} lost")
-        return f"storage and database are {verdict}: " + ", ".join(parts)
+        kinds = ("missing", "orphans", "mismatched", "pending", "deleting")
+        parts = [f"{self.n_ok} ok"] + [f"{self.count(kind)} {kind}" for kind in kinds]
+        if self.count("lost"):
+            parts.append(f"{self.count('lost')} lost")
+        scope = "" if self.since is None else f" (changes since {self.since:%Y-%m-%d %H:%M:%S})"
+        return f"storage and database are {verdict}{scope}: " + ", ".join(parts)
 
     def __repr__(self) -> str:
         lines = [self.summary()]
@@ -219,10 +258,11 @@ class ConsistencyReport:
             ("pending", self.pending),
             ("deleting", self.deleting),
         ):
+            more = max(len(entries) - 20, 0) + self.not_listed.get(title.split()[0], 0)
             for entry in entries[:20]:
                 lines.append(f"  {title}: {_describe(entry, title)}")
-            if len(entries) > 20:
-                lines.append(f"  {title}: ... and {len(entries) - 20} more")
+            if more > 0:
+                lines.append(f"  {title}: ... and {more} more")
         lines += [f"  warning: {text}" for text in self.warnings]
         return "\n".join(lines)
 
@@ -252,14 +292,23 @@ def _describe(entry: Any, title: str = "") -> str:
     return f"{entry.name} key={entry.key!r}"
 
 
-def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyReport:
+def check(
+    deep: bool = False, instance: Instance | None = None, since: datetime | str | None = None
+) -> ConsistencyReport:
     """Compare rows and objects; ``deep=True`` re-hashes every committed object.
 
-    One listing first, then the rows streamed in batches. Rows always exist before their
-    objects and outlive them, so a writer active during the check can only make a committed
-    row look missing (uploaded after the listing) or an object look orphaned (deleted after
-    the listing); both kinds are looked at once more before they are reported. Nothing is
-    changed; ``ln.repair`` acts on what the check finds.
+    A full check merges two streams in object-name order: the rows, from a server-side cursor,
+    and the storage listing (on S3, in parallel over name ranges). Memory stays flat however
+    many artifacts there are; the report holds the findings, at most ``LIMIT`` of each kind
+    (``count`` gives them all). Rows always exist before their objects and outlive them, so a
+    writer active during the check can only make a committed row look missing (deleted after
+    the rows were read) or an object look orphaned (saved after); both kinds are looked at
+    once more before they are reported. Nothing is changed, except that a full check records
+    when it ran; ``ln.repair`` acts on what the check finds.
+
+    ``since`` makes an incremental check: only rows changed since then (and every in-flight
+    row) and objects written since then are compared, so its cost follows the changes. A full
+    check remains the ground truth.
 
     Parameters
     ----------
@@ -267,6 +316,9 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
         Also re-hash every committed object (reads every byte; on S3 over the network).
     instance : Instance or None
         The instance to check; None: the current one.
+    since : datetime.datetime or str or None
+        None: a full check. A time (naive values are UTC) or ``"last"`` (the last full
+        check's start; a full check if none ran yet): an incremental check.
 
     Returns
     -------
@@ -281,7 +333,9 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     OSError
         The storage cannot be listed or read (as the filesystem reports it).
     TypeError
-        ``deep`` is not True or False.
+        ``deep`` is not True or False, or ``since`` is not a datetime or ``"last"``.
+    ValueError
+        ``since`` is a string other than ``"last"``.
 
     Examples
     --------
@@ -290,64 +344,171 @@ def check(deep: bool = False, instance: Instance | None = None) -> ConsistencyRe
     storage and database are consistent: 12 ok, 0 missing, 0 orphans, 0 mismatched, ...
     >>> ln.check(deep=True).mismatched  # doctest: +SKIP
     []
+    >>> ln.check(since="last")  # doctest: +SKIP
+    storage and database are consistent (changes since 2026-01-02 03:04:05): 2 ok, ...
     """
     if not isinstance(deep, bool):
         raise TypeError(f"deep must be True or False, not {type(deep).__name__}")
     inst = instance or current()
     with database_errors("ln.check()"):
-        return _check(inst, deep)
+        after = None if since is None else incremental.resolve_since(inst, since)
+        if after is not None:
+            return _check_since(inst, deep, after)
+        report = _check(inst, deep)
+        _record(inst, report)
+        return report
+
+
+def _record(inst: Instance, report: ConsistencyReport) -> None:
+    try:
+        incremental.record_full_check(inst, report.checked_at)
+    except Exception as exc:  # noqa: BLE001 - e.g. a read-only database: the check stands
+        report.warnings.append(f"could not record this full check: {describe(exc)}")
+
+
+def _check_since(inst: Instance, deep: bool, since: datetime) -> ConsistencyReport:
+    report = ConsistencyReport(inst.storage.root, deep, utcnow(), since=since)
+    merge = _Merge(inst, report)
+    with inst.db.read() as session:
+        ordered = ROWS.order_by(_name_order(inst))
+        changed = incremental.changed_rows(session, ordered, since, BATCH)
+        for batch in incremental.batches(changed, incremental.LOOKUP_BATCH):
+            found = incremental.lookup(inst, [row.uid + row.suffix for row in batch])
+            for row in batch:
+                merge.row(row, row.uid + row.suffix, found.get(row.uid + row.suffix))
+    seen = [0]
+    written = incremental.written_since(inst.storage.list_objects(), since, seen)
+    for batch in incremental.batches(written, incremental.LOOKUP_BATCH):
+        claimed = _claimed_now(inst, [info.name for info in batch])
+        for info in batch:
+            if info.name not in claimed and _keep(report, "orphans", merge.orphans):
+                merge.orphans.append(info)
+    report.n_objects = seen[0]
+    _recheck_missing(inst, report, merge.missing, report.checked_at)
+    _recheck_orphans(inst, report, merge.orphans, report.checked_at)
+    _add_warnings(inst, report)
+    return report
 
 
 def _check(inst: Instance, deep: bool) -> ConsistencyReport:
-    now = utcnow()
-    listing = {info.name: info for info in inst.storage.list_objects()}
-    report = ConsistencyReport(inst.storage.root, deep, now, n_objects=len(listing))
-    temps: dict[str, list[str]] = {}
-    for name in listing:
-        owner = owner_of_temp(name) if name.endswith(".tmp") else None
-        if owner is not None:
-            temps.setdefault(owner, []).append(name)
-    stmt = select(
-        ArtifactRow.uid,
-        ArtifactRow.key,
-        ArtifactRow.suffix,
-        ArtifactRow.size,
-        ArtifactRow.hash,
-        ArtifactRow.status,
-        ArtifactRow.owner,
-        ArtifactRow.lease_expires_at,
-        ArtifactRow.updated_at,
-        ArtifactRow.transfer_id,
-        ArtifactRow.created_at,
-        ArtifactRow.transfer_started_at,
-    )
-    missing: list[tuple[Any, str]] = []
+    report = ConsistencyReport(inst.storage.root, deep, utcnow())
+    merge = _Merge(inst, report)
     with inst.db.read() as session:
-        # Core rows, streamed: the ORM layer would double the time for plain columns
-        result = session.connection().execution_options(yield_per=BATCH).execute(stmt)
-        for row in result:
-            report.n_rows += 1
-            name = row.uid + row.suffix
-            info = listing.pop(name, None)
-            if (
-                row.status == COMMITTED
-                and info is not None
-                and not deep
-                and (row.size is None or row.size == info.size)
-            ):
-                report.n_ok += 1  # the common case, kept cheap
-                continue
-            if row.status == PENDING:  # an upload in progress (or interrupted) owns its temps
-                for temp in temps.pop(name, []):
-                    listing.pop(temp, None)
-            if info is None and row.status == COMMITTED:
-                missing.append((row, name))
-            else:
-                _classify(inst, report, row, name, info, now)
-    _recheck_missing(inst, report, missing, now)
-    _recheck_orphans(inst, report, list(listing.values()), now)
+        # Core rows, streamed in name order from a server-side cursor (the ORM layer would
+        # double the time for plain columns); the snapshot is taken before the listing starts
+        ordered = ROWS.order_by(_name_order(inst))
+        result = session.connection().execution_options(yield_per=BATCH).execute(ordered)
+        merge.run(iter(result), inst.storage.list_objects())
+    _recheck_missing(inst, report, merge.missing, report.checked_at)
+    _recheck_orphans(inst, report, merge.orphans, report.checked_at)
     _add_warnings(inst, report)
     return report
+
+
+ROWS = select(
+    ArtifactRow.uid,
+    ArtifactRow.key,
+    ArtifactRow.suffix,
+    ArtifactRow.size,
+    ArtifactRow.hash,
+    ArtifactRow.status,
+    ArtifactRow.owner,
+    ArtifactRow.lease_expires_at,
+    ArtifactRow.updated_at,
+    ArtifactRow.transfer_id,
+    ArtifactRow.created_at,
+    ArtifactRow.transfer_started_at,
+)
+
+
+def _name_order(inst: Instance) -> Any:
+    """Rows in the order of their object names, as storage lists them (bytes): every uid has
+    the same length, so the uid orders the name; PostgreSQL is told to compare bytes ("C")
+    whatever the database's collation, which an index of that collation serves."""
+    if inst.db.is_postgres:
+        return ArtifactRow.uid.collate("C")
+    return ArtifactRow.uid
+
+
+class _Merge:
+    """Rows and objects, both in name order, walked side by side: one row and one object in
+    memory at a time, plus the findings (capped at ``LIMIT`` each, counted in full)."""
+
+    def __init__(self, inst: Instance, report: ConsistencyReport) -> None:
+        self.inst, self.report = inst, report
+        self.missing: list[tuple[Any, str]] = []  # committed rows whose object was not listed
+        self.orphans: list[ObjectInfo] = []  # objects no row (in the snapshot) claims
+        self.previous: Any = None  # the last row passed: the owner of temps that follow it
+
+    def run(self, rows_in: Iterator[Any], objects: Iterator[ObjectInfo]) -> None:
+        row = next(rows_in, None)
+        info = next(objects, None)
+        while row is not None:
+            name = row.uid + row.suffix
+            if self.previous is not None and name <= self.previous.uid + self.previous.suffix:
+                raise IntegrityError(
+                    f"the database returned {name} after {self.previous.uid}: rows are not in "
+                    "object-name order, so the check cannot compare them with the listing; "
+                    "nothing was changed"
+                )
+            while info is not None and info.name < name:
+                self._unclaimed(info)
+                info = next(objects, None)
+            if info is not None and info.name == name:
+                self.row(row, name, info)
+                info = next(objects, None)
+            else:
+                self.row(row, name, None)
+            self.previous = row
+            row = next(rows_in, None)
+        while info is not None:
+            self._unclaimed(info)
+            info = next(objects, None)
+
+    def row(self, row: Any, name: str, info: ObjectInfo | None) -> None:
+        """Compare one row with its object (None: not listed)."""
+        report = self.report
+        report.n_rows += 1
+        report.n_objects += info is not None
+        if row.status == COMMITTED and info is not None:
+            if not report.deep and (row.size is None or row.size == info.size):
+                report.n_ok += 1  # the common case, kept cheap
+                return
+        if info is None and row.status == COMMITTED:
+            if _keep(report, "missing", self.missing):
+                self.missing.append((row, name))
+            return
+        _classify(self.inst, report, row, name, info, report.checked_at)
+
+    def _unclaimed(self, info: ObjectInfo) -> None:
+        """An object with no row of its name: a pending row's temporary upload (it sorts
+        right after the row's own name), or an orphan."""
+        self.report.n_objects += 1
+        previous = self.previous
+        if (
+            previous is not None
+            and previous.status == PENDING
+            and owner_of_temp(info.name) == previous.uid + previous.suffix
+        ):
+            return
+        if _keep(self.report, "orphans", self.orphans):
+            self.orphans.append(info)
+
+
+def _keep(report: ConsistencyReport, kind: str, held: list[Any]) -> bool:
+    """True while fewer than ``LIMIT`` are held; past that, the finding is only counted."""
+    if len(held) < LIMIT:
+        return True
+    report.not_listed[kind] = report.not_listed.get(kind, 0) + 1
+    return False
+
+
+def _add(report: ConsistencyReport, kind: str, entry: Any) -> None:
+    held = getattr(report, kind)
+    if _keep(report, kind, held):
+        held.append(entry)
+    elif isinstance(entry, InFlight) and entry.stuck:
+        report.not_listed["stuck"] = report.not_listed.get("stuck", 0) + 1
 
 
 def _add_warnings(inst: Instance, report: ConsistencyReport) -> None:
@@ -381,10 +542,33 @@ def _recheck_missing(
 def _recheck_orphans(
     inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo], now: datetime
 ) -> None:
-    still = _present(inst, [info.name for info in candidates])
+    """An object listed without a row in the snapshot: a save may have reserved its row since
+    (rows come first), or a delete removed it since it was listed."""
+    if not candidates:
+        return
+    claimed = _claimed_now(inst, [info.name for info in candidates])
+    still = _present(inst, [info.name for info in candidates if info.name not in claimed])
     for info in candidates:
         if info.name in still:
             report.orphans.append(Orphan(info.name, info.size, (now - info.mtime).total_seconds()))
+
+
+def _claimed_now(inst: Instance, names: list[str]) -> set[str]:
+    """The names a row claims now: its object (any status), or a pending row's temporary."""
+    owners = {name: owner_of_temp(name) or name for name in names}
+    uids = sorted({base[:UID_LENGTH] for base in owners.values()})
+    found: dict[str, tuple[str, str]] = {}
+    with inst.db.read() as session:
+        for part in rows.chunks(uids):
+            stmt = select(ArtifactRow.uid, ArtifactRow.suffix, ArtifactRow.status)
+            for uid, suffix, status in session.execute(stmt.where(ArtifactRow.uid.in_(part))):
+                found[uid] = (uid + suffix, status)
+    claimed = set()
+    for name, base in owners.items():
+        row = found.get(base[:UID_LENGTH])
+        if row is not None and row[0] == base and (base == name or row[1] == PENDING):
+            claimed.add(name)
+    return claimed
 
 
 def _present(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
@@ -423,9 +607,9 @@ def _classify(
             journaled and (expired or alive is Liveness.DEAD) and is_resumable(row, now=now),
             is_transaction_owner(row.owner),
         )
-        (report.pending if row.status == PENDING else report.deleting).append(entry)
+        _add(report, "pending" if row.status == PENDING else "deleting", entry)
     elif row.status == LOST:
-        report.lost.append(RowIssue(row.uid, row.key, name, "marked lost by repair"))
+        _add(report, "lost", RowIssue(row.uid, row.key, name, "marked lost by repair"))
     elif row.status == COMMITTED:
         _check_committed(inst, report, row, name, info)
 
@@ -434,11 +618,11 @@ def _check_committed(
     inst: Instance, report: ConsistencyReport, row: Any, name: str, info: ObjectInfo | None
 ) -> None:
     if info is None:
-        report.missing.append(RowIssue(row.uid, row.key, name, "object not found"))
+        _add(report, "missing", RowIssue(row.uid, row.key, name, "object not found"))
     elif row.size is not None and info.size != row.size:
-        report.mismatched.append(Mismatch(row.uid, row.key, name, "size", row.size, info.size))
+        _add(report, "mismatched", Mismatch(row.uid, row.key, name, "size", row.size, info.size))
     elif report.deep and row.hash is not None and _rehash(inst, name) != row.hash:
-        report.mismatched.append(Mismatch(row.uid, row.key, name, "hash", row.hash, "different"))
+        _add(report, "mismatched", Mismatch(row.uid, row.key, name, "hash", row.hash, "different"))
     else:
         report.n_ok += 1
 

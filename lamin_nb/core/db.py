@@ -4,29 +4,38 @@ SQLite runs in WAL mode with a busy timeout; writers take the lock up front (BEG
 so two processes never deadlock on a lock upgrade. On PostgreSQL, writers that must see a
 stable view of the artifact table (dedup, versions, latest flags) serialise on one advisory
 lock held for their short transaction.
+
+SQLAlchemy is imported when the engine is first used, not when a ``Database`` is made: a
+connect to an up-to-date SQLite instance with nothing to recover reads its state with one
+query through the standard library (``Database.probe``) and never needs it.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from .errors import DatabaseError, InstanceError
-from .models import SCHEMA_VERSION
+from .schema import ARTIFACT_TABLE, SCHEMA_VERSION, UNFINISHED
 from .settings import home, mask_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 WRITE_LOCK_ID = 0x1A3117  # advisory lock key shared by all lamin_nb writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 def create_db_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return create_engine(
@@ -37,6 +46,8 @@ def create_db_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine, event
+
     path = url[len("sqlite:///") :]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,16 +79,37 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
-        self.is_postgres = self.engine.dialect.name == "postgresql"
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_engine = self.engine.execution_options(lamin_write=True)
-        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+        # settings.normalize_db_url maps every PostgreSQL URL to postgresql+psycopg://
+        self.is_postgres = url.startswith("postgresql")
         self.file = sqlite_file(url)
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made (and SQLAlchemy imported) on first use."""
+        engine = create_db_engine(self.url)
         if self.file is not None:
-            event.listen(self.engine, "do_connect", self._before_connect)
-            event.listen(self.engine, "connect", self._after_connect)
+            from sqlalchemy import event
+
+            event.listen(engine, "do_connect", self._before_connect)
+            event.listen(engine, "connect", self._after_connect)
+        return engine
+
+    @cached_property
+    def _write_engine(self) -> Engine:
+        return self.engine.execution_options(lamin_write=True)
+
+    @cached_property
+    def _read(self) -> sessionmaker[Session]:
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def _write(self) -> sessionmaker[Session]:
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self._write_engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Database({mask_url(self.url)!r})"
@@ -118,6 +150,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success; serialised against other lamin_nb writers."""
+        from sqlalchemy import text
+
         self.check_identity()
         with self._write() as session, session.begin():
             if self.is_postgres:
@@ -139,6 +173,8 @@ class Database:
         loss in a power cut is repaired anyway (a reservation: its object at worst becomes an
         orphan for ``ln.repair``); the next durable commit flushes these frames too.
         """
+        from sqlalchemy import text
+
         self.check_identity()
         with self._write_engine.connect() as conn:
             relaxed = not durable and not self.is_postgres
@@ -156,9 +192,48 @@ class Database:
                     raw.execute("PRAGMA synchronous=FULL")
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if "engine" in self.__dict__:  # never made: nothing to release
+            self.engine.dispose()
+
+    def probe(self) -> Probe | None:
+        """The schema version and whether any row is unfinished, in one query through the
+        standard library's sqlite3 (no SQLAlchemy); None when that cannot tell (PostgreSQL, a
+        file or table that does not exist yet, a locked or unreadable file): then the caller
+        takes the full path (``migrate``, recovery).
+
+        The file is opened read-write without creating it, with the same busy timeout as the
+        engine, and its identity is recorded as the one this process opened.
+        """
+        if self.file is None:
+            return None
+        before = file_identity(self.file)
+        try:
+            conn = sqlite3.connect(
+                f"{self.file.resolve().as_uri()}?mode=rw",
+                uri=True,
+                timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+            )
+        except sqlite3.Error:
+            return None
+        try:
+            version, unfinished = conn.execute(
+                "SELECT (SELECT version_num FROM alembic_version), EXISTS (SELECT 1 FROM "
+                f"{ARTIFACT_TABLE} WHERE status IN ({', '.join('?' for _ in UNFINISHED)}))",
+                UNFINISHED,
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            conn.close()
+        if self._identity is None and before is not None:
+            self._identity = before
+        return Probe(version, bool(unfinished))
 
     def schema_version(self) -> str | None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             with self.engine.connect() as conn:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -171,6 +246,8 @@ class Database:
             return
         from alembic import command
         from alembic.config import Config
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -188,6 +265,15 @@ class Database:
             raise InstanceError(
                 f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
             ) from exc
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What ``Database.probe`` read: the schema version, and whether any row is pending or
+    deleting (recovery has work only then)."""
+
+    version: str | None
+    unfinished: bool
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -217,6 +303,8 @@ def database_errors(
 ) -> Iterator[None]:
     """Turn a SQLAlchemy error (connection refused or lost, database locked, ...) raised while
     ``doing`` into a ``DatabaseError`` that says the state the data is in and what to run."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         yield
     except SQLAlchemyError as exc:

@@ -9,17 +9,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from .adopt import AdoptReport, adopt_objects
-from .db import Database
+from .db import Database, Probe
 from .errors import InstanceError, StorageError, ValidationError, describe
 from .ids import random_base62
-from .models import ArtifactRow, InstanceRow, utcnow
 from .nesting import check_not_nested
-from .recovery import recover_expired
+from .schema import SCHEMA_VERSION
 from .settings import (
     InstanceSettings,
     current_name,
@@ -33,6 +29,9 @@ from .settings import (
 )
 from .storage import open_storage, storage_failure
 from .validate import check_flag
+
+if TYPE_CHECKING:
+    from .adopt import AdoptReport
 
 logger = logging.getLogger("lamin_nb")
 
@@ -249,11 +248,22 @@ def connect(name: str | None = None) -> Instance:
     if name is None:
         raise InstanceError("no lamin_nb instance to connect to: call ln.init(storage=...) first")
     instance = Instance(InstanceSettings.load(name))
-    instance.db.migrate()
+    state = _migrate(instance)
     _activate(instance)
-    _recover_quietly(instance)
+    if state is None or state.unfinished:  # recovery finishes pending and deleting rows only
+        _recover_quietly(instance)
     _sweep_quietly()
     return instance
+
+
+def _migrate(instance: Instance) -> Probe | None:
+    """Bring the schema to head; Alembic runs only when the version differs. An up-to-date
+    SQLite instance is read with one plain query (``Database.probe``), without SQLAlchemy."""
+    state = instance.db.probe()
+    if state is None or state.version != SCHEMA_VERSION:
+        instance.db.migrate()
+        return None
+    return state
 
 
 def open_instance(name: str) -> Instance:
@@ -263,7 +273,7 @@ def open_instance(name: str) -> Instance:
     kernels sharing the folder follow): a Jupyter server showing an instance uses this.
     """
     instance = Instance(InstanceSettings.load(validate_name(name)))
-    instance.db.migrate()
+    _migrate(instance)
     return instance
 
 
@@ -310,6 +320,10 @@ def _check_same(existing: InstanceSettings, root: str, db_url: str | None) -> No
 
 def _claim_database(instance: Instance) -> str:
     """Return the uid recorded in the database, recording a new one for a fresh database."""
+    from sqlalchemy import select
+
+    from .models import InstanceRow, utcnow
+
     root = instance.settings.storage_root
     with instance.db.write() as session:
         row = session.scalars(select(InstanceRow)).first()
@@ -370,6 +384,10 @@ def _storage_errors(root: str) -> Iterator[None]:
 
 def _check_adoptable(instance: Instance, previous: str | None) -> None:
     """Adopting merges nothing: the database must not hold another instance's artifacts."""
+    from sqlalchemy import func, select
+
+    from .models import ArtifactRow
+
     with instance.db.read() as session:
         n = int(session.scalar(select(func.count()).select_from(ArtifactRow)) or 0)
     if n:
@@ -381,6 +399,8 @@ def _check_adoptable(instance: Instance, previous: str | None) -> None:
 
 
 def _adopt(instance: Instance) -> Instance:
+    from .adopt import adopt_objects
+
     try:
         instance.adopted = adopt_objects(instance)
     except (OSError, ValueError) as exc:
@@ -403,6 +423,8 @@ def _sweep_quietly() -> None:
 
 def _recover_quietly(instance: Instance) -> None:
     """Finish what crashed writers left behind (expired leases only); never fail a connect."""
+    from .recovery import recover_expired
+
     try:
         recover_expired(instance)
     except Exception as exc:  # noqa: BLE001 - recovery is best effort here; ln.repair reports

@@ -7,13 +7,32 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "0004"
+from .schema import (
+    ARTIFACT_TABLE,
+    COMMITTED,
+    DELETING,
+    LOST,
+    PENDING,
+    SCHEMA_VERSION,
+    STATUSES,
+)
 
-PENDING = "pending"
-COMMITTED = "committed"
-DELETING = "deleting"
-LOST = "lost"
-STATUSES = (PENDING, COMMITTED, DELETING, LOST)
+__all__ = [
+    "COMMITTED",
+    "DELETING",
+    "LOST",
+    "PENDING",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "ArtifactRow",
+    "Base",
+    "CountRow",
+    "FamilyRow",
+    "InstanceRow",
+    "SettingRow",
+    "TransactionRow",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -27,7 +46,7 @@ class Base(DeclarativeBase):
 class ArtifactRow(Base):
     """One stored object. Only rows with status ``committed`` are visible to users."""
 
-    __tablename__ = "lamin_artifact"
+    __tablename__ = ARTIFACT_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(20), unique=True)
@@ -62,7 +81,27 @@ class ArtifactRow(Base):
         Index("ix_lamin_artifact_status_lease", "status", "lease_expires_at"),
         Index("ix_lamin_artifact_key_version", "key", "version"),
         Index("ix_lamin_artifact_key_latest", "key", "is_latest"),
+        Index("ix_lamin_artifact_updated_at", "updated_at"),
     )
+
+
+class CountRow(Base):
+    """Rows per state (``committed``, ``trashed``, ``pending``, ``deleting``, ``lost``), kept
+    by database triggers in the transaction of each change (migration 0005)."""
+
+    __tablename__ = "lamin_count"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class SettingRow(Base):
+    """A small value of the instance, e.g. ``last_full_check`` (ISO 8601, UTC)."""
+
+    __tablename__ = "lamin_setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class FamilyRow(Base):

@@ -67,6 +67,11 @@ class RepairPlan:
         The check run after applying; None for a dry run.
     freed_bytes : int
         Bytes of interrupted uploads (S3 parts, local partial files) that were discarded.
+    rounds : int
+        Plans applied: more than one when the check found more than ``LIMIT`` findings of a
+        kind (each round repairs the next batch; ``actions`` holds the last round's).
+    done_earlier : int
+        Actions done in the rounds before the last.
 
     Examples
     --------
@@ -86,6 +91,8 @@ class RepairPlan:
     applied: bool = False
     after: ConsistencyReport | None = field(default=None, repr=False)
     freed_bytes: int = 0
+    rounds: int = 1
+    done_earlier: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -111,7 +118,12 @@ class RepairPlan:
             counts[action.kind] = counts.get(action.kind, 0) + 1
         listed = ", ".join(f"{kind} x{n}" for kind, n in counts.items())
         freed = f"; freed {human_size(self.freed_bytes)}" if self.freed_bytes else ""
-        return f"repair {mode}: {listed}; left alone: {len(self.skipped)}{freed}"
+        earlier = (
+            f"; {self.rounds} rounds, {self.done_earlier} done before the last"
+            if self.rounds > 1
+            else ""
+        )
+        return f"repair {mode}: {listed}; left alone: {len(self.skipped)}{freed}{earlier}"
 
     def __repr__(self) -> str:
         lines = [self.summary()]
@@ -220,9 +232,27 @@ def repair(
         plan.applied = True
         try:
             plan.after = check(instance=inst)
+            _more_rounds(inst, plan, grace_seconds, mark_lost)
         except DatabaseError as exc:  # the actions are done; only the look afterwards failed
             logger.warning("repair applied; the check afterwards failed: %s", exc)
     return plan
+
+
+def _more_rounds(inst: Instance, plan: RepairPlan, grace: float, mark_lost: bool) -> None:
+    """A check holds at most ``LIMIT`` findings of a kind: while the plan came from a check
+    that had more, and its round did something, plan and repair the next batch (the plan
+    keeps counts of earlier rounds, not their actions: memory stays flat however broken the
+    instance is)."""
+    planned_from = plan.report
+    while planned_from.truncated and plan.after is not None and any(a.done for a in plan.actions):
+        planned_from = plan.after
+        more = _plan(inst, planned_from, grace, mark_lost, False, DEFAULT_RETENTION)
+        _apply(inst, more, grace == 0)
+        plan.rounds += 1
+        plan.done_earlier += sum(a.done for a in plan.actions)
+        plan.actions, plan.skipped = more.actions, more.skipped
+        plan.freed_bytes += more.freed_bytes
+        plan.after = check(instance=inst)
 
 
 def _plan(

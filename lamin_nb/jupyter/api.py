@@ -174,9 +174,10 @@ class Checks:
             "deep": report.deep,
             "is_consistent": report.is_consistent,
             "n_ok": report.n_ok,
-            "missing": len(report.missing),
-            "orphans": len(report.orphans),
-            "mismatched": len(report.mismatched),
+            "missing": report.count("missing"),
+            "orphans": report.count("orphans"),
+            "mismatched": report.count("mismatched"),
+            "since": None if report.since is None else report.since.isoformat() + "Z",
             "stuck": sum(1 for r in report.pending + report.deleting if r.expired),
         }
         with state.lock:
@@ -193,7 +194,11 @@ class Checks:
             state.running, state.tried = True, now
             return True
 
-    def run(self, registry: Registry, name: str | None, deep: bool) -> dict[str, Any]:
+    def run(
+        self, registry: Registry, name: str | None, deep: bool, since: str | None = None
+    ) -> dict[str, Any]:
+        """A check now: full, or with ``since="last"`` only what changed since the last full
+        one (what the status bar's background refresh runs)."""
         from lamin_nb.core.consistency import check
 
         inst = registry.get(name)
@@ -201,7 +206,7 @@ class Checks:
         with state.lock:
             state.running, state.tried = True, time.monotonic()
         try:
-            report = check(deep=deep, instance=inst)
+            report = check(deep=deep, instance=inst, since=since)
         finally:
             with state.lock:
                 state.running = False

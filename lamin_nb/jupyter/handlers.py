@@ -255,14 +255,15 @@ class StatusHandler(LaminHandler):
         await self.respond(functools.partial(status, lamin.registry, lamin.checks, name))
 
     def schedule_slow_check(self, name: str | None) -> None:
-        """At most one full check per interval and instance, in the background."""
+        """At most one check per interval and instance, in the background: incremental
+        (what changed since the last full check), so that it stays cheap on a large instance."""
         from lamin_nb.core.settings import known_names
 
         lamin = self.lamin
         shown = name or lamin.registry.pin()
         if shown is None or shown not in known_names() or not lamin.checks.due(shown):
             return
-        future = _CHECKS.submit(lamin.checks.run, lamin.registry, shown, False)
+        future = _CHECKS.submit(lamin.checks.run, lamin.registry, shown, False, "last")
         future.add_done_callback(self._log_failed_check)
 
     def _log_failed_check(self, future: Any) -> None:

@@ -7,6 +7,9 @@ check never runs on the kernel's event loop. Stop it with the toggle, ``stop_aut
 
 Repair is two clicks: Repair shows the dry-run plan, Confirm applies it. If the plan changed
 in between (another process saved or repaired), Confirm shows the new plan instead.
+
+Interrupted uploads waiting to be resumed (DESIGN §9) are listed below the counts with Resume
+and Discard: the ``UploadsPanel`` of ``%lamin_uploads``, refreshed with every check.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ipywidgets as w
 
 from ..core.errors import describe
 from ._common import TextRepr, Tone, esc, human_age, human_size, set_visible, toggle_class, toned
+from .uploads import UploadsPanel
 
 if TYPE_CHECKING:
     from ..core.consistency import ConsistencyReport
@@ -60,7 +64,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
         first = report if report is not None else ln.check(deep=deep)
         parts = _Parts(interval, grace_seconds, mark_lost)
-        super().__init__(parts.children(), **kwargs)
+        # resumable uploads, with Resume and Discard; either changes what the check finds
+        self.uploads = UploadsPanel(after_action=self._uploads_changed, embedded=True)
+        super().__init__([*parts.children()[:3], self.uploads, *parts.children()[3:]], **kwargs)
         self.add_class("lamin-consistency-panel")
         self.deep, self.parts = deep, parts
         self.report: ConsistencyReport = first
@@ -80,16 +86,29 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     # -- actions -----------------------------------------------------------------------
 
-    def refresh(self) -> ConsistencyReport | None:
-        """Run ``ln.check`` now; on failure keep the last report and show why."""
+    def refresh(self, since: str | None = None) -> ConsistencyReport | None:
+        """Run ``ln.check`` now; on failure keep the last report and show why.
+
+        Parameters
+        ----------
+        since : str or None
+            None: a full check. ``"last"``: only what changed since the last full check (what
+            the auto-refresh runs, cheap on a large instance).
+
+        Returns
+        -------
+        ConsistencyReport or None
+            The new report, or None if the check failed.
+        """
         import lamin_nb as ln
 
         with self._lock:
             try:
-                self.report = ln.check(deep=self.deep)
+                self.report = ln.check(deep=self.deep, since=since)
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - shown in the panel; the loop goes on
                 self.error = f"refresh failed: {describe(exc)}"
+            self.uploads.refresh()
             self._render_report()
         return None if self.error else self.report
 
@@ -134,9 +153,13 @@ class ConsistencyPanel(TextRepr, w.VBox):
                 self._render_report()
                 return None
             self.report = self.plan.after or self.plan.report
+            self.uploads.refresh()  # repair may have aborted expired ones
             self._render_report()
             self._render_plan("")
         return self.plan
+
+    def _uploads_changed(self) -> None:
+        self.refresh()
 
     def cancel_plan(self) -> None:
         self.plan = None
@@ -191,7 +214,7 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     def _loop(self, stop: threading.Event) -> None:
         while not stop.wait(max(float(self.parts.interval.value), 0.1)):
-            self.refresh()
+            self.refresh(since="last")
 
     # -- rendering -----------------------------------------------------------------------
 
@@ -206,6 +229,8 @@ class ConsistencyPanel(TextRepr, w.VBox):
         verdict = "consistent" if report.is_consistent else "NOT consistent"
         checked = report.checked_at.strftime("%H:%M:%S")
         mode = "deep" if report.deep else "sizes"
+        if report.since is not None:
+            mode += f", changes since {report.since:%H:%M:%S}"
         mark = "&#10004;" if report.is_consistent else "&#10008;"
         parts.status.value = (
             toned(f"<b>{mark} storage and database are {verdict}</b>", _tone(report))
@@ -213,7 +238,7 @@ class ConsistencyPanel(TextRepr, w.VBox):
         )
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
-        counts = [("ok", report.n_ok)] + [(n, len(getattr(report, n))) for n, _ in CATEGORIES]
+        counts = [("ok", report.n_ok)] + [(n, report.count(n)) for n, _ in CATEGORIES]
         parts.counts.value = " &middot; ".join(
             f'<span class="lamin-count lamin-count-{n}">{n}: {c}</span>' for n, c in counts
         )
@@ -243,6 +268,8 @@ class ConsistencyPanel(TextRepr, w.VBox):
 
     def __repr__(self) -> str:
         lines = [repr(self.report)]
+        if self.uploads.uploads or self.uploads.message:
+            lines.append(repr(self.uploads))
         if self.error:
             lines.append(self.error)
         if self.plan is not None:

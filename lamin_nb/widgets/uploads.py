@@ -8,6 +8,7 @@ runs offers neither.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -20,21 +21,37 @@ if TYPE_CHECKING:
 
 
 class UploadsPanel(TextRepr, w.VBox):
-    """The resumable uploads of the current instance, with Resume and Discard buttons."""
+    """The resumable uploads of the current instance, with Resume and Discard buttons.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Parameters
+    ----------
+    after_action : callable or None
+        Called after a Resume or Discard (a panel that shows this one refreshes itself).
+    embedded : bool
+        Shown inside another panel, whose Refresh refreshes this list: no Refresh button
+        and no header while nothing is listed.
+    """
+
+    def __init__(
+        self,
+        after_action: Callable[[], None] | None = None,
+        embedded: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.after_action = after_action  # run after a Resume or Discard (a host panel)
+        self.embedded = embedded  # inside another panel: its Refresh refreshes this list
         self.header = w.HTML()
         self.rows = w.VBox()
         self.status = w.HTML()
         self.status.add_class("lamin-uploads-status")
         self.progress_box = w.VBox()
-        refresh = w.Button(description="Refresh", icon="refresh")
-        refresh.add_class("lamin-refresh-button")
-        refresh.on_click(lambda _: self.refresh())
-        super().__init__(
-            [w.HBox([self.header, refresh]), self.rows, self.status, self.progress_box],
-            **kwargs,
-        )
+        top: list[Any] = [self.header]
+        if not embedded:
+            refresh = w.Button(description="Refresh", icon="refresh")
+            refresh.add_class("lamin-refresh-button")
+            refresh.on_click(lambda _: self.refresh())
+            top.append(refresh)
+        super().__init__([w.HBox(top), self.rows, self.status, self.progress_box], **kwargs)
         self.add_class("lamin-uploads-panel")
         self.uploads: list[Upload] = []
         self.message = ""
@@ -49,7 +66,8 @@ class UploadsPanel(TextRepr, w.VBox):
             self._say(f"could not list the uploads: {describe(exc)}", ok=False)
             return
         n = len(self.uploads)
-        self.header.value = f"<b>{n} resumable upload{'s' if n != 1 else ''}</b>"
+        header = f"<b>{n} resumable upload{'s' if n != 1 else ''}</b>"
+        self.header.value = "" if self.embedded and not n else header
         self.rows.children = [self._row(u) for u in self.uploads]
         self.republish()
 
@@ -89,7 +107,7 @@ class UploadsPanel(TextRepr, w.VBox):
             self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
         else:
             self._say(f"saved {artifact.key or artifact.uid}", ok=True)
-        self.refresh()
+        self._after()
 
     def discard(self, uid: str) -> None:
         """Abort the upload now; its parts (or partial file) are freed."""
@@ -102,7 +120,12 @@ class UploadsPanel(TextRepr, w.VBox):
             self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
         else:
             self._say(f"discarded {upload.key or uid} (freed {human_size(freed)})", ok=True)
+        self._after()
+
+    def _after(self) -> None:
         self.refresh()
+        if self.after_action is not None:
+            self.after_action()
 
     def _say(self, message: str, ok: bool) -> None:
         self.message = message

@@ -96,3 +96,47 @@ def test_widgets_never_import_the_jupyter_layer():
                     if a.name.startswith("lamin_nb.jupyter")
                 ]
     assert offenders == []
+
+
+def test_connect_to_a_current_schema_runs_neither_alembic_nor_sqlalchemy(tmp_path, make_file):
+    """An up-to-date SQLite instance with nothing to recover is read with one plain query:
+    a fresh process's ``ln.connect()`` imports neither Alembic nor SQLAlchemy (they are what
+    made a connect slow), and a save afterwards works as always."""
+    import lamin_nb as ln
+
+    ln.init(storage=str(tmp_path / "s"))
+    ln.Artifact(make_file(), key="before.bin").save()
+    loaded = _modules_after("import lamin_nb as ln\nln.connect()")
+    assert "alembic" not in loaded and "sqlalchemy" not in loaded
+    loaded = _modules_after(
+        "import lamin_nb as ln\nln.connect()\n"
+        f"ln.Artifact({str(make_file())!r}, key='after.bin').save()\n"
+        "assert ln.Artifact.filter().count() == 2"
+    )
+    assert "sqlalchemy" in loaded  # a save uses the engine, made on first use
+
+
+def test_connect_still_recovers_an_expired_row_in_a_fresh_process(tmp_path, make_file):
+    """The cheap check on connect sees unfinished rows: an expired pending row (a writer that
+    crashed) is still rolled back there, its object removed."""
+    import sqlite3
+
+    import lamin_nb as ln
+    from lamin_nb.core.instance import current
+
+    ln.init(storage=str(tmp_path / "s"))
+    artifact = ln.Artifact(make_file(), key="crashed.bin").save()
+    stored = current().storage.local_path(artifact.object_name)
+    assert stored is not None and stored.exists()
+    db = current().db.file
+    ln.disconnect()
+    with sqlite3.connect(db) as conn:  # what a writer killed after its upload leaves
+        conn.execute(
+            "UPDATE lamin_artifact SET status = 'pending', owner = 'elsewhere:1', "
+            "lease_expires_at = '2000-01-01 00:00:00.000000' WHERE uid = ?",
+            (artifact.uid,),
+        )
+    _modules_after("import lamin_nb as ln\nln.connect()")
+    with sqlite3.connect(db) as conn:
+        left = conn.execute("SELECT count(*) FROM lamin_artifact").fetchone()[0]
+    assert left == 0 and not stored.exists()

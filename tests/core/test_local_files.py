@@ -126,3 +126,23 @@ def _frame():
     import pandas as pd
 
     return pd.DataFrame({"a": list(range(10))})
+
+
+def test_a_staged_frame_becomes_the_local_object_without_a_copy(tmp_path):
+    """``from_df`` stages a file lamin_nb owns; a local save links it into place (the same
+    inode, no second write of the bytes), verified and read-only, and the staging name goes."""
+    import pandas as pd
+
+    ln.init(storage=str(tmp_path / "s"))
+    df = pd.DataFrame({"x": range(1000)})
+    artifact = ln.Artifact.from_df(df, key="frame.parquet")
+    staged = artifact.source
+    assert staged is not None
+    inode = staged.stat().st_ino
+    artifact.save()
+    stored = current().storage.local_path(artifact.object_name)
+    assert stored is not None and stored.stat().st_ino == inode
+    assert not staged.exists()
+    assert stored.stat().st_mode & 0o777 == 0o444
+    assert ln.Artifact.get("frame.parquet").load().equals(df)
+    assert ln.check(deep=True).is_consistent

@@ -47,8 +47,9 @@ class SeaweedServer:
     """``weed mini`` on loopback ports with its data in ``folder``; stop() and start() again
     keep the data (a restart after an outage)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, iam_writes: bool = False) -> None:
         self.folder = folder
+        self.iam_writes = iam_writes  # its IAM API may create and delete users' access keys
         self.base = _free_block()
         self.endpoint = f"http://127.0.0.1:{self.base + 6}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -78,6 +79,7 @@ class SeaweedServer:
             f"-admin.port={p + 8}",
             f"-s3.config={self.folder / 's3.json'}",
             "-s3.autoCreateBucket=false",
+            *(["-s3.iam.readOnly=false"] if self.iam_writes else []),
         ]
 
     def start(self, timeout: float = 60) -> None:
@@ -127,6 +129,18 @@ class SeaweedServer:
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+        )
+
+    def iam(self) -> Any:
+        """The embedded IAM API (same port), as the admin identity."""
+        import boto3
+
+        return boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
         )
 
     def new_bucket(self) -> str:

@@ -100,3 +100,35 @@ def test_uploads_panel_resumes_and_discards(tmp_path: Path, big_file: Callable[.
     assert ln.Artifact.get("first.bin").cache().read_bytes() == first.read_bytes()
     assert _partials(storage) == []
     assert ln.check().is_consistent
+
+
+def test_consistency_panel_lists_interrupted_uploads_with_resume_and_discard(
+    tmp_path: Path, big_file: Callable[..., Path]
+) -> None:
+    """The consistency panel shows the uploads waiting to be resumed (the same Resume and
+    Discard as ``%lamin_uploads``), and checks again after either."""
+    from lamin_nb.widgets import ConsistencyPanel
+
+    storage = tmp_path / "storage"
+    ln.init(storage=str(storage))
+    first, second = big_file(LOCAL_SIZE, "first.bin"), big_file(LOCAL_SIZE, "second.bin")
+    for path in (first, second):
+        save_in_child(path, path.name, env={"LAMIN_NB_FAULT": "mid_upload:kill"})
+    panel = ConsistencyPanel()
+    try:
+        assert len(panel.uploads.uploads) == 2
+        assert "2 resumable uploads" in repr(panel) and "interrupted; kept" in repr(panel)
+        assert panel.report.is_consistent  # waiting to be resumed is no damage
+        by_key = {u.key: u for u in panel.uploads.uploads}
+        before = panel.report.checked_at
+        panel.uploads.discard(by_key["second.bin"].uid)
+        assert "discarded second.bin (freed 32.0 MiB)" in repr(panel), repr(panel)
+        assert panel.report.checked_at >= before  # checked again after the discard
+        panel.uploads.resume(by_key["first.bin"].uid)
+        assert "saved first.bin" in repr(panel), repr(panel)
+        assert panel.uploads.uploads == [] and panel.report.is_consistent
+        assert panel.report.n_ok == 1
+    finally:
+        panel.close()
+    assert ln.Artifact.get("first.bin").cache().read_bytes() == first.read_bytes()
+    assert _partials(storage) == []

@@ -17,16 +17,17 @@ Several parts are in flight at once; a process-wide budget bounds the part buffe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
+import io
 import logging
 import os
 import threading
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -78,21 +79,102 @@ def put_verified(
     bucket, key, _ = fs.split_path(path)
     with open(source, "rb", buffering=0) as src:
         size = os.fstat(src.fileno()).st_size
-        data = _read_part(src, PART_SIZE + 1)
-        if len(data) <= PART_SIZE:
+        if size <= PART_SIZE:
+            data = _read_part(src, PART_SIZE + 1)
+            if len(data) > PART_SIZE:  # grown since: its hash cannot be the one expected
+                raise IntegrityError(f"{source} changed after it was hashed; save it again")
             _verify(source, _digest_of(data), expected_hash)
             fault("mid_upload")
             fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=CHECKSUM)
             if on_bytes is not None:
                 on_bytes(len(data))
             return
-        _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, data, source, expected_hash)
+        _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, source, expected_hash)
+
+
+# -- the parts' client: botocore in threads ---------------------------------------------------
+#
+# Parts go up through a plain (synchronous) botocore client in a thread pool, as boto3's
+# TransferManager sends them, not through s3fs's event loop: SigV4 hashes every body (SHA-256
+# over plain HTTP) and botocore would compute each part's CRC32 again, and on the one event
+# loop thread both run one part after the other, while in threads they run in parallel (the
+# hashes release the GIL). The client is made from the file system's own settings, so the
+# same endpoint, region and credentials are used (refreshable ones refresh between parts).
+
+_clients: dict[int, Any] = {}  # by the identity of the file system (equal ones may differ:
+# their environment, AWS_ENDPOINT_URL, is not part of what makes them equal)
+_clients_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One pool for the process: never more parts in flight than ``BUFFERS``."""
+    global _pool
+    with _clients_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(BUFFERS, thread_name_prefix="lamin-nb-part")
+        return _pool
+
+
+def parts_client(fs: Any, bucket: str, refresh: bool = False) -> Any:
+    """A botocore S3 client with the settings of ``fs`` (an s3fs file system), cached."""
+    with _clients_lock:
+        client = None if refresh else _clients.get(id(fs))
+        if client is None:
+            if id(fs) not in _clients:
+                weakref.finalize(fs, _clients.pop, id(fs), None)
+            client = _clients[id(fs)] = _new_client(fs, bucket)
+        return client
+
+
+def _new_client(fs: Any, bucket: str) -> Any:
+    import botocore.session
+    from botocore.config import Config
+
+    async_client = _async_client(fs, bucket)
+    allowed = set(Config.OPTION_DEFAULTS)
+    config = {k: v for k, v in fs._prepare_config_kwargs().items() if k in allowed}
+    config["max_pool_connections"] = max(BUFFERS, int(config.get("max_pool_connections") or 0))
+    kwargs: dict[str, Any] = {
+        "region_name": async_client.meta.region_name,
+        "endpoint_url": async_client.meta.endpoint_url,
+    }
+    if getattr(fs, "anon", False):
+        from botocore import UNSIGNED
+
+        config["signature_version"] = UNSIGNED
+    else:
+        kwargs.update(
+            aws_access_key_id=fs.key, aws_secret_access_key=fs.secret, aws_session_token=fs.token
+        )
+    session = botocore.session.Session(profile=getattr(fs, "kwargs", {}).get("profile"))
+    return session.create_client("s3", config=Config(**config), **kwargs)
+
+
+def _async_client(fs: Any, bucket: str) -> Any:
+    from fsspec.asyn import sync
+
+    fs.connect()
+    return sync(fs.loop, fs.get_s3, bucket)
+
+
+def _call(client: Any, method: str, **params: Any) -> Any:
+    """A client call, its S3 errors as s3fs raises them (PermissionError, FileNotFoundError,
+    ... with the botocore error as the cause)."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    try:
+        return getattr(client, method)(**params)
+    except ClientError as exc:
+        raise translate_boto_error(exc) from exc
 
 
 @dataclass
 class _Sending:
     number: int
-    data: bytes
+    buffer: bytearray
+    body: bytearray
     future: Future[Any]
     retried: bool = False
 
@@ -109,44 +191,62 @@ class _Multipart:
     ) -> None:
         self.fs, self.bucket, self.key, self.size = fs, bucket, key, size
         self.on_bytes, self.journal = on_bytes, journal
+        self.client = parts_client(fs, bucket)
         self.parts: dict[int, dict[str, Any]] = {}
         self.bytes_done = 0
         self.sending: deque[_Sending] = deque()
+        self.free: list[bytearray] = []  # part buffers, reused: no allocation per part
+        self.held = 0  # buffers of this upload counted in the process budget
         self.upload_id = ""
         self.part_size = part_size_for(size)
 
     # -- the run -------------------------------------------------------------------------
 
-    def run(self, src: BinaryIO, head: bytes, source: Path, expected_hash: str | None) -> None:
+    def run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
+        try:
+            self._run(src, source, expected_hash)
+        finally:
+            self.free.clear()
+            for _ in range(self.held):
+                _budget.release()
+            self.held = 0
+
+    def _run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
         existing = self._resume_or_start()
         hasher = new_hasher()
         try:
-            pending = head  # the first read went one byte past a part: keep it for the next
             number = 0
             while True:
-                data, pending = pending[: self.part_size], pending[self.part_size :]
-                data += _read_part(src, self.part_size - len(data))
-                if not data:
+                buffer = self._buffer()
+                n = _fill(src, buffer)
+                if not n:
+                    self.free.append(buffer)
                     break
-                hasher.update(data)
+                view = memoryview(buffer)[:n]
+                hasher.update(view)  # in order, as read: the hash of exactly what is sent
                 number += 1
                 there = existing.get(number)
-                if there is not None and _same_part(there, data):
-                    # the server has it: not sent again. Its checksum goes into the completion
-                    # (some servers list parts without one, and refuse a completion that
-                    # mixes parts with and without)
-                    there = {**there, "ChecksumCRC32": crc32_base64(data)}
-                    self._done(number, there, len(data))
-                    continue
-                self._make_room()
-                self._send(number, data)
+                if there is not None:
+                    crc = crc32_base64(view)
+                    if _same_part(there, view, crc):
+                        # the server has it: not sent again. Its checksum goes into the
+                        # completion (some servers list parts without one, and refuse a
+                        # completion that mixes parts with and without)
+                        self.free.append(buffer)
+                        self._done(number, {**there, "ChecksumCRC32": crc}, n)
+                        continue
+                # botocore takes bytes-like bodies of exactly the part's size: the full buffer,
+                # or a copy of the short last part
+                body = buffer if n == len(buffer) else bytearray(view)
+                self._send(_Sending(number, buffer, body, self._submit(number, body)))
                 if number == 1:
                     fault("mid_upload")
             while self.sending:
                 self._finish_oldest()
             _verify(source, encode(hasher.digest(DIGEST_BYTES)), expected_hash)
             self._record(force=True)
-            self.fs.call_s3(
+            _call(
+                self.client,
                 "complete_multipart_upload",
                 Bucket=self.bucket,
                 Key=self.key,
@@ -181,8 +281,12 @@ class _Multipart:
                 have = sum(p["Size"] for p in existing.values())
                 self.journal.resuming(len(existing), self._parts_total(), self.size - have)
                 return existing
-        mpu = self.fs.call_s3(
-            "create_multipart_upload", Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM
+        mpu = _call(
+            self.client,
+            "create_multipart_upload",
+            Bucket=self.bucket,
+            Key=self.key,
+            ChecksumAlgorithm=CHECKSUM,
         )
         self.upload_id = mpu["UploadId"]
         if self.journal is not None:
@@ -200,7 +304,7 @@ class _Multipart:
         found: dict[int, dict[str, Any]] = {}
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "UploadId": upload_id}
         while True:
-            page = self.fs.call_s3("list_parts", **params)
+            page = _call(self.client, "list_parts", **params)
             for part in page.get("Parts", []):
                 found[int(part["PartNumber"])] = part
             if not page.get("IsTruncated"):
@@ -209,27 +313,40 @@ class _Multipart:
 
     # -- parts in flight -----------------------------------------------------------------
 
-    def _make_room(self) -> None:
-        """At most ``PARTS_IN_FLIGHT`` parts of this file, and ``BUFFERS`` in the process."""
-        while len(self.sending) >= PARTS_IN_FLIGHT:
-            self._finish_oldest()
-        while not _budget.acquire(blocking=not self.sending):
-            self._finish_oldest()  # frees one of ours; others free theirs as they finish
+    def _buffer(self) -> bytearray:
+        """A free part buffer: at most ``PARTS_IN_FLIGHT`` parts of this file in flight, and
+        ``BUFFERS`` buffers in the whole process (several files in parallel)."""
+        while True:
+            if len(self.sending) >= PARTS_IN_FLIGHT:
+                self._finish_oldest()
+            elif self.free:
+                return self.free.pop()
+            elif _budget.acquire(blocking=not self.sending):
+                self.held += 1
+                return bytearray(self.part_size)
+            else:
+                self._finish_oldest()  # frees one of ours; others free theirs as they end
 
-    def _send(self, number: int, data: bytes) -> None:
-        self.sending.append(_Sending(number, data, self._submit(number, data)))
+    def _send(self, sending: _Sending) -> None:
+        self.sending.append(sending)
 
-    def _submit(self, number: int, data: bytes) -> Future[Any]:
-        call = self.fs._call_s3(
+    def _submit(self, number: int, body: bytearray) -> Future[dict[str, Any]]:
+        return _executor().submit(self._upload_part, self.client, number, body)
+
+    def _upload_part(self, client: Any, number: int, body: bytearray) -> dict[str, Any]:
+        """In a pool thread: the part's CRC32 (the server verifies it), then the part."""
+        crc = crc32_base64(body)
+        result = _call(
+            client,
             "upload_part",
             Bucket=self.bucket,
             Key=self.key,
             UploadId=self.upload_id,
             PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm=CHECKSUM,
+            Body=body,
+            ChecksumCRC32=crc,  # computed once, here: botocore does not compute it again
         )
-        return asyncio.run_coroutine_threadsafe(call, self.fs.loop)
+        return {"ETag": result["ETag"], "ChecksumCRC32": crc}
 
     def _finish_oldest(self) -> None:
         sending = self.sending[0]
@@ -238,15 +355,16 @@ class _Multipart:
         except PermissionError as exc:
             if sending.retried or error_code(exc) not in REFRESH_CODES:
                 raise
-            # credentials expired over a long upload: read them again, send the part again
+            # credentials expired over a long upload and were not refreshed in time (static
+            # ones replaced in the environment or a file): read them again, send it again
             logger.info("credentials expired during the upload of %s; refreshing", self.key)
-            self.fs.connect(refresh=True)
+            self.client = parts_client(self.fs, self.bucket, refresh=True)
             sending.retried = True
-            sending.future = self._submit(sending.number, sending.data)
+            sending.future = self._submit(sending.number, sending.body)
             return
         self.sending.popleft()
-        _budget.release()
-        self._done(sending.number, result, len(sending.data))
+        self.free.append(sending.buffer)
+        self._done(sending.number, result, len(sending.body))
 
     def _done(self, number: int, result: dict[str, Any], size: int) -> None:
         part = {"PartNumber": number, "ETag": result["ETag"]}
@@ -269,7 +387,8 @@ class _Multipart:
             logger.warning("could not record the upload progress of %s: %s", self.key, exc)
 
     def _stop(self) -> None:
-        """End the parts in flight (cancelled, or finished: either way done)."""
+        """End the parts in flight: those not started are cancelled, those being sent end
+        (a thread cannot be interrupted; their buffers are not reused before)."""
         for sending in self.sending:
             sending.future.cancel()
         for sending in self.sending:
@@ -277,32 +396,35 @@ class _Multipart:
                 sending.future.result()
             except BaseException:  # noqa: BLE001, S110 - cancelled or failed: either way done
                 pass
-            _budget.release()
         self.sending.clear()
 
     def _abort(self) -> None:
         """Nothing appears: the upload is aborted (if that fails too, ``ln.repair()`` aborts
         it as an incomplete upload)."""
         try:
-            self.fs.call_s3(
-                "abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            _call(
+                self.client,
+                "abort_multipart_upload",
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
             )
         except Exception as exc:  # noqa: BLE001 - repair aborts incomplete uploads later
             logger.warning("could not abort the upload of %s: %s", self.key, describe(exc))
 
 
-def _same_part(there: dict[str, Any], data: bytes) -> bool:
+def _same_part(there: dict[str, Any], data: memoryview, crc: str) -> bool:
     """Is the part the server holds these bytes? Its size, then its CRC32 (uploads made with
     a checksum) or the MD5 its ETag is for a plain part."""
     if int(there.get("Size", -1)) != len(data):
         return False
-    crc = there.get("ChecksumCRC32")
-    if crc:
-        return bool(crc == crc32_base64(data))
+    there_crc = there.get("ChecksumCRC32")
+    if there_crc:
+        return bool(there_crc == crc)
     return bool(there.get("ETag", "").strip('"') == hashlib.md5(data).hexdigest())  # noqa: S324
 
 
-def crc32_base64(data: bytes) -> str:
+def crc32_base64(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
@@ -346,6 +468,14 @@ def clock_skew(exc: BaseException) -> float | None:
             return (utcnow() - when).total_seconds()
         seen = seen.__cause__
     return None
+
+
+def _fill(src: io.FileIO, buffer: bytearray) -> int:
+    """Read into ``buffer`` until it is full or the source ends; returns the bytes read."""
+    view, n = memoryview(buffer), 0
+    while n < len(buffer) and (got := src.readinto(view[n:])):
+        n += got
+    return n
 
 
 def _read_part(src: BinaryIO, size: int) -> bytes:

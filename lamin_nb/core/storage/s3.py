@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import StorageError
 from ..hashing import hash_stream
-from . import multipart
+from . import multipart, s3list
 from .base import META, RESERVED, FsspecStorage, IncompleteUpload, Journal, ObjectInfo
 
 S3_INSTALL_HINT = "S3 storage needs s3fs: pip install 'lamin_nb[s3]'"
@@ -21,6 +21,11 @@ SCHEME = "s3://"
 class S3Storage(FsspecStorage):
     default_workers = 16  # each worker mostly waits on the network
     has_temps = False  # an object appears only when its PUT (or multipart upload) completes
+    list_connections = s3list.DEFAULT_CONNECTIONS
+
+    def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(root, options)
+        self.listing = s3list.ListingStats()  # LIST requests sent so far (benchmarks read it)
 
     def _make_fs(self) -> Any:
         try:
@@ -98,19 +103,22 @@ class S3Storage(FsspecStorage):
             return hash_stream(fh)
 
     def list_objects(self, folder: str = "") -> Iterator[ObjectInfo]:
-        base = self.path(folder) if folder else self.managed
-        prefix = self.managed.removeprefix(SCHEME) + "/"
-        try:
-            found = self.fs.find(base, detail=True)
-        except FileNotFoundError:
-            return
-        for path, info in found.items():
-            rel = path.removeprefix(SCHEME).removeprefix(prefix)
+        """Every object in key order; the whole managed prefix is listed in parallel over
+        name ranges (``s3list``), at most ``list_connections`` requests at a time."""
+        bucket, prefix = self._bucket_and_prefix()
+        if folder:
+            prefix += folder.strip("/") + "/"
+        entries = s3list.list_ordered(
+            self.fs,
+            bucket,
+            prefix,
+            connections=self.list_connections if not folder else 1,
+            stats=self.listing,
+        )
+        for rel, size, mtime in entries:
             if not folder and rel.split("/", 1)[0] in RESERVED:
                 continue
-            if info.get("type") == "directory":
-                continue
-            yield ObjectInfo(rel, int(info.get("size") or 0), _s3_mtime(info))
+            yield ObjectInfo(f"{folder.strip('/')}/{rel}" if folder else rel, size, mtime)
 
     def find_folder(self, name: str) -> str | None:
         marker = f"/{name}/"
@@ -156,6 +164,8 @@ def _retry_defaults(given: dict[str, Any] | None) -> dict[str, Any]:
     ):
         config["retries"] = {"mode": "standard", "max_attempts": 2}
     config.setdefault("connect_timeout", 10)
+    # botocore's pool holds 10: the parallel listing keeps up to 16 requests in flight
+    config.setdefault("max_pool_connections", s3list.DEFAULT_CONNECTIONS)
     return config
 
 
