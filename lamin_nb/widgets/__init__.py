@@ -7,6 +7,11 @@
   hashing, uploading n/N, committing, saved, deduplicated, failed: reason, rolled back).
   Failed rows stay red. Updates are rendered by one thread at most ten times a second.
   Above ``max_rows`` (20) items only active and failed rows are shown, plus a "finished" list.
+  Under the rows: **Cancel** while the save runs (``cancel.js``: the page asks the Jupyter
+  server to interrupt this kernel; hidden where no server manages the kernel) and, after a
+  save with failed items, **Retry failed** (``report.failed_records()`` saved again into a
+  new panel below, which has its own buttons). A cancel's summary is the core's
+  ``report.cancel_summary()``: "cancelled: nothing saved" or what was kept.
 - ``UploadWidget``: pick files, set a key prefix and a description, click Save; the files are
   saved through ``ln.save`` with a ``SaveProgress`` below. Keys are ``<prefix>/<file name>``
   (or the file name); each file is atomic on its own ("all or nothing" makes the batch so).
@@ -49,6 +54,10 @@ SaveProgress: ``lamin-save-progress`` (root; plus ``lamin-save-done`` once finis
 items): ``lamin-active-rows`` (an HTML table whose ``<tr class="lamin-item-row
 lamin-item-uploading">`` rows are the active items), ``lamin-failed-rows`` (widget rows as
 above, red), ``lamin-finished`` (accordion), ``lamin-finished-list``, ``lamin-finished-item``.
+Buttons: ``lamin-save-actions`` (their row), ``lamin-save-cancel`` (the Cancel widget; its
+``data-mode`` is ``interrupt`` or ``unavailable``), ``lamin-save-cancel-button``,
+``lamin-save-cancel-note``, ``lamin-retry-button``, ``lamin-save-outcome`` (a line under
+the rows), ``lamin-save-retries`` (the panels of retries, each a ``lamin-save-progress``).
 
 UploadWidget: ``lamin-upload-widget`` (root), ``lamin-upload-picker`` (FileUpload),
 ``lamin-upload-key``, ``lamin-upload-description``, ``lamin-upload-atomic``,

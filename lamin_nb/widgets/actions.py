@@ -51,6 +51,7 @@ class PanelActions:
         self.retry.on_click(lambda _: self.retry_failed())
         self.cancel.observe(self._cancel_requested, names="requested")
         self.discarded: tuple[int, int] | None = None  # (uploads, bytes) a cancel discarded
+        self.stop_pending = False  # read by the panel's next progress event
         self.problem = ""  # what went wrong in a discard or a retry
         self._lines: list[str] = []
         self._show_retry(False)
@@ -60,6 +61,7 @@ class PanelActions:
 
     def started(self) -> None:
         self.cancel.requested = False  # a reused panel: a click belongs to one save
+        self.stop_pending = False
         self.cancel.running = True
         self.discarded, self.problem, self._lines = None, "", []
         self._show_retry(False)
@@ -67,15 +69,24 @@ class PanelActions:
 
     def finished(self, report: SaveReport) -> None:
         self.cancel.running = False
+        self.stop_pending = False
         if self.cancel.requested:  # the click arrived before the end (a save off the shell)
             self._discard(report)
         self._show(report)
 
     def _cancel_requested(self, change: dict[str, Any]) -> None:
-        """The click's widget message: read once the cell has ended (the shell was busy)."""
+        """The click's widget message: read once the cell has ended (the shell was busy).
+
+        If the save still runs then, it runs off the shell thread (a thread of the user's),
+        where the interrupt did not reach it: the panel's next progress event raises
+        KeyboardInterrupt, which stops a save like Ctrl-C (the progress protocol's rule).
+        """
         report = self.panel.report
-        if not change["new"] or report is None or self.panel.running:
-            return  # finished() does it
+        if change["new"] and self.panel.running:
+            self.stop_pending = True
+            return  # finished() discards what the stop kept
+        if not change["new"] or report is None:
+            return
         self._discard(report)
         self._show(report)
         self.panel._render()  # the summary becomes the cancel's

@@ -101,7 +101,14 @@ async function render({ model, el }) {
       note.textContent = `cancel failed (${error.message || error}): interrupt the kernel`;
     }
   };
-  model.on("change:running", draw);
+  model.on("change:running", () => {
+    if (model.get("running")) {
+      sent = false; // a panel used again: its new save can be cancelled too
+      note.textContent = "";
+      note.classList.remove("lamin-save-cancel-error");
+    }
+    draw();
+  });
   draw();
   mode = await probe(api);
   if (mode !== "interrupt") api = null;

@@ -243,6 +243,9 @@ class SaveProgress(TextRepr, w.VBox, SaveCallback):
         self._dirty = True
 
     def advance(self, index: int, nbytes: int) -> None:
+        if self._actions.stop_pending:  # Cancel clicked while the shell was free (see actions)
+            self._actions.stop_pending = False
+            raise KeyboardInterrupt("cancelled from the progress panel")
         item = self._items.get(index)
         if item is not None:
             item.done += nbytes

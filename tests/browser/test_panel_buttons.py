@@ -80,6 +80,12 @@ foreign.cancel_button.kernel_id = "00000000-0000-0000-0000-000000000000"
 shown(foreign, "foreign").start([])  # running: where a Cancel could work, it would show
 """
 
+TRANSACTION = """\
+%%lamin_transaction
+ln.Artifact(src("tx-small.csv", 2048), key="tx/small.csv").save()
+ln.save([ln.Artifact(src("tx-big.bin", 24 << 20), key="tx/big.bin")])
+"""
+
 CHECK = """\
 assert foreign.cancel_button.mode == "unavailable", foreign.cancel_button.mode  # from the page
 foreign.finish(ln.SaveReport())
@@ -107,8 +113,9 @@ def slow_link(s3_server: Any) -> Iterator[CountingProxy]:
 
 def write_notebook(root: Any, endpoint: str, bucket: str) -> None:
     tagged = [("setup", SETUP.format(endpoint=endpoint, bucket=bucket)), ("slow", SLOW)]
-    tagged += [("retry", RETRY), ("foreign", FOREIGN), ("check", CHECK), ("cleanup", CLEANUP)]
-    cells = [nbformat.v4.new_code_cell(src, metadata={"tags": [tag]}) for tag, src in tagged]
+    tagged += [("retry", RETRY), ("foreign", FOREIGN), ("transaction", TRANSACTION)]
+    tagged += [("check", CHECK), ("cleanup", CLEANUP)]
+    cells = [nbformat.v4.new_code_cell(code, metadata={"tags": [tag]}) for tag, code in tagged]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -189,5 +196,37 @@ def test_cancel_and_retry_failed_in_lab(page, lab, s3_server, slow_link):
     assert page.locator(".panel-cancel .lamin-save-cancel").get_attribute("data-mode") == (
         "interrupt"
     )
-    nb.run_tagged("check")
-    nb.run_tagged("cleanup")
+
+    # -- Cancel rolls back the whole %%lamin_transaction cell ---------------------------
+    slow_link.reset()
+    index, before = run_cell_without_waiting(nb, "transaction")
+    panel = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".lamin-save-progress")
+    tx_cancel = panel.locator(".lamin-save-cancel-button")
+    tx_cancel.wait_for(state="visible")
+    deadline = time.monotonic() + 120
+    while slow_link.upstream < 4 * MiB and time.monotonic() < deadline:  # small.csv is in
+        time.sleep(0.1)
+    assert slow_link.upstream >= 4 * MiB, "the upload did not start"
+    tx_cancel.click()
+    page.wait_for_function(CELL_DONE, arg=[index, before], timeout=120_000)
+    panel.locator(".lamin-save-outcome").get_by_text("cancelled: nothing saved").wait_for()
+    assert "rolled back" in panel.locator(".lamin-save-header").text_content()
+    assert not tx_cancel.is_visible()
+    panel.screenshot(path=str(SHOTS / "panel-transaction-cancelled.png"))
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert len(objects(s3_server, bucket)) == 3  # the retried save's three; none of the cell
+
+    for tag in ("check", "cleanup"):  # run_tagged would object to the cancelled cell's error
+        index, before = run_cell_without_waiting(nb, tag)
+        page.wait_for_function(CELL_DONE, arg=[index, before], timeout=120_000)
+        assert cell_errors(page, index) == [], tag
+
+
+def cell_errors(page: Any, index: int) -> list[str]:
+    return list(
+        page.evaluate(
+            "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.outputs"
+            ".toJSON().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue)",
+            index,
+        )
+    )

@@ -12,6 +12,7 @@ import io
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,32 @@ def test_a_late_cancel_click_changes_nothing(local_instance, tmp_path):
 def test_the_cancel_button_knows_no_kernel_here():
     progress = SaveProgress()
     assert progress.cancel_button.kernel_id == ""  # no kernel app: the page hides the button
+
+
+def test_cancel_stops_a_save_that_runs_in_a_thread(s3_instance, tmp_path):
+    """The kernel is free while a thread saves: the click's message arrives at once, and the
+    panel's next progress event stops the save (a SIGINT would not reach that thread)."""
+    server, bucket = s3_instance
+    (big,) = files(tmp_path, 1, size=40 << 20)
+    progress = SaveProgress()
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            ln.save([ln.Artifact(big, key="threaded.bin")], callback=progress)
+        except BaseException as exc:  # noqa: BLE001 - what the thread ended with
+            errors.append(exc)
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any(r.state is ItemState.UPLOADING for r in progress.rows):
+        assert time.monotonic() < deadline, progress.rows
+        time.sleep(0.01)
+    from_page(progress.cancel_button, requested=True)
+    thread.join(120)
+    assert len(errors) == 1 and isinstance(errors[0], KeyboardInterrupt), errors
+    assert progress.report is not None and progress.report.cancelled
+    assert "cancelled: nothing saved" in progress.header.value
+    assert ln.uploads() == [] and ln.Artifact.filter().count() == 0 and ln.check().is_consistent
+    assert [k for k in server.keys(bucket, "team/.lamindb/") if "/_meta/" not in k] == []
