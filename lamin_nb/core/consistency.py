@@ -1,7 +1,10 @@
-"""``check``: database rows against one listing of the managed prefix (DESIGN §4 I1, I2).
+"""``check``: database rows against the listing of the managed prefix (DESIGN §4 I1, I2; §12).
 
-Rows are streamed in batches, so memory is one batch plus the listing, whatever the object
-sizes. The report is plain data; widgets and the CLI render it.
+Both sides stream in object-name order (rows from a server-side cursor, the listing sorted per
+directory or, on S3, in key order), and are merged side by side: memory is one batch of rows,
+one listing window and the findings, capped at ``LIMIT`` per kind, whatever the number of
+artifacts. ``since=`` checks only what changed (``incremental``). The report is plain data;
+widgets and the CLI render it.
 """
 
 from __future__ import annotations
