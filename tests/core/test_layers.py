@@ -68,6 +68,7 @@ LAYERS: dict[str, int] = {
             "reserve",
             "delete",
             "consistency",
+            "findings",
             "incremental",
             "repair",
             "query",
