@@ -69,6 +69,7 @@ LAYERS: dict[str, int] = {
             "reserve",
             "delete",
             "consistency",
+            "findings",
             "incremental",
             "repair",
             "query",

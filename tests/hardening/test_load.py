@@ -55,6 +55,8 @@ def test_concurrent_writers_with_random_failures_lose_nothing(
     assert outcome.killed_workers == 1
     assert outcome.committed_items > 0 and outcome.failed_items > 0
     assert outcome.faults_injected >= 5 and outcome.faults_failed_a_save >= 1
+    assert len(outcome.latencies) == outcome.calls
+    assert 0 < outcome.latency_ms(0.5) <= outcome.latency_ms(0.99)
     result = load.verify(outcome.committed_uids)
     assert result["lost"] == [] and result["consistent"], result
     assert result["duplicate_content"] == [] and result["version_problems"] == [], result

@@ -107,8 +107,8 @@ def _estimate(truncated_at: str) -> int:
 
 
 def plan(estimate: int) -> list[Range]:
-    """The ranges, in key order: per first character, split further at second characters
-    when a first character holds more than ``RANGE_KEYS``, and the four gaps between.
+    """The ranges, in key order: per first character, split further at second (and third)
+    characters when a first character holds more than ``RANGE_KEYS``, and the four gaps.
 
     Parameters
     ----------
@@ -120,9 +120,10 @@ def plan(estimate: int) -> list[Range]:
     list of Range
         Covering every key exactly once, in key order.
     """
-    per_char = max(1, min(len(BASE62), round(estimate / len(BASE62) / RANGE_KEYS)))
-    step = len(BASE62) / per_char
-    cuts = [BASE62[int(i * step)] for i in range(1, per_char)]
+    per_char = max(1, min(len(GRID), round(estimate / len(BASE62) / RANGE_KEYS)))
+    space = BASE62 if per_char <= len(BASE62) else GRID  # past ~15M keys: third characters
+    step = len(space) / per_char
+    cuts = [space[int(i * step)] for i in range(1, per_char)]
     ranges = [Range(after=GAPS[0][0], below=GAPS[0][1])]
     for char in BASE62:
         bounds = [char + cut for cut in cuts]
