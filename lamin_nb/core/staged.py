@@ -1,12 +1,18 @@
 """Browser uploads staged on the Jupyter host's disk, chunk by chunk, until they are saved.
 
 An upload is a folder ``<LAMIN_NB_HOME>/uploads/<id>/`` holding ``meta.json`` (name, size,
-key, owner, state) and the bytes received so far in ``file/<name>``. The file on disk is the
-truth: ``received`` is its length, so an upload survives a page reload and a server restart
-and resumes where the disk says. Nothing is held in memory beyond one network read.
+key, owner, state), the bytes received so far in ``file/<name>``, and ``progress.json``: the
+byte ranges that arrived whole. ``received`` is the prefix that arrived (from byte 0, without
+a gap), so an upload survives a page reload and a server restart and resumes where the disk
+says. Nothing is held in memory beyond one network read.
 
-A chunk is appended only at ``received`` (anything else is an ``OffsetConflict`` carrying the
-right offset) and only within the announced size; one writer at a time holds the file's lock.
+A chunk is written at ``received``, or, so that several can be in flight at once, at a later
+multiple of ``chunk_size`` (each is written at its offset into the file); anything else is an
+``OffsetConflict`` carrying ``received``. Chunks stay within the announced size and never
+overlap one in flight. A range is recorded only once its chunk arrived whole (a chunk cut
+off at ``received`` still extends it by the bytes that came). Chunk writers share the file's
+lock; a save holds it alone. The bytes are not fsynced as they arrive (that would halve the
+throughput): a power loss can lose what the page cache held; the save fsyncs before it reads.
 Saving goes through the ordinary save protocol (``staged_save.save_staged``); afterwards the folder
 keeps only ``meta.json`` as a tombstone naming the artifact, so a page that lost the answer
 learns what happened. Abandoned uploads and old tombstones are removed by ``sweep``, which
@@ -22,6 +28,7 @@ import os
 import secrets
 import shutil
 import string
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -44,6 +51,11 @@ ID_LENGTH = 24
 _ID_CHARS = string.ascii_letters + string.digits
 RECEIVING, COMMITTED = "receiving", "committed"
 META = "meta.json"
+PROGRESS = "progress.json"
+
+# chunks being written by this process, by upload id: (start, end) ranges
+_in_flight: dict[str, list[tuple[int, int]]] = {}
+_progress_lock = threading.Lock()  # reading and recording ranges, and the in-flight list
 
 
 class OffsetConflict(LaminNbError):
@@ -102,12 +114,42 @@ class StagedUpload:
 
     @property
     def received(self) -> int:
+        """The bytes that arrived from byte 0 on, without a gap."""
         if self.state == COMMITTED:
             return self.size
+        return self.progress()[0]
+
+    def progress(self) -> tuple[int, list[tuple[int, int]]]:
+        """``(received, ranges that arrived beyond it)``, as recorded."""
         try:
-            return self.path.stat().st_size
+            raw = json.loads((self.folder / PROGRESS).read_text())
+            return int(raw["received"]), [(int(a), int(b)) for a, b in raw["ranges"]]
         except FileNotFoundError:
-            return 0
+            pass
+        except (ValueError, KeyError, TypeError):
+            return 0, []  # unreadable: everything is sent again
+        try:  # staged before ranges were recorded: the file grew only at its end
+            return self.path.stat().st_size, []
+        except FileNotFoundError:
+            return 0, []
+
+    def record(self, start: int, end: int) -> int:
+        """Bytes ``start..end`` arrived: merge them in; returns ``received``. Caller holds
+        ``_progress_lock``."""
+        received, ranges = self.progress()
+        if end > start:
+            ranges.append((start, end))
+        for a, b in sorted(ranges):
+            if a <= received:
+                received = max(received, b)
+        ranges = sorted((a, b) for a, b in ranges if b > received)
+        tmp = self.folder / f".{PROGRESS}.{secrets.token_hex(4)}"
+        try:
+            tmp.write_text(json.dumps({"received": received, "ranges": ranges}))
+            os.replace(tmp, self.folder / PROGRESS)
+        except FileNotFoundError:  # cancelled meanwhile: the folder is gone
+            pass
+        return received
 
     def status(self) -> dict[str, Any]:
         received = self.received
@@ -211,6 +253,7 @@ def create(
     )
     upload.path.parent.mkdir(parents=True)
     upload.path.touch()
+    upload.record(0, 0)
     upload.write_meta()
     return upload
 
@@ -280,30 +323,46 @@ def mine(owner: str) -> list[StagedUpload]:
 
 
 class ChunkWriter:
-    """Appends one chunk: checks offset and size first, truncates back if the chunk fails."""
+    """Writes one chunk at its offset: checks offset and size first; a refused chunk is cut
+    off again, and only a chunk that arrived whole is recorded beyond ``received``."""
 
     def __init__(self, upload: StagedUpload, offset: int, length: int) -> None:
         self.upload, self.start, self.limit = upload, offset, offset + length
         self.file: BinaryIO = open(upload.path, "r+b")  # noqa: SIM115 - closed by close()
+        self.registered = False
         try:
-            _lock(self.file, upload.id)
-            received = upload.received
-            if offset != received:
-                raise OffsetConflict(
-                    f"upload {upload.id!r} has {received} bytes; send the chunk at offset "
-                    f"{received}, not {offset}",
-                    received,
-                )
-            if length < 0 or self.limit > upload.size:
-                raise ValidationError(
-                    f"a chunk of {length} bytes at offset {offset} goes past the announced size "
-                    f"of {upload.size} bytes of {upload.name!r}; nothing of it was written"
-                )
+            _lock(self.file, upload.id, shared=True)  # other chunks too; a save excludes all
+            with _progress_lock:
+                self._check(offset, length)
+                _in_flight.setdefault(upload.id, []).append((self.start, self.limit))
+                self.registered = True
             self.file.seek(offset)
         except BaseException:
             self.file.close()
             raise
         self.position = offset
+
+    def _check(self, offset: int, length: int) -> None:
+        upload = self.upload
+        received = upload.received
+        chunk = max(upload.chunk_size, 1)
+        if offset != received and (offset < received or offset % chunk):
+            raise OffsetConflict(
+                f"upload {upload.id!r} has {received} bytes; send the chunk at offset "
+                f"{received}, not {offset}",
+                received,
+            )
+        if length < 0 or self.limit > upload.size:
+            raise ValidationError(
+                f"a chunk of {length} bytes at offset {offset} goes past the announced size "
+                f"of {upload.size} bytes of {upload.name!r}; nothing of it was written"
+            )
+        end = max(self.limit, offset + 1)
+        if any(a < end and offset < b for a, b in _in_flight.get(upload.id, [])):
+            raise UploadBusy(
+                f"upload {upload.id!r} is being written at offset {offset} by another request; "
+                "wait for it, then ask GET uploads/{id} where to continue"
+            )
 
     def write(self, data: bytes) -> None:
         if self.position + len(data) > self.limit:
@@ -320,26 +379,52 @@ class ChunkWriter:
             self.write(piece)
 
     def finish(self) -> int:
-        """All the chunk's bytes arrived: release the file; returns ``received``."""
+        """All the chunk's bytes arrived: record them, release the file; returns
+        ``received``."""
         if self.position != self.limit:
             self.abort()
             raise ValidationError(
                 f"the chunk ended after {self.position - self.start} of its "
                 f"{self.limit - self.start} bytes; nothing of it was written"
             )
-        self.file.close()
-        return self.position
+        return self._close(self.limit)
 
     def abort(self) -> None:
-        """The chunk is refused: what it wrote is cut off again. (A dropped connection instead
-        calls ``keep``: the bytes that arrived are a correct prefix.)"""
-        if not self.file.closed:
-            self.file.truncate(self.start)
+        """The chunk is refused: nothing of it is recorded, and what it wrote at the end of
+        the file is cut off again. (A dropped connection instead calls ``keep``.)"""
+        if self.file.closed:
+            return
+        with _progress_lock:
+            self._unregister()
+            received, ranges = self.upload.progress()
+            others = _in_flight.get(self.upload.id, [])
+            if max([received, *(b for _, b in ranges), *(b for _, b in others)]) <= self.start:
+                self.file.truncate(self.start)
             self.file.close()
 
     def keep(self) -> None:
+        """The connection dropped mid-chunk: at ``received``, the bytes that came are a
+        correct prefix and count; elsewhere the chunk is sent again."""
         if not self.file.closed:
+            self._close(None)
+
+    def _close(self, end: int | None) -> int:
+        """Record ``start..end`` (None: what arrived, if at ``received``) and close."""
+        with _progress_lock:
+            self._unregister()
+            if end is None:
+                end = self.position if self.start == self.upload.received else self.start
+            received = self.upload.record(self.start, end)
             self.file.close()
+        return received
+
+    def _unregister(self) -> None:
+        if self.registered:
+            ranges = _in_flight.get(self.upload.id, [])
+            ranges.remove((self.start, self.limit))
+            if not ranges:
+                _in_flight.pop(self.upload.id, None)
+            self.registered = False
 
 
 def discard(upload_id: Any, owner: str | None) -> StagedUpload:
@@ -361,9 +446,11 @@ def remove(upload: StagedUpload) -> None:
 
 @contextlib.contextmanager
 def holding(upload: StagedUpload) -> Iterator[None]:
-    """The upload's lock for a save: no chunk can be written meanwhile."""
+    """The upload's lock for a save: no chunk can be written meanwhile. The staged bytes
+    are fsynced first (they were not as they arrived)."""
     with open(upload.path, "rb") as file:
         _lock(file, upload.id)
+        os.fsync(file.fileno())
         yield
 
 
@@ -418,9 +505,9 @@ def _new_id() -> str:
     return "".join(secrets.choice(_ID_CHARS) for _ in range(ID_LENGTH))
 
 
-def _lock(file: BinaryIO, upload_id: str) -> None:
+def _lock(file: BinaryIO, upload_id: str, shared: bool = False) -> None:
     try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(file.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         raise UploadBusy(
             f"upload {upload_id!r} is being written or saved by another request; wait for it, "

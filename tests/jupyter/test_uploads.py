@@ -329,6 +329,46 @@ def test_a_chunk_at_the_wrong_offset_is_409_with_the_servers_received(server):
         assert r.status_code == 400 and "offset" in r.json()["error"]
 
 
+def test_chunks_at_later_multiples_of_the_chunk_size_may_arrive_first(server):
+    """Several chunks in flight: each is written at its offset; ``received`` stays the prefix
+    without a gap (what a reloaded page resumes from); a chunk cut off beyond it counts for
+    nothing; the file is saved byte-exact."""
+    probe = start(server, name="probe.bin", size=1)
+    chunk = probe["chunk_size"]
+    requests.delete(url(server, f"uploads/{probe['id']}"), headers=auth(server), timeout=30)
+    data = os.urandom(2 * chunk + 1000)
+    upload = start(server, name="parallel.bin", size=len(data))
+    third = put(server, upload["id"], 2 * chunk, data[2 * chunk :])
+    assert third.status_code == 200 and third.json()["received"] == 0, third.text
+    assert status(server, upload["id"]).json()["received"] == 0
+    # only later multiples of the chunk size, and never inside what arrived
+    for offset in (chunk + 1, 2 * chunk - 4096, len(data) - 10):
+        r = put(server, upload["id"], offset, b"x")
+        assert r.status_code == 409 and r.json()["received"] == 0, r.text
+    # a chunk at the second multiple dropped mid-way: not recorded, sent again
+    proc = server["proc"]
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=30) as sock:
+        head = (
+            f"PUT /lamin/api/uploads/{upload['id']}?offset={chunk} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{proc.port}\r\nAuthorization: token {proc.token}\r\n"
+            f"Content-Length: {chunk}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + data[chunk : chunk + MiB])
+    first = put(server, upload["id"], 0, data[:chunk])
+    assert first.status_code == 200 and first.json()["received"] == chunk, first.text
+    for _ in range(600):  # the dropped chunk still holds its range until the server notices
+        second = put(server, upload["id"], chunk, data[chunk : 2 * chunk])
+        if second.status_code != 409:
+            break
+        assert second.json().get("retry"), second.text
+        import time
+
+        time.sleep(0.05)
+    assert second.status_code == 200 and second.json()["received"] == len(data), second.text
+    r = commit(server, upload["id"])
+    assert r.status_code == 201 and stored_bytes(server, r.json()["artifact"]) == data
+
+
 def test_a_chunk_past_the_announced_size_is_refused_whole(server):
     upload = start(server, name="small.bin", size=100)
     assert put(server, upload["id"], 0, b"a" * 60).status_code == 200
