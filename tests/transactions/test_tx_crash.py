@@ -176,3 +176,37 @@ def test_two_transactions_on_one_key_never_share_a_version(pg_backend, make_file
     assert sorted(versions) == [1, 3, 4, 5] and len(set(versions)) == len(versions)
     assert ln.Artifact.get(key).version == 5
     assert_i1_i2_i3()
+
+
+@pytest.mark.parametrize("pg_backend", ["pg-local"], indirect=True)
+def test_an_outcome_that_cannot_be_read_back_is_left_to_repair(pg_backend, make_file) -> None:
+    from tests.support.faults_env import allow_connections
+
+    stored = {
+        "delete": ln.Artifact(make_file(), key="old/delete.csv").save(),
+        "trash": ln.Artifact(make_file(), key="old/trash.csv").save(),
+        "version": ln.Artifact(make_file(), key="runs/model.pt").save(),
+    }
+    ln.disconnect()  # the parent's pooled connections would be cut below as well
+    child = start_child(
+        {"op": "transaction", "steps": _steps(make_file, stored)}, fault="tx_before_commit:stop"
+    )
+    wait_until_stopped(child.pid)
+    allow_connections(pg_backend.db, False)  # an outage: no new connection, the old one cut
+    try:
+        assert _terminate_backend_in_commit(pg_backend.db) == 1
+        os.kill(child.pid, signal.SIGCONT)
+        result = finish_child(child)
+    finally:
+        allow_connections(pg_backend.db, True)
+    assert result.returncode == 0, result.stderr
+    assert result.output["committed"] is None
+    error = result.output["error"]
+    assert "outcome unknown" in error and "nothing was deleted" in error
+    assert "ln.repair(dry_run=False)" in error
+    # it had not committed: its rows stayed pending under a writer that is gone now, so the
+    # recovery that runs on connect already rolled them back
+    ln.connect()
+    assert _visible() == BEFORE
+    assert_i1_i2_i3()
+    assert _visible() == BEFORE
