@@ -132,8 +132,8 @@ class SaveReport:
         Returns
         -------
         str
-            For example ``"after fixing the cause, save only the 2 failed items again:
-            ln.retry_failed()"``.
+            For example "after fixing the cause, save only the 2 failed items again:
+            ln.retry_failed()".
 
         Examples
         --------

@@ -111,8 +111,8 @@ class PanelActions:
         from .progress import SaveProgress
 
         report = self.panel.report
-        if report is None or not report.failed_records():
-            return None
+        if report is None or not report.failed_records() or self.retries.children:
+            return None  # a second click queued behind the first one's retry: done already
         self._show_retry(False)  # one retry per panel; the new panel offers the next one
         child = SaveProgress(title="retrying the failed items", max_rows=self.panel.max_rows)
         self.retries.children += (child,)

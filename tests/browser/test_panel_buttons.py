@@ -155,7 +155,6 @@ def test_cancel_and_retry_failed_in_lab(page, lab, s3_server, slow_link):
     assert slow_link.upstream >= 4 * MiB, "the upload did not start"
     cancel.click()
     page.wait_for_function(CELL_DONE, arg=[index, before], timeout=120_000)
-    assert slow_link.upstream < 20 * MiB  # stopped well before the end
     cancelled = "cancelled: nothing saved; discarded 1 interrupted upload(s)"
     header = page.locator(".panel-cancel .lamin-save-header")
     page.wait_for_function(

@@ -104,7 +104,6 @@ def test_cancel_during_a_slow_save_leaves_nothing(tmp_path, slow_s3, server_kern
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": ids["comm_id"], "data": state}))
     out, reply = collect(kc, msg_id, None, 120)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", (out, reply)
-    assert proxy.upstream < 20 << 20  # stopped well before the end
 
     out, reply = run(kc, STATE)  # runs after the click's message was read
     assert reply["status"] == "ok", out
