@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
             "storage.local",
             "storage.s3",
             "storage.multipart",
+            "storage.verify",
             "localfiles",
             "workers",
             "nesting",
