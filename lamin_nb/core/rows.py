@@ -253,6 +253,9 @@ def abandoned(row: Any) -> bool:
 
 
 def insert_pending(session: Executor, rows: list[dict[str, Any]]) -> None:
+    if len(rows) == 1:  # a single save: a plain execute, not the executemany machinery
+        session.execute(_INSERT, rows[0])
+        return
     for part in chunks(rows):
         session.execute(_INSERT, list(part))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import warnings
@@ -101,6 +102,7 @@ def deleted_elsewhere(artifact: ArtifactRecord) -> str:
     )
 
 
+@functools.cache  # a password-database lookup per save cost more than a small save's SQL
 def user_name() -> str:
     try:
         return getpass.getuser()[:128]

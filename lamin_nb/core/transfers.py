@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from . import recovery, rows
 from .errors import StorageError
@@ -86,17 +86,20 @@ def taken_by_others(session: Any, uids: list[str], owner: str) -> set[str]:
     return found
 
 
+# built once: every save runs it, and building it cost more than SQLite takes to answer
+_JOURNALED_FROM = select(TABLE).where(
+    TABLE.c.source_path.in_(bindparam("paths", expanding=True)),
+    TABLE.c.status == PENDING,
+    TABLE.c.transfer_id.is_not(None),
+)
+
+
 def changed_sources(session: Any, paths: list[str]) -> dict[str, Any]:
     """Interrupted, journaled uploads of these source paths (by path), for telling a user
     whose file changed since why the save starts over."""
     found: dict[str, Any] = {}
     for part in rows.chunks(sorted(set(paths))):
-        stmt = select(TABLE).where(
-            TABLE.c.source_path.in_(part),
-            TABLE.c.status == PENDING,
-            TABLE.c.transfer_id.is_not(None),
-        )
-        for row in session.execute(stmt):
+        for row in session.execute(_JOURNALED_FROM, {"paths": list(part)}):
             if not rows.in_flight(row):
                 found.setdefault(row.source_path, row)
     return found

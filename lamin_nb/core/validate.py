@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Collection
 from datetime import datetime
@@ -141,16 +142,16 @@ def check_source(path: Any) -> Path:
         raise ValidationError(f"path {shorten(raw)}: only local files can be saved")
     try:
         source = Path(raw.removeprefix("file://")).expanduser()
-        source.stat()
+        mode = source.stat().st_mode  # one stat answers the three questions below
     except FileNotFoundError as exc:
         raise ValidationError(f"file {shorten(raw)} does not exist") from exc
     except OSError as exc:
         raise ValidationError(f"file {shorten(raw)} cannot be accessed: {exc.strerror}") from exc
     except (ValueError, RuntimeError) as exc:  # unencodable name, or no home folder for '~'
         raise ValidationError(f"path {shorten(raw)} is not a usable file name") from exc
-    if source.is_dir():
+    if stat.S_ISDIR(mode):
         raise ValidationError(f"{shorten(raw)} is a folder, not a file; use Artifact.from_dir")
-    if not source.is_file():
+    if not stat.S_ISREG(mode):
         raise ValidationError(f"{shorten(raw)} is not a regular file")
     try:
         with open(source, "rb") as fh:

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
             "storage.multipart",
             "storage.ordered",
             "storage.s3list",
+            "storage.verify",
             "localfiles",
             "workers",
             "nesting",
