@@ -132,9 +132,11 @@ def run_workers(plan: Plan, pool: list[str], workdir: Path, env: dict[str, str])
             "kill_at": (plan.saves // 2 if plan.kill and w == 0 else None),
         }
         child_env = {**env, "LAMIN_NB_LEASE_SECONDS": str(plan.lease_seconds)}
+        spec_file = workdir / f"worker-{w}.spec.json"  # the pool is too long for argv
+        spec_file.write_text(json.dumps(spec))
         procs.append(
             subprocess.Popen(
-                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                [sys.executable, __file__, "--worker", str(spec_file)],
                 env=child_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(json.loads(args.worker))
+        return worker(json.loads(Path(args.worker).read_text()))
     plan = Plan(procs=args.procs, saves=args.saves, fault_rate=args.fault_rate, kill=args.kill)
     with tempfile.TemporaryDirectory(prefix="lamin-load-") as tmp:
         return _standalone(plan, Path(tmp), args.json, args.s3)

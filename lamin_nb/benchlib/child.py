@@ -33,6 +33,15 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MB (VmRSS)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _check() -> dict[str, Any]:
     import lamin_nb as ln
 
@@ -60,11 +69,14 @@ def _bulk_save(folder: str) -> dict[str, Any]:
     paths = sorted(Path(folder).iterdir())
     base = _peak_mb()
     start = time.perf_counter()
-    report = ln.save([ln.Artifact(p) for p in paths])
+    artifacts = [ln.Artifact(p) for p in paths]
+    built = _rss_mb()  # what the caller's own list of artifacts takes
+    report = ln.save(artifacts)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
         "rss_base_mb": base,
+        "rss_artifacts_built_mb": built,
         "rss_peak_mb": _peak_mb(),
         "saved": len(report.saved),
     }
