@@ -53,6 +53,32 @@ SEND = """async ([token, chunk]) => {
   return [upload.id, (performance.now() - started) / 1000];
 }"""
 
+# what the sidebar's queue and the UploadWidget do: several chunks in flight, each at a
+# multiple of the server's chunk size (the server writes each at its offset)
+SEND_PARALLEL = """async ([token, lanes]) => {
+  const file = document.querySelector('#pick').files[0];
+  const api = '/lamin/api/';
+  const headers = {'Authorization': 'token ' + token};
+  let r = await fetch(api + 'uploads', {method: 'POST', headers,
+                      body: JSON.stringify({name: file.name, size: file.size})});
+  const upload = await r.json();
+  const chunk = upload.chunk_size;
+  const count = Math.ceil(file.size / chunk);
+  const started = performance.now();
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      const offset = (next++) * chunk;
+      const end = Math.min(offset + chunk, file.size);
+      const answer = await fetch(api + `uploads/${upload.id}?offset=${offset}`,
+                                 {method: 'PUT', headers, body: file.slice(offset, end)});
+      if (!answer.ok) throw new Error(await answer.text());
+    }
+  };
+  await Promise.all(Array.from({length: lanes}, lane));
+  return [upload.id, (performance.now() - started) / 1000];
+}"""
+
 
 class PeakRss(threading.Thread):
     def __init__(self, pid: int) -> None:
@@ -151,8 +177,13 @@ class Bench:
         self.cancel(upload_id)
         return seconds
 
-    def browser(self, page: Any, chunk: int, keep: bool = False) -> tuple[str, float]:
-        upload_id, seconds = page.evaluate(SEND, [self.server.token, chunk])
+    def browser(
+        self, page: Any, chunk: int, keep: bool = False, lanes: int = 1
+    ) -> tuple[str, float]:
+        if lanes > 1:
+            upload_id, seconds = page.evaluate(SEND_PARALLEL, [self.server.token, lanes])
+        else:
+            upload_id, seconds = page.evaluate(SEND, [self.server.token, chunk])
         if not keep:
             self.cancel(upload_id)
         return upload_id, seconds
@@ -191,11 +222,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--chunks", default="8,32,64", help="chunk sizes in MiB")
+    parser.add_argument("--chunks", default="16,64", help="chunk sizes in MiB, one in flight")
+    parser.add_argument(
+        "--lanes", default="4", help="chunks in flight (server's chunk size), e.g. 2,4"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     opts = parser.parse_args()
     size = opts.mib * MiB
-    chunks = [int(c) * MiB for c in opts.chunks.split(",")]
+    chunks = [int(c) * MiB for c in opts.chunks.split(",") if c]
+    lanes = [int(n) for n in opts.lanes.split(",") if n]
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
@@ -212,25 +247,28 @@ def main() -> None:
             page.evaluate("document.body.innerHTML = '<input type=file id=pick>'")
             page.set_input_files("#pick", str(bench.source))
             curl: list[float] = []
-            by_chunk: dict[int, list[float]] = {c: [] for c in chunks}
+            ways = [(c, 1) for c in chunks] + [(0, n) for n in lanes]
+            by_way: dict[tuple[int, int], list[float]] = {w: [] for w in ways}
             for run in range(opts.runs):
-                order = ["curl", *chunks] if run % 2 == 0 else [*chunks, "curl"]
+                order: list[Any] = ["curl", *ways] if run % 2 == 0 else [*ways, "curl"]
                 for what in order:
                     if what == "curl":
                         curl.append(bench.curl())
                     else:
-                        by_chunk[int(what)].append(bench.browser(page, int(what))[1])
+                        chunk, n = what
+                        by_way[what].append(bench.browser(page, chunk, lanes=n)[1])
             print(f"{opts.mib} MiB on loopback, {opts.runs} runs")
             print(line("curl --data-binary, one PUT", curl))
             results["curl_s"] = curl
             base = statistics.median(curl)
-            for chunk, values in by_chunk.items():
+            for (chunk, n), values in by_way.items():
                 rate = size / MiB / statistics.median(values)
                 ratio = base / statistics.median(values)
-                print(line(f"browser, {chunk // MiB} MiB chunks", values), end="")
+                label = f"{chunk // MiB} MiB chunks" if n == 1 else f"{n} chunks in flight"
+                print(line(f"browser, {label}", values), end="")
                 print(f"  {rate:.0f} MiB/s, {ratio:.2f}x curl")
-                results[f"browser_{chunk // MiB}mib_s"] = values
-            best = min(chunks, key=lambda c: statistics.median(by_chunk[c]))
+                results[f"browser_{chunk // MiB}mib_{n}_s"] = values
+            best_chunk, best_lanes = min(ways, key=lambda w: statistics.median(by_way[w]))
 
             # memory and commit, with the best chunk size; the server opens its instance
             # (engine, schema check) on first use: done before, so the commit is timed alone
@@ -241,7 +279,7 @@ def main() -> None:
             for _ in range(opts.runs):
                 rss = PeakRss(bench.server.proc.pid)  # type: ignore[union-attr]
                 rss.start()
-                upload_id, _ = bench.browser(page, best, keep=True)
+                upload_id, _ = bench.browser(page, best_chunk, keep=True, lanes=best_lanes)
                 growths.append(rss.stop() / MiB)
                 commits.append(bench.commit(upload_id))
                 saves.append(bench.plain_save())

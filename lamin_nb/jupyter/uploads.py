@@ -3,8 +3,10 @@
 - ``POST uploads`` ``{name, size, key?, description?, instance?}``: 201 ``{id, chunk_size,
   received, ...}``; the size is checked against the free disk space first.
 - ``GET uploads``: this user's unfinished uploads (what a reloaded page offers to resume).
-- ``PUT uploads/{id}?offset=N`` with the raw bytes (``Content-Length`` required): appends at
-  ``N``, streamed to disk as it arrives; a wrong ``N`` is 409 with the server's ``received``.
+- ``PUT uploads/{id}?offset=N`` with the raw bytes (``Content-Length`` required): written at
+  ``N``, streamed to disk as it arrives. ``N`` is ``received``, or a later multiple of
+  ``chunk_size`` (several chunks in flight); any other ``N`` is 409 with the server's
+  ``received``, which stays the prefix that arrived without a gap.
 - ``GET uploads/{id}``: ``{id, name, size, received, state}``.
 - ``POST uploads/{id}/commit`` ``{instance?}``: saves it through the save protocol, 201
   ``{artifact, deduplicated}`` (200 with the same answer when it was saved before).

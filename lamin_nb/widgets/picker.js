@@ -218,29 +218,60 @@ async function render({ model, el }) {
     }
   }
 
+  // several chunks in flight: the first from the server's offset, every later one at a
+  // multiple of the chunk size (the server writes each at its offset; `received` is the
+  // prefix without a gap)
+  const IN_FLIGHT = 4;
+
   async function send(file, entry, live) {
-    let offset = entry.received;
-    let busyTries = 0;
     const chunk = entry.chunk_size || 64 * 1024 * 1024;
-    while (offset < file.size) {
-      const end = Math.min(offset + chunk, file.size);
-      const route = `uploads/${entry.id}?offset=${offset}`;
-      const answer = await call(srv, "PUT", route, file.slice(offset, end), live.controller.signal);
-      if (answer.status === 409 && typeof answer.json.received === "number") {
-        offset = answer.json.received; // the server's truth (a chunk that partly arrived)
-        continue;
-      }
-      if (answer.status === 409 && answer.json.retry && busyTries < 100) {
-        busyTries += 1; // an aborted request (a reload) still holds the upload: wait for it
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        continue;
-      }
-      busyTries = 0;
-      if (!answer.ok) throw new Error(answer.json.error || `HTTP ${answer.status}`);
-      offset = answer.json.received;
-      const seconds = (performance.now() - live.started) / 1000;
-      live.rate = seconds > 0 ? (offset - live.startBytes) / seconds : 0;
-      patch(entry.id, { received: offset });
+    let from = entry.received;
+    while (from < file.size) {
+      let next = from;
+      let restart = null;
+      let stop = false;
+      const lane = async () => {
+        let busyTries = 0;
+        while (!stop && restart === null && next < file.size) {
+          const offset = next;
+          const end = Math.min((Math.floor(offset / chunk) + 1) * chunk, file.size);
+          next = end;
+          for (;;) {
+            const route = `uploads/${entry.id}?offset=${offset}`;
+            const answer = await call(srv, "PUT", route, file.slice(offset, end), live.controller.signal);
+            if (answer.status === 409 && typeof answer.json.received === "number") {
+              restart = Math.min(restart ?? answer.json.received, answer.json.received);
+              return; // the server's truth (a chunk that partly arrived): start again there
+            }
+            if (answer.status === 409 && answer.json.retry && busyTries < 100) {
+              busyTries += 1; // an aborted request (a reload) still holds it: wait for it
+              await new Promise((resolve) => setTimeout(resolve, 300));
+              continue;
+            }
+            busyTries = 0;
+            if (!answer.ok) throw new Error(answer.json.error || `HTTP ${answer.status}`);
+            entry.received = Math.max(entry.received, answer.json.received);
+            const seconds = (performance.now() - live.started) / 1000;
+            live.rate = seconds > 0 ? (entry.received - live.startBytes) / seconds : 0;
+            patch(entry.id, { received: entry.received });
+            break;
+          }
+        }
+      };
+      let failure = null;
+      await Promise.all(
+        Array.from({ length: IN_FLIGHT }, () =>
+          lane().catch((error) => {
+            stop = true; // the other lanes end after their current chunk
+            failure = failure || error;
+          }),
+        ),
+      );
+      if (failure) throw failure;
+      if (restart === null) return;
+      from = restart;
+      entry.received = restart;
+      patch(entry.id, { received: restart });
     }
   }
 

@@ -87,6 +87,11 @@ export interface IQueueOptions {
   parallel: number;
   /** Chunk size when the server names none. */
   chunkSize: number;
+  /**
+   * Chunks of one file in flight at once (default 1). Above 1, every chunk but the first
+   * starts at a multiple of the chunk size, which the server accepts ahead of `received`.
+   */
+  inFlight?: number;
   /** Tries of a chunk that got no answer (the network), each after `retryMs * tries`. */
   networkTries: number;
   retryMs: number;
@@ -98,6 +103,7 @@ export interface IQueueOptions {
 export const DEFAULT_QUEUE: IQueueOptions = {
   parallel: 3,
   chunkSize: 32 * 2 ** 20,
+  inFlight: 4,
   networkTries: 5,
   retryMs: 1000,
   busyTries: 100,
@@ -374,48 +380,107 @@ export class UploadQueue {
     };
     this.live.set(item.local, live);
     item.rate = 0;
-    let networkTries = 0;
-    let busyTries = 0;
     try {
-      while (item.received < item.size) {
-        const offset = item.received;
-        const end = Math.min(offset + item.chunkSize, item.size);
-        let received: number;
-        try {
-          received = await this.transport.put(item.id as string, offset, file.slice(offset, end), live.controller.signal);
-        } catch (error) {
-          if (this.isCancelled(item)) {
-            return;
-          }
-          if (error instanceof UploadError && error.status === 409 && error.received !== null) {
-            item.received = error.received; // the server's truth: go on from there
-            this.changed();
-            continue;
-          }
-          if (error instanceof UploadError && error.status === 409 && error.retry && busyTries < this.options.busyTries) {
-            busyTries += 1;
-            await this.clock.sleep(this.options.busyMs);
-            continue;
-          }
-          if (error instanceof UploadError && error.status === 0 && networkTries < this.options.networkTries) {
-            networkTries += 1;
-            await this.clock.sleep(this.options.retryMs * networkTries);
-            continue;
-          }
-          throw error;
-        }
-        networkTries = 0;
-        busyTries = 0;
-        if (this.isCancelled(item)) {
+      // a chunk refused for its offset (409 with the server's `received`): start again there
+      while (item.received < item.size && !this.isCancelled(item)) {
+        const restart = await this.sendFrom(item, file, live);
+        if (restart === null) {
           return;
         }
-        item.received = received;
-        const seconds = (this.clock.now() - live.startedAt) / 1000;
-        item.rate = seconds > 0 ? (received - live.startBytes) / seconds : 0;
+        item.received = restart;
         this.changed();
       }
     } finally {
       this.live.delete(item.local);
+    }
+  }
+
+  /**
+   * Send from `item.received` to the end, `inFlight` chunks at once. Returns the server's
+   * offset when it refused one (then the lanes stop after their current chunk), else null.
+   */
+  private async sendFrom(item: IUploadItem, file: IFileLike, live: ILive): Promise<number | null> {
+    const lanes = Math.max(1, this.options.inFlight ?? 1);
+    const chunk = item.chunkSize;
+    let next = item.received;
+    let restart: number | null = null;
+    let stop = false;
+    const take = (): [number, number] | null => {
+      if (stop || restart !== null || next >= item.size || this.isCancelled(item)) {
+        return null;
+      }
+      const offset = next;
+      // in parallel the next chunk starts at a multiple of the chunk size (the server's rule)
+      const end = Math.min(lanes > 1 ? (Math.floor(offset / chunk) + 1) * chunk : offset + chunk, item.size);
+      next = end;
+      return [offset, end];
+    };
+    const lane = async (): Promise<void> => {
+      let range = take();
+      while (range !== null) {
+        const answer = await this.putChunk(item, file, live, range[0], range[1]);
+        if (answer === null) {
+          return; // cancelled
+        }
+        if ('conflict' in answer) {
+          restart = restart === null ? answer.conflict : Math.min(restart, answer.conflict);
+          return;
+        }
+        item.received = Math.max(item.received, answer.received);
+        const seconds = (this.clock.now() - live.startedAt) / 1000;
+        item.rate = seconds > 0 ? (item.received - live.startBytes) / seconds : 0;
+        this.changed();
+        range = take();
+      }
+    };
+    let failure: { error: unknown } | null = null;
+    await Promise.all(
+      Array.from({ length: lanes }, () =>
+        lane().catch(error => {
+          stop = true; // the other lanes end after their current chunk
+          failure = failure ?? { error };
+        })
+      )
+    );
+    if (failure !== null) {
+      throw (failure as { error: unknown }).error;
+    }
+    return restart;
+  }
+
+  /** One chunk, tried again while the network fails or an older request holds the upload. */
+  private async putChunk(
+    item: IUploadItem,
+    file: IFileLike,
+    live: ILive,
+    offset: number,
+    end: number
+  ): Promise<{ received: number } | { conflict: number } | null> {
+    let networkTries = 0;
+    let busyTries = 0;
+    for (;;) {
+      try {
+        const received = await this.transport.put(item.id as string, offset, file.slice(offset, end), live.controller.signal);
+        return this.isCancelled(item) ? null : { received };
+      } catch (error) {
+        if (this.isCancelled(item)) {
+          return null;
+        }
+        if (error instanceof UploadError && error.status === 409 && error.received !== null) {
+          return { conflict: error.received }; // the server's truth: go on from there
+        }
+        if (error instanceof UploadError && error.status === 409 && error.retry && busyTries < this.options.busyTries) {
+          busyTries += 1;
+          await this.clock.sleep(this.options.busyMs);
+          continue;
+        }
+        if (error instanceof UploadError && error.status === 0 && networkTries < this.options.networkTries) {
+          networkTries += 1;
+          await this.clock.sleep(this.options.retryMs * networkTries);
+          continue;
+        }
+        throw error;
+      }
     }
   }
 

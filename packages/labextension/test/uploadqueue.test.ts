@@ -451,3 +451,95 @@ describe('keys and times', () => {
     expect(formatDuration(4000)).toBe('1 h 6 min');
   });
 });
+
+/**
+ * The server's rule for several chunks in flight: a chunk starts at `received` or at a later
+ * multiple of the chunk size; `received` is the prefix without a gap. Each PUT waits until
+ * the test lets it finish, so chunks can be made to arrive in any order.
+ */
+class RangeServer extends FakeServer {
+  waiting: (() => void)[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  private ranges = new Map<string, [number, number][]>();
+
+  async put(id: string, offset: number, body: Blob): Promise<number> {
+    const upload = this.uploads.get(id) as IStaged;
+    if (offset !== upload.received && (offset < upload.received || offset % upload.chunk_size)) {
+      throw new UploadError(409, `send the chunk at offset ${upload.received}`, upload.received);
+    }
+    this.inFlight += 1;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    await new Promise<void>(resolve => this.waiting.push(resolve));
+    this.inFlight -= 1;
+    this.puts.push({ id, offset, length: body.size });
+    const ranges = [...(this.ranges.get(id) ?? []), [offset, offset + body.size] as [number, number]];
+    ranges.sort((a, b) => a[0] - b[0]);
+    for (const [a, b] of ranges) {
+      if (a <= upload.received) {
+        upload.received = Math.max(upload.received, b);
+      }
+    }
+    this.ranges.set(id, ranges);
+    return upload.received;
+  }
+}
+
+describe('UploadQueue with several chunks in flight', () => {
+  it('sends chunks side by side; received is the server prefix; saved when all arrived', async () => {
+    const server = new RangeServer();
+    const queue = new UploadQueue(
+      server,
+      { parallel: 1, chunkSize: 4 * MiB, inFlight: 3, networkTries: 2, retryMs: 1000, busyTries: 3, busyMs: 300 },
+      new FakeClock()
+    );
+    const [item] = queue.add([{ file: new FakeFile('stack.tif', 30 * MiB), key: 'stack.tif' }], null);
+    await settle();
+    expect(server.maxInFlight).toBe(3);
+    expect(server.waiting.length).toBe(3);
+    // the last of the three arrives first: nothing counts as received yet
+    server.waiting.splice(2, 1)[0]();
+    await settle();
+    expect(item.received).toBe(0);
+    while (server.waiting.length > 0) {
+      server.waiting.shift()!();
+      await settle();
+    }
+    expect(server.maxInFlight).toBe(3);
+    expect(item.received).toBe(30 * MiB);
+    expect(item.state).toBe('saved');
+    const sent = server.puts.map(p => [p.offset / MiB, p.length / MiB]).sort((a, b) => a[0] - b[0]);
+    expect(sent).toEqual([
+      [0, 8],
+      [8, 8],
+      [16, 8],
+      [24, 6]
+    ]);
+  });
+
+  it('resumes a reloaded upload from the server offset, then aligns to the chunk size', async () => {
+    const server = new RangeServer();
+    const queue = new UploadQueue(
+      server,
+      { parallel: 1, chunkSize: 4 * MiB, inFlight: 2, networkTries: 2, retryMs: 1000, busyTries: 3, busyMs: 300 },
+      new FakeClock()
+    );
+    const upload = await server.create({ name: 'a.bin', size: 20 * MiB, key: 'a.bin', instance: null });
+    (server.uploads.get(upload.id) as IStaged).received = 3 * MiB; // a prefix from before the reload
+    await queue.restore();
+    const [item] = queue.items;
+    queue.resume(item, new FakeFile('a.bin', 20 * MiB));
+    for (let i = 0; i < 10 && item.state !== 'saved'; i++) {
+      await settle();
+      server.waiting.splice(0).forEach(release => release());
+    }
+    await settle();
+    expect(item.state).toBe('saved');
+    const sent = server.puts.map(p => [p.offset / MiB, p.length / MiB]).sort((a, b) => a[0] - b[0]);
+    expect(sent).toEqual([
+      [3, 5],
+      [8, 8],
+      [16, 4]
+    ]);
+  });
+});
