@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_at_least_one, default=50, help="newest N (at least 1)")
     p = sub.add_parser("check", help="compare database and storage (exit 1 if inconsistent)")
     p.add_argument("--deep", action="store_true", help="re-hash every object")
+    p.add_argument(
+        "--since-last",
+        action="store_true",
+        help="only what changed since the last full check (incremental)",
+    )
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("repair", help="show (and with --apply run) the repair plan")
     p.add_argument("--apply", action="store_true")
@@ -167,7 +172,7 @@ def _ls(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import lamin_nb as ln
 
-    report = ln.check(deep=args.deep)
+    report = ln.check(deep=args.deep, since="last" if args.since_last else None)
     print(json.dumps(report.to_dict(), default=str) if args.json else repr(report))
     return 0 if report.is_consistent else 1
 

@@ -3,6 +3,7 @@ reads (kept by database triggers)."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -89,3 +90,18 @@ def test_status_counts_are_kept_by_the_database(backend, make_file):
         truth = count_by_status(session)
     assert counts["committed"] + counts["trashed"] == truth["committed"] == 5
     assert (counts["trashed"], counts["lost"], counts["pending"]) == (1, 1, 0)
+
+
+def test_cli_check_since_last(local_instance, make_file, capsys):
+    from lamin_nb import cli
+
+    ln.Artifact(make_file()).save()
+    assert cli.main(["check"]) == 0
+    local_instance.storage.write_marker("x", b"")
+    local_instance.storage.local_path("late-stray.bin").write_bytes(b"x")
+    capsys.readouterr()
+    assert cli.main(["check", "--since-last", "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert found["since"] is not None and [o["name"] for o in found["orphans"]] == [
+        "late-stray.bin"
+    ]
