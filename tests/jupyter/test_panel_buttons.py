@@ -3,7 +3,7 @@
 Real failures: a bucket policy denies one object's key, then is lifted; a real SIGINT stops a
 large multipart upload to a real S3 server, and the page's "requested" message arrives after
 it, as it does in a kernel (the shell channel is busy while the cell runs). The kernel and
-browser versions are in test_cancel_kernel.py and tests/browser/test_panel_buttons.py.
+browser versions are in test_cancel_kernel.py and tests/browser/test_panel_buttons_lab.py.
 """
 
 from __future__ import annotations
