@@ -45,7 +45,6 @@ LAYERS: dict[str, int] = {
             "storage.local",
             "storage.s3",
             "storage.multipart",
-            "storage.verify",
             "localfiles",
             "workers",
             "nesting",
