@@ -47,7 +47,6 @@ LAYERS: dict[str, int] = {
             "storage.multipart",
             "storage.ordered",
             "storage.s3list",
-            "storage.verify",
             "localfiles",
             "workers",
             "nesting",

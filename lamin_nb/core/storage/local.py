@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, BinaryIO
 
 from ..errors import IntegrityError
 from ..faults import fault
-from ..hashing import CHUNK, hash_file
+from ..hashing import CHUNK, hash_file, hash_stream
 from ..settings import home
 from .base import (
     META,
@@ -26,9 +27,9 @@ from .base import (
     temp_name,
 )
 from .ordered import sorted_entries
-from .verify import Verifier, hash_while_flushing
 
 COPY_STEP = 32 * 1024 * 1024  # bytes per kernel copy call (progress and cancel between calls)
+PARALLEL_FLUSH = 32 * 1024 * 1024  # from this size, flush to disk while re-hashing
 RESUMABLE = 64 * 1024 * 1024  # from this size a journaled copy keeps its partial file
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -71,21 +72,20 @@ class LocalStorage(FsspecStorage):
         try:
             with open(source, "rb", buffering=0) as src, open(tmp, "xb+", buffering=0) as dst:
                 first = True
-                verify = Verifier.for_copy(dst, os.fstat(src.fileno()).st_size, expected_hash)
-                with verify:
-                    while n := _copy_chunk(src, dst):
-                        verify.written(dst.tell())
-                        if on_bytes is not None:
-                            on_bytes(n)
-                        if os.fstat(dst.fileno()).st_nlink == 0:  # cheap, once per piece
-                            raise FileNotFoundError(
-                                errno.ENOENT, "the temporary upload was removed meanwhile", str(tmp)
-                            )
-                        if first:
-                            fault("mid_upload")
-                            first = False
-                    if not verify.matches(dst, expected_hash):
-                        raise IntegrityError(f"{source} changed after it was hashed; save it again")
+                while n := _copy_chunk(src, dst):
+                    if on_bytes is not None:
+                        on_bytes(n)
+                    if os.fstat(dst.fileno()).st_nlink == 0:  # cheap, once per piece
+                        raise FileNotFoundError(
+                            errno.ENOENT, "the temporary upload was removed meanwhile", str(tmp)
+                        )
+                    if first:
+                        fault("mid_upload")
+                        first = False
+                if expected_hash is None:
+                    os.fdatasync(dst.fileno())
+                elif _hash_while_flushing(dst) != expected_hash:
+                    raise IntegrityError(f"{source} changed after it was hashed; save it again")
                 # a stored object is never edited in place (load() returns its path): read-only
                 # from the moment it appears; deleting it needs only the folder's write access
                 os.fchmod(dst.fileno(), READ_ONLY)
@@ -203,21 +203,20 @@ class _Resumable:
                 dst.seek(offset)
                 done = offset
                 first = True
-                verify = Verifier.for_copy(dst, self.size, expected_hash, offset)
-                with verify:
-                    while n := _copy_chunk(src, dst):
-                        done += n
-                        verify.written(done)
-                        self.journal.progressed(done // COPY_STEP, done)
-                        if on_bytes is not None:
-                            on_bytes(n)
-                        if first:
-                            fault("mid_upload")
-                            first = False
-                    if not verify.matches(dst, expected_hash):
-                        raise IntegrityError(
-                            f"{self.source} changed after it was hashed; save it again"
-                        )
+                while n := _copy_chunk(src, dst):
+                    done += n
+                    self.journal.progressed(done // COPY_STEP, done)
+                    if on_bytes is not None:
+                        on_bytes(n)
+                    if first:
+                        fault("mid_upload")
+                        first = False
+                if expected_hash is None:
+                    os.fdatasync(dst.fileno())
+                elif _hash_while_flushing(dst) != expected_hash:
+                    raise IntegrityError(
+                        f"{self.source} changed after it was hashed; save it again"
+                    )
             os.replace(tmp, Path(self.storage.managed, self.name))
         except IntegrityError:
             tmp.unlink(missing_ok=True)  # the source changed: nothing of it may remain
@@ -279,7 +278,7 @@ def _finish_linked(
                 on_bytes(size)
             if expected_hash is None:
                 os.fdatasync(dst.fileno())
-            elif hash_while_flushing(dst) != expected_hash:
+            elif _hash_while_flushing(dst) != expected_hash:
                 raise IntegrityError(f"{source} changed after it was hashed; save it again")
             os.fchmod(dst.fileno(), READ_ONLY)
         os.replace(tmp, target)
@@ -316,6 +315,37 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     while view:
         view = view[dst.write(view) :]
     return len(data)
+
+
+def _hash_while_flushing(dst: BinaryIO) -> str:
+    """Hash what was written (from the page cache) and make it durable.
+
+    For large files the fdatasync runs in a thread while the hash is computed, so the disk
+    writes and the CPU work overlap instead of adding up.
+    """
+    size = dst.tell()
+    dst.seek(0)
+    if size < PARALLEL_FLUSH:
+        digest = hash_stream(dst, size_hint=size)[0]
+        os.fdatasync(dst.fileno())
+        return digest
+    failures: list[OSError] = []
+
+    def flush() -> None:
+        try:
+            os.fdatasync(dst.fileno())
+        except OSError as exc:
+            failures.append(exc)
+
+    flusher = threading.Thread(target=flush, name="lamin-nb-fdatasync", daemon=True)
+    flusher.start()
+    try:
+        digest = hash_stream(dst, size_hint=size)[0]
+    finally:
+        flusher.join()  # before the file is closed: the thread uses its descriptor
+    if failures:
+        raise failures[0]
+    return digest
 
 
 def _from_ts(ts: float) -> datetime:
