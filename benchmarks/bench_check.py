@@ -125,9 +125,9 @@ def populate(inst: Any, n: int) -> None:
 
 
 def _write_objects(storage: Any, objects: dict[str, bytes]) -> None:
-    if storage.is_local:
+    if storage.local_path("") is not None:
         for name, data in objects.items():
-            Path(storage.managed, name).write_bytes(data)
+            Path(storage.local_path(name)).write_bytes(data)
     else:
         storage.fs.pipe({storage.path(name): data for name, data in objects.items()}, batch_size=64)
 
