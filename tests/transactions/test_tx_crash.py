@@ -11,14 +11,17 @@ connection inside its COMMIT, and two writers racing for one key's next version.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lamin_nb as ln
+from lamin_nb.core.instance import current
 from tests.support.crashes import (
     assert_i1_i2_i3,
     finish_child,
@@ -28,6 +31,7 @@ from tests.support.crashes import (
     wait_until_stopped,
 )
 from tests.support.faults_env import db_name, pg_admin
+from tests.support.pg_proxy import CommitReplyLostProxy
 
 PG_BACKENDS = ["pg-local", "pg-s3"]
 
@@ -210,3 +214,67 @@ def test_an_outcome_that_cannot_be_read_back_is_left_to_repair(pg_backend, make_
     assert _visible() == BEFORE
     assert_i1_i2_i3()
     assert _visible() == BEFORE
+
+
+@pytest.fixture
+def lost_reply_proxy(pg_url: str) -> Iterator[CommitReplyLostProxy]:
+    """PostgreSQL behind a proxy that can lose the reply to one COMMIT."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(pg_url)
+    proxy = CommitReplyLostProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    yield proxy
+    ln.disconnect()  # its pooled connections go through the proxy
+    proxy.stop()
+
+
+def _plain_rows(url: str) -> tuple[dict[str, tuple[str, str, bool]], list[tuple[int, int]]]:
+    """Artifact rows (key -> uid+suffix, status, latest) and transaction markers, read over a
+    connection of its own, not lamin_nb's."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        artifacts = conn.execute(
+            "SELECT key, uid || suffix, status, is_latest FROM lamin_artifact"
+        ).fetchall()
+        markers = conn.execute("SELECT n_saved, n_deleted FROM lamin_transaction").fetchall()
+    return {k: (name, status, latest) for k, name, status, latest in artifacts}, markers
+
+
+@pytest.mark.parametrize("name", PG_BACKENDS)
+def test_commit_applied_but_its_reply_lost_reads_back_committed(
+    name, tmp_path, request, lost_reply_proxy, make_file, caplog
+) -> None:
+    from tests.conftest import make_backend
+
+    b = make_backend(name, tmp_path, request)
+    ln.init(storage=b.storage, db=lost_reply_proxy.url(b.db or ""))
+    inst = current()
+    old = ln.Artifact(make_file(), key="old/delete.bin").save()
+    kept = ln.Artifact(make_file(), key="old/kept.bin").save()
+    old_name, kept_bytes = f"{old.uid}{old.suffix}", Path(kept.cache()).read_bytes()
+    sources = {"runs/model.bin": make_file(), "runs/metrics.bin": make_file()}
+    lost_reply_proxy.arm()  # the COMMIT after the block's marker insert loses its reply
+    with caplog.at_level(logging.INFO, logger="lamin_nb"), ln.transaction() as block:
+        for key, path in sources.items():
+            ln.Artifact(path, key=key).save()
+        ln.Artifact.get("old/delete.bin").delete(permanent=True)
+    # the server applied the COMMIT; lamin_nb saw its connection drop, read the marker back
+    assert lost_reply_proxy.cut.is_set() and lost_reply_proxy.applied.wait(10)
+    assert lost_reply_proxy.replies == ["COMMIT"]
+    assert "lost during COMMIT; read back: committed" in caplog.text
+    assert block.outcome is not None and block.outcome.committed is True
+    assert (block.outcome.saved, block.outcome.deleted) == (2, 1)
+    stored, markers = _plain_rows(b.db or "")
+    assert markers == [(2, 1)]
+    assert set(stored) == {"old/kept.bin", *sources}  # the delete's row is gone too
+    assert all(status == "committed" and latest for _, status, latest in stored.values())
+    assert not inst.storage.exists(old_name)
+    for key, path in sources.items():
+        with inst.storage.open(stored[key][0]) as f:
+            assert f.read() == path.read_bytes()
+        assert Path(ln.Artifact.get(key).cache()).read_bytes() == path.read_bytes()
+    with inst.storage.open(stored["old/kept.bin"][0]) as f:
+        assert f.read() == kept_bytes
+    assert ln.check(deep=True).is_consistent
+    assert_i1_i2_i3()
