@@ -6,7 +6,9 @@ connection inside its COMMIT, and two writers racing for one key's next version.
   removes their objects and rows; what the block trashed or deleted is intact;
 - killed after the commit: everything is committed; repair finishes the deletes;
 - connection killed during COMMIT: resolved by reading back, the rows removed only once the
-  read-back shows the commit did not happen.
+  read-back shows the commit did not happen;
+- COMMIT applied by the server but its reply lost (a proxy cuts the client right after
+  forwarding it): read back as committed, the saves kept, the delete finished.
 """
 
 from __future__ import annotations
