@@ -82,10 +82,7 @@ class LocalStorage(FsspecStorage):
                     if first:
                         fault("mid_upload")
                         first = False
-                if expected_hash is None:
-                    os.fdatasync(dst.fileno())
-                elif _hash_while_flushing(dst) != expected_hash:
-                    raise IntegrityError(f"{source} changed after it was hashed; save it again")
+                _flush_verified(dst, expected_hash, source)
                 # a stored object is never edited in place (load() returns its path): read-only
                 # from the moment it appears; deleting it needs only the folder's write access
                 os.fchmod(dst.fileno(), READ_ONLY)
@@ -211,12 +208,7 @@ class _Resumable:
                     if first:
                         fault("mid_upload")
                         first = False
-                if expected_hash is None:
-                    os.fdatasync(dst.fileno())
-                elif _hash_while_flushing(dst) != expected_hash:
-                    raise IntegrityError(
-                        f"{self.source} changed after it was hashed; save it again"
-                    )
+                _flush_verified(dst, expected_hash, self.source)
             os.replace(tmp, Path(self.storage.managed, self.name))
         except IntegrityError:
             tmp.unlink(missing_ok=True)  # the source changed: nothing of it may remain
@@ -276,10 +268,7 @@ def _finish_linked(
             size = dst.seek(0, os.SEEK_END)
             if on_bytes is not None:
                 on_bytes(size)
-            if expected_hash is None:
-                os.fdatasync(dst.fileno())
-            elif _hash_while_flushing(dst) != expected_hash:
-                raise IntegrityError(f"{source} changed after it was hashed; save it again")
+            _flush_verified(dst, expected_hash, source)
             os.fchmod(dst.fileno(), READ_ONLY)
         os.replace(tmp, target)
     except BaseException:
@@ -315,6 +304,15 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     while view:
         view = view[dst.write(view) :]
     return len(data)
+
+
+def _flush_verified(dst: BinaryIO, expected_hash: str | None, source: object) -> None:
+    """Make ``dst`` durable; given the hash the save recorded, verify the written bytes while
+    they are flushed, so a source rewritten after it was hashed fails here, before the rename."""
+    if expected_hash is None:
+        os.fdatasync(dst.fileno())
+    elif _hash_while_flushing(dst) != expected_hash:
+        raise IntegrityError(f"{source} changed after it was hashed; save it again")
 
 
 def _hash_while_flushing(dst: BinaryIO) -> str:
