@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -17,6 +20,8 @@ from lamin_nb.core.instance import current
 from lamin_nb.core.models import ArtifactRow, utcnow
 from lamin_nb.core.owners import process_owner
 from lamin_nb.core.rows import count_by_status
+from tests.support.proxy import CountingProxy
+from tests.support.servers import s3_env
 from tests.support.storage_ops import raw_delete, raw_put
 
 
@@ -140,3 +145,56 @@ def test_cli_check_since_last(local_instance, make_file, capsys):
     assert "note: objects written outside lamin_nb" in capsys.readouterr().out
     assert cli.main(["check"]) == 1  # the full check finds the stray
     assert "late-stray.bin" in capsys.readouterr().out
+
+
+@pytest.fixture
+def s3_behind_proxy(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An S3 instance on moto reached through the counting proxy: the requests it logs are
+    the ones that really reach the server."""
+    import s3fs
+
+    host, port = s3_server.endpoint.removeprefix("http://").split(":")
+    proxy = CountingProxy(host, int(port)).start()
+    for name, value in s3_env(proxy.endpoint).items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached one would bypass the proxy
+    bucket = s3_server.new_bucket()
+    ln.init(storage=f"s3://{bucket}/team")
+    yield SimpleNamespace(proxy=proxy, bucket=bucket, client=s3_server.client())
+    ln.disconnect()
+    proxy.stop()
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_incremental_check_sends_no_list_request_on_s3(s3_behind_proxy, make_file):
+    """The storage holds thousands of objects (several LIST pages): the full check lists them
+    all; the incremental one sends a HEAD per changed or in-flight row and no LIST at all."""
+    env = s3_behind_proxy
+    for i in range(2500):  # written straight to the server, not through the proxy
+        env.client.put_object(Bucket=env.bucket, Key=f"team/.lamindb/zz-bulk-{i:05}.bin", Body=b"")
+    kept = ln.Artifact(make_file(), key="s/kept.bin").save()
+    env.proxy.reset()
+    full = ln.check()
+    assert len(env.proxy.list_requests(env.bucket)) >= 3  # 2,500 objects: three pages at least
+    assert full.n_objects == 2501 and full.count("orphans") == 2500
+
+    gone, uploading = (ln.Artifact(make_file(), key=f"s/new{i}.bin").save() for i in range(2))
+    env.client.delete_object(Bucket=env.bucket, Key=f"team/.lamindb/{gone.uid}{gone.suffix}")
+    with current().db.write() as session:
+        session.execute(
+            update(ArtifactRow)
+            .where(ArtifactRow.uid == uploading.uid)
+            .values(status="pending", owner=process_owner(), lease_expires_at=utcnow())
+        )
+    env.proxy.reset()
+    report = ln.check(since="last")
+
+    assert env.proxy.list_requests(env.bucket) == []
+    heads = [line for line in env.proxy.requests if line.startswith("HEAD ")]
+    # one per row changed since the full check (within the clock-skew margin: all three),
+    # and one more for the missing object, looked at again before it is reported
+    assert len(heads) == 4, env.proxy.requests
+    assert [m.uid for m in report.missing] == [gone.uid]
+    assert [p.uid for p in report.pending] == [uploading.uid]
+    assert report.orphans == [] and report.not_looked_for
+    assert kept.uid not in {m.uid for m in report.missing}
