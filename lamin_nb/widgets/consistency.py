@@ -236,6 +236,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
             toned(f"<b>{mark} storage and database are {verdict}</b>", _tone(report))
             + f" &middot; {esc(report.storage)} &middot; checked {checked} UTC ({mode})"
         )
+        if report.not_looked_for:  # incremental: strays written outside lamin_nb not looked for
+            note = esc(report.not_looked_for)
+            parts.status.value += f'<br><span class="lamin-note">{note}</span>'
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
         counts = [("ok", report.n_ok)] + [(n, report.count(n)) for n, _ in CATEGORIES]
