@@ -100,6 +100,30 @@ def lookup(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
         return {info.name: info for info in pool.map(inst.storage.info, names) if info}
 
 
+def refresh_since(inst: Instance, full_every: float) -> str | None:
+    """What a periodic refresh (the status bar) should check: ``"last"`` (incremental), or
+    None (a full check) once the last full one is ``full_every`` seconds old or never ran,
+    since only a full check finds objects written outside lamin_nb.
+
+    Parameters
+    ----------
+    inst : Instance
+        The instance refreshed.
+    full_every : float
+        Seconds between full checks; 0: every refresh is a full check.
+
+    Returns
+    -------
+    str or None
+        The ``since`` to pass to ``ln.check``.
+    """
+    last = last_full_check(inst)
+    if last is None or full_every <= 0:
+        return None
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return "last" if (now - last).total_seconds() < full_every else None
+
+
 def not_looked_for(since: datetime) -> str:
     """What an incremental check leaves to a full one, in words (the report's note)."""
     return (

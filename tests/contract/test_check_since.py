@@ -17,7 +17,7 @@ import lamin_nb as ln
 from lamin_nb.core import incremental
 from lamin_nb.core.browse import status_counts
 from lamin_nb.core.instance import current
-from lamin_nb.core.models import ArtifactRow, utcnow
+from lamin_nb.core.models import ArtifactRow, SettingRow, utcnow
 from lamin_nb.core.owners import process_owner
 from lamin_nb.core.rows import count_by_status
 from tests.support.proxy import CountingProxy
@@ -198,3 +198,20 @@ def test_incremental_check_sends_no_list_request_on_s3(s3_behind_proxy, make_fil
     assert [p.uid for p in report.pending] == [uploading.uid]
     assert report.orphans == [] and report.not_looked_for
     assert kept.uid not in {m.uid for m in report.missing}
+
+
+def test_a_periodic_refresh_is_full_once_the_last_full_check_is_old(local_instance, make_file):
+    """The status bar's refresh: incremental, but full when no full check ran within the
+    interval (only a full check finds objects written outside lamin_nb)."""
+    ln.Artifact(make_file()).save()
+    assert incremental.refresh_since(local_instance, 3600) is None  # never ran
+    ln.check()
+    assert incremental.refresh_since(local_instance, 3600) == "last"
+    assert incremental.refresh_since(local_instance, 0) is None
+    with current().db.write() as session:  # as if the last full check ran two hours ago
+        session.execute(
+            update(SettingRow)
+            .where(SettingRow.key == incremental.LAST_FULL_CHECK)
+            .values(value=(utcnow() - timedelta(hours=2)).isoformat())
+        )
+    assert incremental.refresh_since(local_instance, 3600) is None
