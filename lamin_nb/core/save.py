@@ -553,6 +553,9 @@ class SaveRun:
                 item.journal,
             )
             item.uploaded = True
+            # done with: an uploaded item is never resumed (``_keeps``); a bulk save would
+            # otherwise hold one journal, its lock and callbacks per file to the end
+            item.journal = item.resume_row = None
         except Cancelled:
             return
         except Exception as exc:
