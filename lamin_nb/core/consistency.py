@@ -46,9 +46,12 @@ def check(
     once more before they are reported. Nothing is changed, except that a full check records
     when it ran; ``ln.repair`` acts on what the check finds.
 
-    ``since`` makes an incremental check: only rows changed since then (and every in-flight
-    row) and objects written since then are compared, so its cost follows the changes. A full
-    check remains the ground truth.
+    ``since`` makes an incremental check: only rows changed since then and every in-flight
+    row are compared with their objects (one lookup each, no listing of the storage), so its
+    cost follows the changes, not the size of the instance. It does not look for objects
+    written outside lamin_nb (no row claims them) nor for objects deleted behind lamin_nb's
+    back from rows that did not change: only a full check finds those, and the report says
+    so (``not_looked_for``). A full check remains the ground truth.
 
     Parameters
     ----------
@@ -107,25 +110,32 @@ def _record(inst: Instance, report: ConsistencyReport) -> None:
 
 
 def _check_since(inst: Instance, deep: bool, since: datetime) -> ConsistencyReport:
+    """Rows changed since ``since`` and every in-flight row, one object lookup each; no
+    listing of the storage (DESIGN §12): its cost follows the changes."""
     report = ConsistencyReport(inst.storage.root, deep, utcnow(), since=since)
+    report.not_looked_for = incremental.not_looked_for(since)
     merge = _Merge(inst, report)
+    leaving: list[str] = []  # deleting rows' objects: their temporaries are orphans
     with inst.db.read() as session:
         ordered = ROWS.order_by(_name_order(inst))
         changed = incremental.changed_rows(session, ordered, since, BATCH)
         for batch in incremental.batches(changed, incremental.LOOKUP_BATCH):
             found = incremental.lookup(inst, [row.uid + row.suffix for row in batch])
             for row in batch:
-                merge.row(row, row.uid + row.suffix, found.get(row.uid + row.suffix))
-    seen = [0]
-    written = incremental.written_since(inst.storage.list_objects(), since, seen)
-    for batch in incremental.batches(written, incremental.LOOKUP_BATCH):
+                name = row.uid + row.suffix
+                merge.row(row, name, found.get(name))
+                if row.status == DELETING:
+                    leaving.append(name)
+    # a pending row's temporaries are its upload in progress (never reported, as in a full
+    # check); a deleting row's are left over: orphans unless a save claims them again
+    for batch in incremental.batches(inst.storage.list_temps(leaving), incremental.LOOKUP_BATCH):
         claimed = _claimed_now(inst, [info.name for info in batch])
         for info in batch:
+            report.n_objects += 1
             if info.name not in claimed and _keep(report, "orphans", merge.orphans):
                 merge.orphans.append(info)
-    report.n_objects = seen[0]
-    _recheck_missing(inst, report, merge.missing, report.checked_at)
-    _recheck_orphans(inst, report, merge.orphans, report.checked_at)
+    _recheck_missing(inst, report, merge.missing, report.checked_at, listing=False)
+    _recheck_orphans(inst, report, merge.orphans, report.checked_at, listing=False)
     _add_warnings(inst, report)
     return report
 
@@ -265,9 +275,13 @@ def _add_warnings(inst: Instance, report: ConsistencyReport) -> None:
 
 
 def _recheck_missing(
-    inst: Instance, report: ConsistencyReport, candidates: list[tuple[Any, str]], now: datetime
+    inst: Instance,
+    report: ConsistencyReport,
+    candidates: list[tuple[Any, str]],
+    now: datetime,
+    listing: bool = True,
 ) -> None:
-    found = _present(inst, [name for _, name in candidates])
+    found = _present(inst, [name for _, name in candidates], listing)
     absent = [row.uid for row, name in candidates if name not in found]
     still_committed: set[str] = set()
     if absent:  # a delete may have started since the rows were read: it marks the row first
@@ -280,14 +294,18 @@ def _recheck_missing(
 
 
 def _recheck_orphans(
-    inst: Instance, report: ConsistencyReport, candidates: list[ObjectInfo], now: datetime
+    inst: Instance,
+    report: ConsistencyReport,
+    candidates: list[ObjectInfo],
+    now: datetime,
+    listing: bool = True,
 ) -> None:
     """An object listed without a row in the snapshot: a save may have reserved its row since
     (rows come first), or a delete removed it since it was listed."""
     if not candidates:
         return
     claimed = _claimed_now(inst, [info.name for info in candidates])
-    still = _present(inst, [info.name for info in candidates if info.name not in claimed])
+    still = _present(inst, [info.name for info in candidates if info.name not in claimed], listing)
     for info in candidates:
         if info.name in still:
             report.orphans.append(Orphan(info.name, info.size, (now - info.mtime).total_seconds()))
@@ -311,13 +329,13 @@ def _claimed_now(inst: Instance, names: list[str]) -> set[str]:
     return claimed
 
 
-def _present(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
-    """Which of ``names`` exist now: one lookup each, or one more listing if there are many."""
+def _present(inst: Instance, names: list[str], listing: bool = True) -> dict[str, ObjectInfo]:
+    """Which of ``names`` exist now: one lookup each, or one more listing if there are many
+    (and ``listing`` allows it: an incremental check never lists the storage)."""
     if not names:
         return {}
-    if len(names) <= RECHECK_ONE_BY_ONE:
-        infos = (inst.storage.info(name) for name in names)
-        return {info.name: info for info in infos if info is not None}
+    if len(names) <= RECHECK_ONE_BY_ONE or not listing:
+        return incremental.lookup(inst, names)
     wanted = set(names)
     return {info.name: info for info in inst.storage.list_objects() if info.name in wanted}
 

@@ -116,6 +116,10 @@ class ConsistencyReport:
     since : datetime.datetime or None
         For an incremental check (``ln.check(since=...)``): the time it looked back to; None
         for a full check.
+    not_looked_for : str or None
+        What this check did not look for: an incremental check does not list the storage, so
+        objects written outside lamin_nb since ``since`` (no row claims them) are found only
+        by a full check. None for a full check.
 
     Examples
     --------
@@ -142,6 +146,7 @@ class ConsistencyReport:
     warnings: list[str] = field(default_factory=list)
     not_listed: dict[str, int] = field(default_factory=dict)
     since: datetime | None = None
+    not_looked_for: str | None = None
 
     @property
     def is_consistent(self) -> bool:
@@ -246,6 +251,8 @@ class ConsistencyReport:
             if more > 0:
                 lines.append(f"  {title}: ... and {more} more")
         lines += [f"  warning: {text}" for text in self.warnings]
+        if self.not_looked_for:
+            lines.append(f"  note: {self.not_looked_for}")
         return "\n".join(lines)
 
 

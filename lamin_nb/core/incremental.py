@@ -1,11 +1,10 @@
 """``ln.check(since=...)``: only what changed since a time, usually the last full check.
 
 Rows changed since then (``updated_at``, indexed) and every in-flight row are looked up one
-object each; objects listed with a modification time since then are looked up in the
-database in batches. Nothing else is compared, so the cost follows the changes (plus one
-listing pass that keeps nothing), not the size of the instance. A full check stays the ground
-truth: an object deleted behind lamin_nb's back from a row that did not change is found only
-by a full one.
+object each (a stat or a HEAD), plus the temporary uploads of deleting rows. The storage is not
+listed, so the cost follows the changes, not the size of the instance. A full check stays the
+ground truth: objects written outside lamin_nb (no row claims them) and objects deleted behind
+lamin_nb's back from a row that did not change are found only by a full one.
 """
 
 from __future__ import annotations
@@ -101,18 +100,41 @@ def lookup(inst: Instance, names: list[str]) -> dict[str, ObjectInfo]:
         return {info.name: info for info in pool.map(inst.storage.info, names) if info}
 
 
-def written_since(
-    objects: Iterator[ObjectInfo], since: datetime, seen: list[int]
-) -> Iterator[ObjectInfo]:
-    """The objects modified since ``since``; counts every object in ``seen[0]``."""
-    after = since - SKEW
-    for info in objects:
-        seen[0] += 1
-        if info.mtime >= after:
-            yield info
+def refresh_since(inst: Instance, full_every: float) -> str | None:
+    """What a periodic refresh (the status bar) should check: ``"last"`` (incremental), or
+    None (a full check) once the last full one is ``full_every`` seconds old or never ran,
+    since only a full check finds objects written outside lamin_nb.
+
+    Parameters
+    ----------
+    inst : Instance
+        The instance refreshed.
+    full_every : float
+        Seconds between full checks; 0: every refresh is a full check.
+
+    Returns
+    -------
+    str or None
+        The ``since`` to pass to ``ln.check``.
+    """
+    last = last_full_check(inst)
+    if last is None or full_every <= 0:
+        return None
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return "last" if (now - last).total_seconds() < full_every else None
+
+
+def not_looked_for(since: datetime) -> str:
+    """What an incremental check leaves to a full one, in words (the report's note)."""
+    return (
+        f"objects written outside lamin_nb since {since:%Y-%m-%d %H:%M:%S} UTC (orphans no row "
+        "claims) were not looked for: an incremental check does not list the storage; run a "
+        "full ln.check() to find them"
+    )
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``."""
     found = iter(items)
     while batch := list(islice(found, size)):
         yield batch

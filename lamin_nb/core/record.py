@@ -47,6 +47,13 @@ ROW_FIELDS = (
 )
 
 
+def row_values(row: Row[Any]) -> tuple[Any, ...]:
+    """What ``adopt_row`` takes from ``row``, as a plain tuple: a bulk save holds one per item
+    between reading its rows back and its commit (a Row and the columns not adopted are
+    several times larger)."""
+    return (*(getattr(row, name) for name in ROW_FIELDS), row.hash)
+
+
 class ArtifactRecord:
     """An artifact's fields and protocol state: what a row holds, and where its content is.
 
@@ -111,6 +118,12 @@ class ArtifactRecord:
         for name in ROW_FIELDS:
             setattr(self, name, getattr(row, name))
         self.digest = row.hash
+
+    def adopt_values(self, values: tuple[Any, ...]) -> None:
+        """``adopt_row`` from ``row_values(row)``."""
+        for name, value in zip(ROW_FIELDS, values[:-1], strict=True):
+            setattr(self, name, value)
+        self.digest = values[-1]
 
     def adopt(self, other: ArtifactRecord) -> None:
         """Take the stored state of ``other`` (the same content, saved by it)."""

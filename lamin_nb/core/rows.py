@@ -124,11 +124,13 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 def by_uids(session: Executor, uids: Sequence[str]) -> dict[str, Row[Any]]:
     """Read-only snapshots (Core rows: ``row.uid``, ``row.status``, ...), cheaper than ORM
     objects when a bulk save looks up thousands of rows."""
-    found: dict[str, Row[Any]] = {}
+    return {row.uid: row for row in iter_by_uids(session, uids)}
+
+
+def iter_by_uids(session: Executor, uids: Sequence[str]) -> Iterator[Row[Any]]:
+    """``by_uids`` one chunk at a time, for a caller that keeps only a few fields of each."""
     for part in chunks(list(uids)):
-        for row in session.execute(_BY_UID, {"uids": list(part)}):
-            found[row.uid] = row
-    return found
+        yield from session.execute(_BY_UID, {"uids": list(part)})
 
 
 def existing_uids(session: Executor, uids: Sequence[str]) -> set[str]:

@@ -41,7 +41,7 @@ from .faults import fault
 from .instance import Instance
 from .models import COMMITTED, PENDING
 from .owners import describe_owner, new_owner, running
-from .record import ArtifactRecord, keep_staged_copy
+from .record import ArtifactRecord, keep_staged_copy, row_values
 from .record import item_label as label
 from .report import KeyConflict, SaveReport, key_not_saved
 from .reserve import pending_rows
@@ -553,6 +553,9 @@ class SaveRun:
                 item.journal,
             )
             item.uploaded = True
+            # done with: an uploaded item is never resumed (``_keeps``); a bulk save would
+            # otherwise hold one journal, its lock and callbacks per file to the end
+            item.journal = item.resume_row = None
         except Cancelled:
             return
         except Exception as exc:
@@ -611,7 +614,7 @@ class SaveRun:
                 mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
                 rows.refresh_latest(session, [i.artifact.key for i in ready])
                 rows.raise_marks(session, [i.artifact.key for i in ready])
-                stored = rows.by_uids(session, mine)
+                stored = {row.uid: row_values(row) for row in rows.iter_by_uids(session, mine)}
         except Exception as exc:
             self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc, db_kind(exc))
             return
@@ -643,11 +646,11 @@ class SaveRun:
                 )
         self._undo(items, S.FAILED, RESERVATION_GONE)
 
-    def _adopt_committed(self, items: list[Item], stored: dict[str, Row[Any]]) -> None:
+    def _adopt_committed(self, items: list[Item], stored: dict[str, tuple[Any, ...]]) -> None:
         for item in items:
-            row = stored.get(item.artifact.uid)
-            if row is not None and not item.done:
-                item.artifact.adopt_row(row)
+            values = stored.get(item.artifact.uid)
+            if values is not None and not item.done:
+                item.artifact.adopt_values(values)
                 keep_staged_copy(self.inst, item.artifact)
                 self._set(item, S.SAVED)
 
@@ -680,7 +683,8 @@ class SaveRun:
                 committed = [
                     i.artifact.uid for i in reserved if status.get(i.artifact.uid) == COMMITTED
                 ]
-                self._adopt_committed(reserved, rows.by_uids(session, committed))
+                found = rows.iter_by_uids(session, committed)
+                self._adopt_committed(reserved, {row.uid: row_values(row) for row in found})
         except Exception as exc:  # noqa: BLE001 - recovery finishes; the user gets the first error
             logger.warning(
                 "left %d pending row(s) for ln.repair(): %s", len(reserved), describe(exc)

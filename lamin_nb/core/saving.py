@@ -23,6 +23,26 @@ S = ItemState
 class Item:
     """One artifact of a run and how far the protocol got with it."""
 
+    # a bulk save holds one per file for the whole run: slots, not a dict per item
+    __slots__ = (
+        "index",
+        "artifact",
+        "state",
+        "error",
+        "reserved",
+        "upload_started",
+        "uploaded",
+        "leader",
+        "waiting",
+        "requested_key",
+        "key_conflict",
+        "waits_for",
+        "resume_row",
+        "journal",
+        "restart_note",
+        "keep",
+    )
+
     def __init__(self, index: int, artifact: ArtifactRecord) -> None:
         self.index = index
         self.artifact = artifact

@@ -158,8 +158,9 @@ class CheckState:
 class Checks:
     """Full checks on demand, and at most one per ``interval`` seconds for the status bar."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, full_every: float = 3600.0) -> None:
         self.interval = interval
+        self.full_every = full_every  # background refreshes are incremental in between
         self._states: dict[str, CheckState] = {}
         self._lock = threading.Lock()
 
@@ -178,6 +179,7 @@ class Checks:
             "orphans": report.count("orphans"),
             "mismatched": report.count("mismatched"),
             "since": None if report.since is None else report.since.isoformat() + "Z",
+            "not_looked_for": report.not_looked_for,
             "stuck": sum(1 for r in report.pending + report.deleting if r.expired),
         }
         with state.lock:
@@ -199,9 +201,12 @@ class Checks:
     ) -> dict[str, Any]:
         """A check now: full, or with ``since="last"`` only what changed since the last full
         one (what the status bar's background refresh runs)."""
+        from lamin_nb.core import incremental
         from lamin_nb.core.consistency import check
 
         inst = registry.get(name)
+        if since == "last":  # only a full check finds objects written outside lamin_nb
+            since = incremental.refresh_since(inst, self.full_every)
         state = self.state(inst.name)
         with state.lock:
             state.running, state.tried = True, time.monotonic()

@@ -50,6 +50,7 @@ _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lamin-nb-read")
 _WRITES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-write")
 _CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-check")
 DEFAULT_CHECK_INTERVAL = 300.0
+DEFAULT_FULL_CHECK_INTERVAL = 3600.0  # the status bar's refreshes are incremental in between
 
 
 class BadRequest(Exception):
@@ -137,12 +138,18 @@ def _jsonable(value: Any) -> Any:
 class ServerState:
     """What the routes share: the instances shown, the checks' cache, the save jobs."""
 
-    def __init__(self, configured: str | None, check_interval: float, root_dir: str) -> None:
+    def __init__(
+        self,
+        configured: str | None,
+        check_interval: float,
+        root_dir: str,
+        full_check_interval: float = DEFAULT_FULL_CHECK_INTERVAL,
+    ) -> None:
         from .api import Checks, Registry
         from .saves import Jobs
 
         self.registry = Registry(configured)
-        self.checks = Checks(check_interval)
+        self.checks = Checks(check_interval, full_check_interval)
         self.jobs = Jobs()
         self.root_dir = root_dir
 
@@ -256,7 +263,8 @@ class StatusHandler(LaminHandler):
 
     def schedule_slow_check(self, name: str | None) -> None:
         """At most one check per interval and instance, in the background: incremental
-        (what changed since the last full check), so that it stays cheap on a large instance."""
+        (what changed since the last full check), so that it stays cheap on a large instance,
+        and a full one once the last is ``full_check_interval`` seconds old."""
         from lamin_nb.core.settings import known_names
 
         lamin = self.lamin
@@ -428,8 +436,9 @@ def setup_handlers(
     instance: str | None = None,
     check_interval: float = DEFAULT_CHECK_INTERVAL,
     root_dir: str = ".",
+    full_check_interval: float = DEFAULT_FULL_CHECK_INTERVAL,
 ) -> list[str]:
-    state = ServerState(instance, check_interval, root_dir)
+    state = ServerState(instance, check_interval, root_dir, full_check_interval)
     state.registry.pin()  # the default is what was current now, not what a kernel inits later
     web_app.settings["lamin_nb"] = state
     base = url_path_join(web_app.settings["base_url"], "lamin", "api")

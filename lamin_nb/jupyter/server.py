@@ -19,15 +19,18 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from .handlers import DEFAULT_CHECK_INTERVAL, setup_handlers
+    from .handlers import DEFAULT_CHECK_INTERVAL, DEFAULT_FULL_CHECK_INTERVAL, setup_handlers
 
-    # ``--LaminNb.instance=NAME`` / ``c.LaminNb.check_interval = 60`` in a Jupyter config
+    # ``--LaminNb.instance=NAME`` / ``c.LaminNb.check_interval = 60`` in a Jupyter config;
+    # ``full_check_interval``: seconds between the status bar's full checks (incremental ones
+    # in between find no objects written outside lamin_nb)
     config = serverapp.config.get("LaminNb", {})
     routes = setup_handlers(
         serverapp.web_app,
         instance=config.get("instance") or None,
         check_interval=float(config.get("check_interval", DEFAULT_CHECK_INTERVAL)),
         root_dir=serverapp.root_dir,
+        full_check_interval=float(config.get("full_check_interval", DEFAULT_FULL_CHECK_INTERVAL)),
     )
     serverapp.log.info("lamin_nb server extension loaded: %s", ", ".join(routes))
     if not _labextension_installed():

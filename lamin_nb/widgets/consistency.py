@@ -24,6 +24,8 @@ from ..core.errors import describe
 from ._common import TextRepr, Tone, esc, human_age, human_size, set_visible, toggle_class, toned
 from .uploads import UploadsPanel
 
+FULL_EVERY = 3600.0  # seconds between the auto-refresh's full checks (incremental between)
+
 if TYPE_CHECKING:
     from ..core.consistency import ConsistencyReport
     from ..core.repair import RepairPlan
@@ -93,7 +95,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
         ----------
         since : str or None
             None: a full check. ``"last"``: only what changed since the last full check (what
-            the auto-refresh runs, cheap on a large instance).
+            the auto-refresh runs, cheap on a large instance), or a full check if the last
+            one is ``FULL_EVERY`` seconds old (only a full check finds objects written
+            outside lamin_nb).
 
         Returns
         -------
@@ -101,9 +105,13 @@ class ConsistencyPanel(TextRepr, w.VBox):
             The new report, or None if the check failed.
         """
         import lamin_nb as ln
+        from lamin_nb.core import incremental
+        from lamin_nb.core.instance import current
 
         with self._lock:
             try:
+                if since == "last":
+                    since = incremental.refresh_since(current(), FULL_EVERY)
                 self.report = ln.check(deep=self.deep, since=since)
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - shown in the panel; the loop goes on
@@ -236,6 +244,9 @@ class ConsistencyPanel(TextRepr, w.VBox):
             toned(f"<b>{mark} storage and database are {verdict}</b>", _tone(report))
             + f" &middot; {esc(report.storage)} &middot; checked {checked} UTC ({mode})"
         )
+        if report.not_looked_for:  # incremental: strays written outside lamin_nb not looked for
+            note = esc(report.not_looked_for)
+            parts.status.value += f'<br><span class="lamin-note">{note}</span>'
         toggle_class(parts.status, "lamin-consistent", report.is_consistent)
         toggle_class(parts.status, "lamin-inconsistent", not report.is_consistent)
         counts = [("ok", report.n_ok)] + [(n, report.count(n)) for n, _ in CATEGORIES]

@@ -58,10 +58,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         tmp,
         tmp / "jhome",
         env,
-        # every status poll may start the background check (the default waits 300 s)
+        # every status poll may start the background check (the default waits 300 s), and
+        # each is a full one (the default: one an hour, incremental ones in between)
         extra_args=[
             "--ServerApp.jpserver_extensions=lamin_nb.jupyter.server=True",
             "--LaminNb.check_interval=0",
+            "--LaminNb.full_check_interval=0",
         ],
     )
     proc.start()

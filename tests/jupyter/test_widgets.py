@@ -351,6 +351,7 @@ def test_auto_refresh_shows_a_save_from_another_process_and_stops(local_instance
     assert panel.report.n_ok == 1 and 'lamin-count-ok">ok: 1' in panel.parts.counts.value
     # the auto-refresh is incremental: what changed since the panel's first (full) check
     assert panel.report.since is not None and "changes since" in panel.parts.status.value
+    assert "outside lamin_nb" in panel.parts.status.value  # what it did not look for
     thread = panel._thread
     panel.parts.auto_toggle.value = False
     assert thread is not None and not thread.is_alive() and not panel.auto_refreshing

@@ -9,17 +9,26 @@ Runs its own asyncio loop in a daemon thread of the test process::
     proxy.go_down()  # close every connection, refuse new ones
     proxy.rate = 2 << 20  # a slow uplink: 2 MiB/s for all connections together
     proxy.come_up()
+    proxy.requests   # the request lines ("GET /bucket?list-type=2&..."), in order
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from typing import Any
 
 from tests.support.servers import free_port
 
 PIECE = 64 * 1024
+# an HTTP/1.1 request line at the start of a read or after a CRLF (bodies in the tests are
+# random bytes: a false match would need this exact text)
+LIST_PARAMS = {
+    "list-type", "prefix", "delimiter", "marker", "max-keys", "encoding-type", "start-after",
+    "continuation-token", "fetch-owner",
+}  # fmt: skip
+REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.[01]\r\n")
 
 
 class CountingProxy:
@@ -29,6 +38,7 @@ class CountingProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.upstream = 0  # client -> server bytes
         self.downstream = 0
+        self.requests: list[str] = []  # "METHOD target" of each request seen, in order
         self.down = False
         self.cut_at: int | None = None  # go down once upstream reaches this
         self.rate: float | None = None  # bytes per second client -> server, all connections
@@ -54,6 +64,19 @@ class CountingProxy:
 
     def reset(self) -> None:
         self.upstream = self.downstream = 0
+        self.requests = []
+
+    def list_requests(self, bucket: str) -> list[str]:
+        """The object listings (ListObjects v1 or v2) of ``bucket`` seen so far: a GET on the
+        bucket itself with only listing parameters (not ``?lifecycle``, ``?uploads``...)."""
+        found = []
+        for line in self.requests:
+            method, _, target = line.partition(" ")
+            path, _, query = target.partition("?")
+            keys = {part.partition("=")[0] for part in query.split("&") if part}
+            if method == "GET" and path.rstrip("/") == f"/{bucket}" and keys <= LIST_PARAMS:
+                found.append(line)
+        return found
 
     def go_down(self) -> None:
         """Close every open connection and refuse new ones (a dropped network)."""
@@ -125,6 +148,10 @@ class CountingProxy:
                         self.go_down_now()
                         break
                     self.upstream += len(data)
+                    self.requests += [
+                        f"{m.group(1).decode()} {m.group(2).decode()}"
+                        for m in REQUEST_LINE.finditer(data)
+                    ]
                     await self._throttle(len(data))
                 else:
                     self.downstream += len(data)

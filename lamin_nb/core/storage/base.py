@@ -10,7 +10,7 @@ caller must do, the Protocol has a method for it (``sync``, ``local_path``,
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -158,6 +158,11 @@ class Storage(Protocol):
         excluded."""
         ...
 
+    def list_temps(self, names: Collection[str]) -> Iterator[ObjectInfo]:
+        """The temporary uploads (``<name>.<token>.tmp``) of the given object names; none
+        where uploads write no temporary objects (``has_temps`` is False)."""
+        ...
+
     def read_marker(self, name: str) -> bytes | None: ...
 
     def find_folder(self, name: str) -> str | None:
@@ -213,6 +218,10 @@ class FsspecStorage:
 
     def get_file(self, name: str, local: Path) -> None:
         self.fs.get_file(self.path(name), str(local))
+
+    def list_temps(self, names: Collection[str]) -> Iterator[ObjectInfo]:
+        """None: this backend writes no temporary objects (``LocalStorage`` overrides)."""
+        return iter(())
 
     def read_marker(self, name: str) -> bytes | None:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -148,6 +148,20 @@ class LocalStorage(FsspecStorage):
             except FileNotFoundError:  # renamed or deleted by a writer since it was listed
                 continue
             yield ObjectInfo(rel, st.st_size, _from_ts(st.st_mtime))
+
+    def list_temps(self, names: Collection[str]) -> Iterator[ObjectInfo]:
+        """One pass over the managed folder's entry names (no stat, no sort) when there are
+        names to look for: a temporary's token is random, so only its prefix is known, and a
+        folder has no index by prefix. Only the temporaries found are stat'ed."""
+        wanted = set(names)
+        if not wanted:
+            return
+        with os.scandir(self.managed) as entries:
+            found = [e.name for e in entries if e.name.endswith(".tmp")]
+        for entry in sorted(e for e in found if owner_of_temp(e) in wanted):
+            info = self.info(entry)
+            if info is not None:  # finished or removed since the pass
+                yield info
 
     def find_folder(self, name: str) -> str | None:
         for folder, dirs, _ in os.walk(self.managed):

@@ -89,11 +89,14 @@ class S3Storage(FsspecStorage):
     # -- reading -----------------------------------------------------------------------
 
     def info(self, name: str) -> ObjectInfo | None:
+        """One HEAD request (``fs.info`` would follow a miss with a LIST, looking for a
+        folder: the incremental check must not list)."""
+        bucket, prefix = self._bucket_and_prefix()
         try:
-            info = self.fs.info(self.path(name))
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=prefix + name)
         except FileNotFoundError:
             return None
-        return ObjectInfo(name, int(info.get("size") or 0), _s3_mtime(info))
+        return ObjectInfo(name, int(head.get("ContentLength") or 0), _s3_mtime(head))
 
     def local_path(self, name: str) -> Path | None:
         return None
