@@ -96,8 +96,11 @@ def lab_ext(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (jhome / "config" / "labconfig" / "default_setting_overrides.json").write_text(
         json.dumps(overrides)
     )
-    # every status poll may start the server's background check (default: every 300 s)
-    server = JupyterProcess(root, jhome, env, lab=True, extra_args=["--LaminNb.check_interval=0"])
+    # every status poll may start the server's background check (default: every 300 s), and
+    # each one is a full check (default: incremental, full once an hour): the tests plant
+    # objects behind lamin_nb's back, which only a full check finds
+    extra = ["--LaminNb.check_interval=0", "--LaminNb.full_check_interval=0"]
+    server = JupyterProcess(root, jhome, env, lab=True, extra_args=extra)
     server.start()
     yield {"server": server, "root": root, "home": home, "work": work, "bucket": bucket}
     server.stop()

@@ -32,6 +32,17 @@ CHILD = Path(__file__).with_name("child_save.py")
 ROOT = Path(__file__).parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_s3_file_systems() -> Iterator[None]:
+    """s3fs caches a file system per set of arguments, and the endpoint and credentials come
+    from the environment: one a test leaves behind would serve the next test's init with a
+    stopped server or a credential process that is gone."""
+    yield
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @dataclass
 class S3Target:
     """A real S3 server, the proxy in front of it, and a bucket."""
