@@ -16,7 +16,6 @@ Target: transaction / plain <= 1.2x.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import secrets
 import shutil
@@ -27,6 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# the same alternating, timed loop as the bulk benchmark (this folder is on sys.path when run)
+from bench_bulk import measure
 
 PG_ADMIN_URL = os.environ.get(
     "LAMIN_NB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -80,23 +82,6 @@ def in_transaction(workdir: Path, n: int, deletes: int, kib: int) -> float:
     with ln.transaction():
         work(sources, doomed, secrets.token_hex(4))
     return time.perf_counter() - start
-
-
-def measure(methods: dict[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    names = list(methods)
-    for run in range(runs):
-        order = names[run % len(names) :] + names[: run % len(names)]
-        for name in order:
-            gc.collect()
-            times[name].append(methods[name]())
-        print(
-            f"  run {run + 1}/{runs}: "
-            + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
-            + f"  (load {os.getloadavg()[0]:.1f})",
-            flush=True,
-        )
-    return times
 
 
 def scratch_pg() -> tuple[str, Callable[[], None]]:
