@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select, update
 
 from . import recovery, rows
-from .errors import StorageError
+from .errors import NotFoundError, StorageError
 from .instance import Instance, current
 from .models import PENDING, ArtifactRow, utcnow
-from .owners import Liveness, liveness
+from .owners import Liveness, describe_owner, liveness
 from .resumable import grace_seconds, is_resumable, last_activity  # noqa: F401
 from .storage import Journal, TransferState
 from .units import human_size
@@ -222,6 +222,9 @@ class Upload:
         The file it reads.
     resumable_for : float
         Seconds left before ``ln.repair()`` may abort it.
+    stopped : bool
+        No writer is at work on it (its writer is gone or its lease ran out): it can be
+        resumed or discarded now. ``can_resume`` and ``can_discard`` say which.
     """
 
     uid: str
@@ -235,11 +238,24 @@ class Upload:
     alive: bool | None
     source: str | None
     resumable_for: float
+    stopped: bool = False
+
+    @property
+    def can_discard(self) -> bool:
+        """Discard applies: nobody is at work on it (``discard_upload`` refuses otherwise)."""
+        return self.stopped
+
+    @property
+    def can_resume(self) -> bool:
+        """Resume applies: nobody is at work on it and its source file is recorded."""
+        return self.stopped and bool(self.source)
 
     def to_dict(self) -> dict[str, Any]:
-        """The upload as JSON-ready values (``started_at`` in ISO 8601 with ``Z``)."""
+        """The upload as JSON-ready values (``started_at`` in ISO 8601 with ``Z``), with
+        ``can_resume`` and ``can_discard``."""
         data = asdict(self)
         data["started_at"] = self.started_at.isoformat() + "Z"
+        data["can_resume"], data["can_discard"] = self.can_resume, self.can_discard
         return data
 
     def __str__(self) -> str:
@@ -311,9 +327,75 @@ def uploads(instance: Instance | None = None) -> list[Upload]:
                 alive=True if running else (None if alive is Liveness.UNKNOWN else False),
                 source=row.source_path,
                 resumable_for=max(0.0, left),
+                stopped=not rows.in_flight(row),
             )
         )
     return listed
+
+
+class TransferConflict(StorageError):
+    """The upload is not in a state for what was asked: its writer is at work on it, or
+    the file a Resume would read is gone (a REST answer of 409)."""
+
+
+def find_upload(uid: str, instance: Instance | None = None) -> Upload:
+    """The entry of ``ln.uploads()`` with this ``uid``.
+
+    Raises
+    ------
+    NotFoundError
+        No unfinished upload has this uid (finished, discarded, or never started).
+    """
+    found = [u for u in uploads(instance) if u.uid == uid]
+    if not found:
+        raise NotFoundError(
+            f"no unfinished upload {uid[:40]!r}: it was finished or discarded meanwhile; "
+            "ln.uploads() lists those left"
+        )
+    return found[0]
+
+
+def resume_source(uid: str, instance: Instance | None = None) -> tuple[Path, str | None]:
+    """What a Resume saves again: the upload's recorded source file and its key.
+
+    Saving that file under that key takes the interrupted upload over, and only the parts
+    the server does not hold are sent (a changed file starts over and says why).
+
+    Raises
+    ------
+    NotFoundError
+        No unfinished upload has this uid.
+    TransferConflict
+        Its writer is at work on it, or its source file is not recorded or is gone.
+    """
+    upload = find_upload(uid, instance)
+    name = upload.key or uid
+    if not upload.stopped:
+        busy = _busy(upload.owner, upload.alive)
+        raise TransferConflict(f"the upload of {name} cannot be resumed now: {busy}")
+    if not upload.source:
+        raise TransferConflict(
+            f"the upload of {name} has no source file recorded, so it cannot be resumed; "
+            "discard it, or save the file again"
+        )
+    source = Path(upload.source)
+    if not source.is_file():
+        raise TransferConflict(
+            f"the source of the upload of {name}, {source}, is gone; discard the upload, or "
+            "save the file again from where it is now"
+        )
+    return source, upload.key
+
+
+def _busy(owner: str | None, alive: bool | None) -> str:
+    """Why an upload cannot be touched now: who is at work on it, and what to do."""
+    who = describe_owner(owner)
+    if alive:
+        return f"its writer ({who}) is still sending it; wait for it, or stop it first"
+    return (
+        f"its writer ({who}) holds its lease (it may run on another host); wait for it, or "
+        "for the lease to run out"
+    )
 
 
 def discard_upload(uid: str, instance: Instance | None = None) -> int:
@@ -333,8 +415,11 @@ def discard_upload(uid: str, instance: Instance | None = None) -> int:
 
     Raises
     ------
-    StorageError
-        The upload is still in progress (its writer runs), or is not known.
+    NotFoundError
+        No unfinished upload has this uid.
+    TransferConflict
+        The upload is in progress (its writer is at work on it), or was resumed or discarded
+        by another writer meanwhile.
     """
     inst = instance or current()
     with inst.db.read() as session:
@@ -342,12 +427,17 @@ def discard_upload(uid: str, instance: Instance | None = None) -> int:
             select(ArtifactRow).where(ArtifactRow.uid == uid, ArtifactRow.status == PENDING)
         ).first()
     if row is None or not row.transfer_id:
-        raise StorageError(f"no interrupted upload {uid!r}; ln.uploads() lists them")
+        raise NotFoundError(
+            f"no unfinished upload {uid[:40]!r}: it was finished or discarded meanwhile; "
+            "ln.uploads() lists those left"
+        )
+    name = row.key or uid
     if rows.in_flight(row):
-        raise StorageError(f"the upload of {uid} is in progress; stop its writer first")
+        busy = _busy(row.owner, liveness(row.owner) is Liveness.ALIVE)
+        raise TransferConflict(f"the upload of {name} cannot be discarded now: {busy}")
     freed: list[int] = []
     if not recovery.finish(inst, row, all_leases=True, freed=freed):
-        raise StorageError(f"the upload of {uid} was resumed or discarded meanwhile")
+        raise TransferConflict(f"the upload of {name} was resumed or discarded meanwhile")
     return sum(freed)
 
 

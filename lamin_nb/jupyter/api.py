@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamin_nb.core.errors import InstanceError
@@ -252,3 +253,32 @@ def repair(
     checks.record(inst.name, plan.after if plan.after is not None else plan.report)
     after = plan.after.to_dict() if plan.after is not None else None
     return {"instance": inst.name, **plan.to_dict(), "after": after}
+
+
+def list_transfers(registry: Registry, name: str | None) -> dict[str, Any]:
+    """``ln.uploads()`` of the shown instance: the large uploads started and not finished,
+    each with ``can_resume`` and ``can_discard`` (the core's rule)."""
+    from lamin_nb.core.transfers import uploads
+
+    inst = registry.get(name)
+    return {"instance": inst.name, "transfers": [u.to_dict() for u in uploads(inst)]}
+
+
+def resume_check(registry: Registry, name: str | None, uid: str) -> tuple[str, str | None, Path]:
+    """Before a Resume job is queued: the instance's name, the upload's key and its source
+    file, or why it cannot be resumed now (the core's errors)."""
+    from lamin_nb.core.transfers import resume_source
+
+    inst = registry.get(name)
+    source, key = resume_source(uid, inst)
+    return inst.name, key, source
+
+
+def discard_transfer(registry: Registry, name: str | None, uid: str) -> dict[str, Any]:
+    """Abort one interrupted upload now (``discard_upload``): its parts and pending row go."""
+    from lamin_nb.core.transfers import discard_upload, find_upload
+
+    inst = registry.get(name)
+    key = find_upload(uid, inst).key
+    freed = discard_upload(uid, inst)
+    return {"instance": inst.name, "uid": uid, "key": key, "freed_bytes": freed}

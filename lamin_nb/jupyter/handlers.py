@@ -13,6 +13,12 @@ Routes under ``{base_url}/lamin/api/`` (DESIGN section 11). Every route takes ``
 - ``POST repair`` ``{"apply": false, "grace_seconds": 3600, "mark_lost": false}``.
 - ``POST saves`` ``{"paths": [...], "key_prefix", "description", "atomic"}``: 202 with a job;
   ``GET saves`` and ``GET saves/{id}``: per-item progress.
+- ``GET transfers``: ``ln.uploads()``, the large uploads started and not finished, each with
+  ``can_resume`` and ``can_discard`` (the core's rule).
+- ``POST transfers/{uid}/resume``: 202 with a save job (as ``POST saves``) that saves the
+  upload's recorded source under its key: only the missing parts are sent.
+- ``POST transfers/{uid}/discard``: aborts it now (its parts and pending row go):
+  ``{uid, key, freed_bytes}``. An upload whose writer is at work on it: 409 with why.
 
 Every route needs the server's token or its login cookie (403 otherwise); POST additionally
 needs the XSRF token when authenticated by cookie, as for every Jupyter API. Errors are JSON
@@ -51,6 +57,9 @@ _WRITES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-write")
 _CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamin-nb-check")
 DEFAULT_CHECK_INTERVAL = 300.0
 DEFAULT_FULL_CHECK_INTERVAL = 3600.0  # the status bar's refreshes are incremental in between
+
+
+FAILED = object()  # what ``LaminHandler.attempt`` returns once it answered an error
 
 
 class BadRequest(Exception):
@@ -197,13 +206,9 @@ class LaminHandler(APIHandler):
     def body_params(self, allowed: frozenset[str]) -> dict[str, Any]:
         return json_object(self.request.body, allowed | {"instance"})
 
-    async def respond(
-        self,
-        work: Callable[[], dict[str, Any]],
-        executor: ThreadPoolExecutor = _READS,
-        status: int = 200,
-    ) -> None:
-        """Run ``work`` off the event loop; map lamin_nb errors to HTTP statuses with a reason."""
+    async def attempt(self, work: Callable[[], Any], executor: ThreadPoolExecutor) -> Any:
+        """Run ``work`` off the event loop: its result, or ``FAILED`` once the error is
+        answered (lamin_nb errors mapped to HTTP statuses, with a reason)."""
         from lamin_nb.core.errors import (
             InstanceError,
             LaminNbError,
@@ -214,18 +219,33 @@ class LaminHandler(APIHandler):
         from lamin_nb.core.settings import mask_url
 
         try:
-            result = await asyncio.get_running_loop().run_in_executor(executor, work)
+            return await asyncio.get_running_loop().run_in_executor(executor, work)
         except (BadRequest, ValidationError, TypeError) as exc:
-            return self.fail(400, mask_url(str(exc)))
+            self.fail(400, mask_url(str(exc)))
         except NotFoundError as exc:
-            return self.fail(404, mask_url(describe(exc)))
+            self.fail(404, mask_url(describe(exc)))
         except InstanceError as exc:
-            return self.fail(409, mask_url(describe(exc)))
+            self.fail(409, mask_url(describe(exc)))
         except (LaminNbError, OSError) as exc:
-            return self.fail(503, mask_url(describe(exc)))
+            from lamin_nb.core.transfers import TransferConflict
+
+            # an upload its writer is at work on is a conflict with the state, not an outage
+            self.fail(409 if isinstance(exc, TransferConflict) else 503, mask_url(describe(exc)))
         except Exception as exc:  # noqa: BLE001 - a JSON reason beats an HTML traceback page
             self.log.exception("lamin_nb API error")
-            return self.fail(500, mask_url(describe(exc)))
+            self.fail(500, mask_url(describe(exc)))
+        return FAILED
+
+    async def respond(
+        self,
+        work: Callable[[], dict[str, Any]],
+        executor: ThreadPoolExecutor = _READS,
+        status: int = 200,
+    ) -> None:
+        """Run ``work`` off the event loop and answer its result as JSON."""
+        result = await self.attempt(work, executor)
+        if result is FAILED:
+            return
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result, default=_jsonable))
@@ -416,6 +436,66 @@ class SaveHandler(LaminHandler):
         self.finish(json.dumps(job.snapshot(), default=_jsonable))
 
 
+class TransfersHandler(LaminHandler):
+    """``GET transfers``: ``ln.uploads()`` (not ``uploads``: the browser's chunked uploads)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        from .api import list_transfers
+
+        try:
+            name = parse_name(self.query_params().get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        await self.respond(functools.partial(list_transfers, self.lamin.registry, name))
+
+
+class TransferHandler(LaminHandler):
+    """``POST transfers/{uid}/resume`` (202, a save job) and ``.../discard``."""
+
+    @web.authenticated
+    async def post(self, uid: str, action: str) -> None:
+        from .api import discard_transfer
+
+        try:
+            params = {**self.query_params(), **self.body_params(frozenset())}
+            name = parse_name(params.get("instance"))
+        except BadRequest as exc:
+            return self.fail(400, str(exc))
+        if action == "resume":
+            return await self.resume(name, uid)
+        work = functools.partial(discard_transfer, self.lamin.registry, name, uid)
+        await self.respond(work, _WRITES)
+
+    async def resume(self, name: str | None, uid: str) -> None:
+        """Queue a save of the upload's source under its key, as ``POST saves`` does: the
+        save takes the interrupted upload over and sends only the missing parts."""
+        from .api import resume_check
+        from .saves import PathRefused, SaveJob, inside_root, run_resume
+
+        lamin = self.lamin
+        checked = await self.attempt(
+            functools.partial(resume_check, lamin.registry, name, uid), _READS
+        )
+        if checked is FAILED:
+            return
+        shown, key, source = checked
+        allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
+        try:  # the server reads only what it may serve, as for POST saves
+            inside_root(lamin.root_dir, source, allow_hidden)
+        except PathRefused as exc:
+            return self.fail(
+                409,
+                f"the upload of {key or uid} is not resumed by the Jupyter server: its source "
+                f"{exc}; resume it in a notebook: ln.Artifact({str(source)!r}, "
+                f"key={key!r}).save()",
+            )
+        job = lamin.jobs.add(SaveJob(shown, [key or uid], None, None, False, resume_of=uid))
+        _WRITES.submit(run_resume, job, lamin.registry, uid)
+        self.set_status(202)
+        self.finish(json.dumps(job.snapshot(), default=_jsonable))
+
+
 UID = r"([A-Za-z0-9]{1,40})"
 ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("instance", InstanceHandler),
@@ -427,6 +507,8 @@ ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("repair", RepairHandler),
     ("saves", SavesHandler),
     (r"saves/([0-9]{1,20})", SaveHandler),
+    ("transfers", TransfersHandler),
+    (f"transfers/{UID}/(resume|discard)", TransferHandler),
     *UPLOAD_ROUTES,  # chunked browser uploads: uploads.py
 ]
 

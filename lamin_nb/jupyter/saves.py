@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from lamin_nb.core.callbacks import ItemInfo, ItemState, SaveCallback
 
 if TYPE_CHECKING:
+    from lamin_nb.core.artifact import Artifact
+
     from .api import Registry
 
 MAX_PATHS = 1000
@@ -32,17 +35,25 @@ def resolve(root: str, relative: Any, allow_hidden: bool) -> Path:
     """``relative`` inside the server root, symlinks resolved; anything else is refused."""
     if not isinstance(relative, str) or not relative.strip() or "\x00" in relative:
         raise PathRefused(f"paths must be non-empty strings, not {str(relative)[:80]!r}")
-    base = Path(root).resolve()
-    target = (base / relative.lstrip("/")).resolve()
-    if target != base and base not in target.parents:
-        raise PathRefused(f"{relative[:200]!r} is outside the server root")
-    parts = target.relative_to(base).parts
-    if not allow_hidden and any(part.startswith(".") for part in parts):
-        raise PathRefused(f"{relative[:200]!r} is hidden (ContentsManager.allow_hidden is off)")
+    target = inside_root(root, Path(root) / relative.lstrip("/"), allow_hidden, relative)
     if not target.exists():
         raise PathRefused(f"{relative[:200]!r} does not exist on the Jupyter host")
     if not (target.is_file() or target.is_dir()):
         raise PathRefused(f"{relative[:200]!r} is neither a file nor a folder")
+    return target
+
+
+def inside_root(root: str, path: Path, allow_hidden: bool, shown: str | None = None) -> Path:
+    """``path`` with symlinks resolved, if it is inside the server root (and not hidden
+    unless the contents manager allows hidden files); refused otherwise."""
+    shown = (str(path) if shown is None else shown)[:200]
+    base = Path(root).resolve()
+    target = path.resolve()
+    if target != base and base not in target.parents:
+        raise PathRefused(f"{shown!r} is outside the server root")
+    parts = target.relative_to(base).parts
+    if not allow_hidden and any(part.startswith(".") for part in parts):
+        raise PathRefused(f"{shown!r} is hidden (ContentsManager.allow_hidden is off)")
     return target
 
 
@@ -65,6 +76,7 @@ class SaveJob(SaveCallback):
     key_prefix: str | None
     description: str | None
     atomic: bool
+    resume_of: str | None = None  # the uid of the interrupted upload this job resumes
     id: str = field(default_factory=lambda: str(next(_ids)))
     status: str = "queued"  # queued -> running -> done | failed
     items: list[Item] = field(default_factory=list)
@@ -115,6 +127,7 @@ class SaveJob(SaveCallback):
                 "paths": self.paths,
                 "key_prefix": self.key_prefix,
                 "atomic": self.atomic,
+                "resume_of": self.resume_of,
                 "status": self.status,
                 "summary": self.summary,
                 "error": self.error,
@@ -156,10 +169,38 @@ class Jobs:
 def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
     """The job's body (write worker): artifacts from the paths, one ``ln.save`` call."""
     from lamin_nb.core.artifact import Artifact
+    from lamin_nb.core.validate import key_under
+
+    def build() -> list[Artifact]:
+        artifacts: list[Artifact] = []
+        for target in targets:
+            key = key_under(job.key_prefix, target.name)
+            if target.is_dir():
+                artifacts += Artifact.from_dir(target, key=key, description=job.description)
+            else:
+                artifacts.append(Artifact(target, key=key, description=job.description))
+        return artifacts
+
+    _run(job, registry, build)
+
+
+def run_resume(job: SaveJob, registry: Registry, uid: str) -> None:
+    """The body of a Resume (write worker): the interrupted upload's source saved again under
+    its key; the save takes the upload over and sends only the missing parts."""
+    from lamin_nb.core.artifact import Artifact
+    from lamin_nb.core.transfers import resume_source
+
+    def build() -> list[Artifact]:
+        source, key = resume_source(uid)  # asked again: it may have changed since the POST
+        return [Artifact(source, key=key)]
+
+    _run(job, registry, build)
+
+
+def _run(job: SaveJob, registry: Registry, build: Callable[[], list[Artifact]]) -> None:
     from lamin_nb.core.errors import SaveError, describe
     from lamin_nb.core.instance import bound
     from lamin_nb.core.save import save
-    from lamin_nb.core.validate import key_under
 
     job.status = "running"
     try:
@@ -167,14 +208,7 @@ def run(job: SaveJob, registry: Registry, targets: list[Path]) -> None:
         # built inside bound(): a new version of a key takes its family's uid stem from the
         # instance, as in a kernel
         with bound(inst):
-            artifacts: list[Artifact] = []
-            for target in targets:
-                key = key_under(job.key_prefix, target.name)
-                if target.is_dir():
-                    artifacts += Artifact.from_dir(target, key=key, description=job.description)
-                else:
-                    artifacts.append(Artifact(target, key=key, description=job.description))
-            save(artifacts, atomic=job.atomic, callback=job)
+            save(build(), atomic=job.atomic, callback=job)
         job.status = "done"
     except SaveError as exc:
         job.error = describe(exc).splitlines()[0]

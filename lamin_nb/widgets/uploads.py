@@ -2,8 +2,9 @@
 
 Resume saves the recorded source file again under its key (the save takes the interrupted
 upload over and sends only the missing parts, with a ``SaveProgress`` below); Discard aborts
-it now (``discard_upload``: its parts or partial file are freed). An upload whose writer still
-runs offers neither.
+it now (``discard_upload``: its parts or partial file are freed). Which apply is the core's
+rule (``Upload.can_resume``, ``Upload.can_discard``): an upload whose writer is at work on it
+offers neither.
 """
 
 from __future__ import annotations
@@ -76,14 +77,18 @@ class UploadsPanel(TextRepr, w.VBox):
         label.add_class("lamin-upload-row-text")
         row = w.HBox([label])
         row.add_class("lamin-upload-row")
-        if upload.alive is False:
+        buttons: list[Any] = []
+        if upload.can_resume:  # the core's rule: nobody at work on it, its source recorded
             resume = w.Button(description="Resume", button_style="primary")
             resume.add_class("lamin-resume-button")
             resume.on_click(lambda _: self.resume(upload.uid))
+            buttons.append(resume)
+        if upload.can_discard:
             discard = w.Button(description="Discard", button_style="danger")
             discard.add_class("lamin-discard-button")
             discard.on_click(lambda _: self.discard(upload.uid))
-            row.children = (label, resume, discard)
+            buttons.append(discard)
+        row.children = (label, *buttons)
         return row
 
     def _find(self, uid: str) -> Upload:
@@ -93,16 +98,20 @@ class UploadsPanel(TextRepr, w.VBox):
         """Save the upload's source again: only the missing parts are sent."""
         import lamin_nb as ln
 
+        from ..core.transfers import resume_source
         from .progress import SaveProgress
 
         upload = self._find(uid)
-        if not upload.source:
-            self._say(f"{upload.key or uid}: its source file is not recorded", ok=False)
+        try:
+            source, key = resume_source(uid)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
+            self._after()
             return
         progress = SaveProgress(title=f"resuming {upload.key or uid}")
         self.progress_box.children = [progress]
         try:
-            artifact = ln.Artifact(upload.source, key=upload.key).save(callback=progress)
+            artifact = ln.Artifact(source, key=key).save(callback=progress)
         except Exception as exc:  # noqa: BLE001 - shown in the panel
             self._say(f"{upload.key or uid}: {describe(exc)}", ok=False)
         else:
