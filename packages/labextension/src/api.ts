@@ -5,7 +5,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { ICheckSummary, IStatus } from './format';
+import { ICheckSummary, IStatus, ITransfer } from './format';
 
 export class ApiError extends Error {
   constructor(
@@ -128,6 +128,8 @@ export interface ISaveJob {
   paths: string[];
   key_prefix: string | null;
   atomic: boolean;
+  /** The uid of the interrupted upload a Resume job saves again. */
+  resume_of?: string | null;
   status: 'queued' | 'running' | 'done' | 'failed';
   summary: string;
   error: string | null;
@@ -135,7 +137,19 @@ export interface ISaveJob {
   items: ISaveItem[];
 }
 
-export type { ICheckSummary, IStatus };
+export interface ITransferList {
+  instance: string;
+  transfers: ITransfer[];
+}
+
+export interface IDiscarded {
+  instance: string;
+  uid: string;
+  key: string | null;
+  freed_bytes: number;
+}
+
+export type { ICheckSummary, IStatus, ITransfer };
 
 type Query = Record<string, string | number | boolean | null | undefined>;
 
@@ -222,5 +236,19 @@ export class LaminApi {
 
   saveJob(id: string): Promise<ISaveJob> {
     return this.request(`saves/${encodeURIComponent(id)}`);
+  }
+
+  /** `ln.uploads()`: the large uploads started and not finished (not the browser's `uploads`). */
+  transfers(): Promise<ITransferList> {
+    return this.request('transfers');
+  }
+
+  /** Save the upload's source again as a server-side job: only the missing parts are sent. */
+  resumeTransfer(uid: string): Promise<ISaveJob> {
+    return this.request(`transfers/${encodeURIComponent(uid)}/resume`, {}, {});
+  }
+
+  discardTransfer(uid: string): Promise<IDiscarded> {
+    return this.request(`transfers/${encodeURIComponent(uid)}/discard`, {}, {});
   }
 }

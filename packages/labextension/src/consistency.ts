@@ -1,11 +1,13 @@
 /**
  * The consistency view: counts and lists from `ln.check()`, a deep check on demand, and
  * repair as in the notebook's ConsistencyPanel: the plan (dry run) first, applied only after
- * the user confirms it.
+ * the user confirms it. Below the counts, the resumable uploads with Resume and Discard
+ * (`TransfersView`); after either, the view checks again.
  */
 import { ApiError, IIssue, IRepairPlan, IReport, LaminApi } from './api';
 import { clear, h } from './dom';
 import { formatCount, shortTime } from './format';
+import { TransfersView } from './transfers';
 
 const LISTED = 50;
 
@@ -14,6 +16,7 @@ export class ConsistencyView {
   private readonly message: HTMLElement;
   private readonly result: HTMLElement;
   private readonly planBox: HTMLElement;
+  readonly transfers: TransfersView;
   private readonly buttons: HTMLButtonElement[];
   private readonly allLeases: HTMLInputElement;
   private readonly markLost: HTMLInputElement;
@@ -65,6 +68,7 @@ export class ConsistencyView {
     this.message = h('div', { className: 'lamin-message', role: 'status', 'aria-live': 'polite' });
     this.result = h('div', { className: 'lamin-report' });
     this.planBox = h('div', { className: 'lamin-plan' });
+    this.transfers = new TransfersView(api, () => void this.check(false));
     this.node = h(
       'div',
       { className: 'lamin-consistency' },
@@ -72,6 +76,7 @@ export class ConsistencyView {
       options,
       this.message,
       this.result,
+      this.transfers.node,
       this.planBox
     );
   }
@@ -94,10 +99,12 @@ export class ConsistencyView {
     this.busy(deep ? 'deep check: re-hashing every object…' : 'checking…');
     clear(this.planBox);
     this.plan = null;
+    const transfers = this.transfers.reload(); // side by side with the check
     try {
       this.report = await this.api.check(deep);
       this.say('');
       this.renderReport(this.report);
+      await transfers;
     } catch (error) {
       this.say(error instanceof ApiError ? error.message : String(error), true);
     } finally {
@@ -226,6 +233,7 @@ export class ConsistencyView {
         this.report = done.after;
         this.renderReport(done.after);
       }
+      await this.transfers.reload(); // repair aborts uploads past the grace period
       this.say(failed.length ? `${failed.length} repair action(s) failed` : 'repaired', !!failed.length);
     } catch (error) {
       this.say(error instanceof ApiError ? error.message : String(error), true);

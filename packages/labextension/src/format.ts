@@ -22,6 +22,8 @@ export interface ICheckSummary {
   orphans: number;
   mismatched: number;
   stuck: number;
+  /** An incremental check's note: what it did not look for (strays written outside lamin_nb). */
+  not_looked_for?: string | null;
 }
 
 export interface IStatus {
@@ -77,7 +79,7 @@ export function statusText(status: IStatus): IStatusText {
     return {
       level: 'error',
       text: `lamin ✗ ${problems[0]}`,
-      title: `${status.instance}: storage and database disagree: ${problems.join(', ')}${when}. Click for the consistency view.`
+      title: `${status.instance}: storage and database disagree: ${problems.join(', ')}${when}${check ? note(check) : ''}. Click for the consistency view.`
     };
   }
   const inFlight = counts.pending + counts.deleting;
@@ -87,16 +89,21 @@ export function statusText(status: IStatus): IStatusText {
     return {
       level: 'warn',
       text: `lamin ⚠ ${formatCount(Math.max(inFlight, stuck))} pending`,
-      title: `${status.instance}: ${plural(inFlight, 'row')} pending or deleting${detail}${when}`
+      title: `${status.instance}: ${plural(inFlight, 'row')} pending or deleting${detail}${when}${check ? note(check) : ''}`
     };
   }
   return {
     level: check ? 'ok' : 'unknown',
     text: `lamin ✓ ${formatCount(counts.committed)}`,
     title: check
-      ? `${status.instance}: ${plural(counts.committed, 'artifact')}, storage and database in sync${when}`
+      ? `${status.instance}: ${plural(counts.committed, 'artifact')}, storage and database in sync${when}${note(check)}`
       : `${status.instance}: ${plural(counts.committed, 'artifact')}; not checked yet`
   };
+}
+
+/** An incremental check's note, for the tooltip: an ✓ from it does not cover strays. */
+function note(check: ICheckSummary): string {
+  return check.not_looked_for ? `. Note: ${check.not_looked_for}` : '';
 }
 
 /** 1536 -> "1.5 KiB" (binary units, as the notebook's progress panel). */
@@ -163,4 +170,32 @@ export function formatDuration(seconds: number | null | undefined): string {
     return `${Math.floor(s / 60)} min ${s % 60} s`;
   }
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/** One entry of `GET transfers` (`ln.uploads()`): a large upload started and not finished. */
+export interface ITransfer {
+  uid: string;
+  key: string | null;
+  size: number;
+  bytes_done: number;
+  parts_done: number;
+  parts_total: number;
+  started_at: string;
+  owner: string | null;
+  /** true: its writer runs; false: it is gone; null: cannot be told from here. */
+  alive: boolean | null;
+  source: string | null;
+  resumable_for: number;
+  can_resume: boolean;
+  can_discard: boolean;
+}
+
+/**
+ * The line of one upload, as the notebook's UploadsPanel prints it:
+ * `big.h5ad: 717.0 MiB of 1.0 GiB (90 of 128 parts), interrupted; kept 55 min 0 s more`.
+ */
+export function transferLine(t: ITransfer): string {
+  const state = t.alive === true ? 'in progress' : t.alive === false ? 'interrupted' : 'unknown writer';
+  const kept = t.can_discard && t.resumable_for > 0 ? `; kept ${formatDuration(t.resumable_for)} more` : '';
+  return `${t.key ?? t.uid}: ${humanSize(t.bytes_done)} of ${humanSize(t.size)} (${t.parts_done} of ${t.parts_total} parts), ${state}${kept}`;
 }

@@ -74,19 +74,22 @@ export class SavesView {
 
   constructor(
     private readonly api: LaminApi,
-    private readonly finished: (job: ISaveJob) => void
+    private readonly finished: (job: ISaveJob) => void,
+    intro: string | null = 'Right-click files or folders in the file browser and pick “Save to Lamin…”: each save shows here, file by file.'
   ) {
     this.jobsBox = h('div', { className: 'lamin-jobs' });
     this.node = h(
       'div',
       { className: 'lamin-saves' },
-      h(
-        'div',
-        { className: 'lamin-summary lamin-empty-saves' },
-        'Right-click files or folders in the file browser and pick “Save to Lamin…”: each save shows here, file by file.'
-      ),
+      intro ? h('div', { className: 'lamin-summary lamin-empty-saves' }, intro) : null,
       this.jobsBox
     );
+  }
+
+  /** Show a job the server already runs (a Resume) until it is done; its last state. */
+  async track(job: ISaveJob): Promise<ISaveJob> {
+    this.render(job);
+    return this.follow(job);
   }
 
   async start(paths: string[], request: ISaveRequest): Promise<void> {
@@ -102,7 +105,7 @@ export class SavesView {
     await this.follow(job);
   }
 
-  private async follow(job: ISaveJob): Promise<void> {
+  private async follow(job: ISaveJob): Promise<ISaveJob> {
     while (job.status === 'queued' || job.status === 'running') {
       await new Promise(resolve => setTimeout(resolve, POLL_MS));
       try {
@@ -113,6 +116,7 @@ export class SavesView {
       this.render(job);
     }
     this.finished(job);
+    return job;
   }
 
   private render(job: ISaveJob): void {
@@ -131,7 +135,7 @@ export class SavesView {
     const node = h(
       'div',
       { className: `lamin-job lamin-job-${job.status}`, 'data-job': job.id },
-      h('div', { className: 'lamin-job-title' }, `${job.paths.join(', ')} → ${job.instance}${job.key_prefix ? ` under ${job.key_prefix}/` : ''}${job.atomic ? ' (all or nothing)' : ''}`),
+      h('div', { className: 'lamin-job-title' }, `${job.resume_of ? 'resuming ' : ''}${job.paths.join(', ')} → ${job.instance}${job.key_prefix ? ` under ${job.key_prefix}/` : ''}${job.atomic ? ' (all or nothing)' : ''}`),
       h(
         'div',
         {

@@ -3,8 +3,10 @@ import {
   humanSize,
   IStatus,
   loadCode,
+  ITransfer,
   shortTime,
-  statusText
+  statusText,
+  transferLine
 } from '../src/format';
 
 function status(counts: Partial<IStatus['counts']>, check: Partial<IStatus['check']> | null): IStatus {
@@ -78,6 +80,51 @@ describe('statusText', () => {
     expect(statusText(status({}, { orphans: 1 })).text).toBe('lamin ✗ 1 orphan');
     expect(statusText(status({}, { orphans: 2 })).text).toBe('lamin ✗ 2 orphans');
     expect(statusText(status({ lost: 1 }, {})).text).toBe('lamin ✗ 1 lost');
+  });
+});
+
+describe('statusText of an incremental check', () => {
+  const note = 'objects written outside lamin_nb since the last full check are not looked for';
+
+  it('keeps the check mark and adds the note to the tooltip', () => {
+    const shown = statusText(status({ committed: 3 }, { not_looked_for: note }));
+    expect(shown.text).toBe('lamin ✓ 3');
+    expect(shown.title).toContain(`in sync (checked 2026-12-02 07:50:00 UTC). Note: ${note}`);
+  });
+
+  it('says nothing of it after a full check', () => {
+    const shown = statusText(status({ committed: 3 }, { not_looked_for: null }));
+    expect(shown.title).not.toContain('Note:');
+  });
+});
+
+describe('transferLine', () => {
+  const upload: ITransfer = {
+    uid: 'u1',
+    key: 'big.h5ad',
+    size: 1024 ** 3,
+    bytes_done: 717 * 1024 ** 2,
+    parts_done: 90,
+    parts_total: 128,
+    started_at: '2026-12-02T07:50:00Z',
+    owner: 'host:1:2:3',
+    alive: false,
+    source: '/data/big.h5ad',
+    resumable_for: 3300,
+    can_resume: true,
+    can_discard: true
+  };
+
+  it('reads like the notebook panel, with the time it is kept', () => {
+    expect(transferLine(upload)).toBe(
+      'big.h5ad: 717.0 MiB of 1.0 GiB (90 of 128 parts), interrupted; kept 55 min 0 s more'
+    );
+  });
+
+  it('shows a running upload without the time it is kept, and the uid without a key', () => {
+    const running = { ...upload, key: null, alive: true, can_resume: false, can_discard: false };
+    expect(transferLine(running)).toBe('u1: 717.0 MiB of 1.0 GiB (90 of 128 parts), in progress');
+    expect(transferLine({ ...upload, alive: null })).toContain('unknown writer; kept');
   });
 });
 
