@@ -1,14 +1,13 @@
 """``GET transfers`` and ``POST transfers/{uid}/resume|discard``: ``ln.uploads()`` over REST.
 
 A real ``jupyter server`` on an instance in a real S3 server (moto); each interrupted upload
-is a real multipart upload whose writer, a child process, was killed (SIGKILL) after its first
-part went out, or frozen (SIGSTOP: a live writer that makes no progress).
+is a real multipart upload whose writer, a child process, was killed (SIGKILL) once 85% of the
+bytes reached the server (counted by a TCP proxy), or frozen (SIGSTOP: a live writer that
+makes no progress).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,12 +18,13 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.interrupted import frozen_save, killed_save, random_file
 from tests.support.jupyter import JupyterProcess, isolated_env
+from tests.support.proxy import CountingProxy
+from tests.support.servers import s3_env
 
 MiB = 1024 * 1024
-SIZE = 20 * MiB  # above the single-PUT size: four parts of 5 MiB
-CHILD = Path(__file__).parents[1] / "transfers" / "child_save.py"
-ROOT = Path(__file__).parents[2]
+SIZE = 64 * MiB  # 13 parts of 5 MiB, 8 in flight at once: a kill at 85% leaves some held
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,13 @@ def lab(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     env.pop("LAMIN_NB_INSTANCE", None)
     code = f"import lamin_nb as ln; ln.init(storage={f's3://{bucket}/team'!r})"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    # the server reaches S3 through a counting proxy: what a Resume sends is measured there
+    host, port = s3_server.endpoint.removeprefix("http://").split(":")
+    proxy = CountingProxy(host, int(port)).start()
     proc = JupyterProcess(
         root,
         tmp / "jhome",
-        env,
+        {**env, **s3_env(proxy.endpoint)},
         extra_args=["--ServerApp.jpserver_extensions=lamin_nb.jupyter.server=True"],
     )
     proc.start()
@@ -53,9 +56,11 @@ def lab(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
             "tmp": tmp,
             "s3": s3_server,
             "bucket": bucket,
+            "proxy": proxy,
         }
     finally:
         proc.stop()
+        proxy.stop()
 
 
 def api(lab: dict[str, Any], route: str) -> str:
@@ -72,26 +77,18 @@ def call(lab: dict[str, Any], method: str, route: str, status: int = 200, **kw: 
     return r.json()
 
 
-def interrupted(lab: dict[str, Any], path: Path, key: str, action: str = "kill") -> Any:
-    """A child saving ``path`` under ``key`` killed (or frozen) after its first part went
-    out: a real multipart upload, journaled in a pending row, with no writer at work."""
-    path.write_bytes(os.urandom(SIZE))
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(path), key],
-        cwd=ROOT,
-        env={**lab["env"], "LAMIN_NB_FAULT": f"mid_upload:{action}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    if action == "kill":
-        child.wait(timeout=120)
-        assert child.returncode == -signal.SIGKILL
-        return None
-    for _ in range(1200):  # frozen: the pending row is journaled before the first part
-        if any(t["key"] == key for t in call(lab, "GET", "transfers")["transfers"]):
-            return child
-        time.sleep(0.1)
-    raise AssertionError("the child never journaled its upload")
+def interrupted(lab: dict[str, Any], path: Path, key: str, frozen: bool = False) -> Any:
+    """A real interrupted multipart upload of ``path`` under ``key``: its writer killed at 85%
+    of the bytes, or frozen (returned, for the caller to kill) after its first part."""
+    random_file(path, SIZE)
+    if frozen:
+
+        def journaled() -> bool:
+            return any(t["key"] == key for t in call(lab, "GET", "transfers")["transfers"])
+
+        return frozen_save(path, key, lab["env"], journaled)
+    killed_save(path, key, lab["env"], lab["s3"].endpoint)
+    return None
 
 
 def transfer(lab: dict[str, Any], key: str) -> dict[str, Any]:
@@ -99,10 +96,30 @@ def transfer(lab: dict[str, Any], key: str) -> dict[str, Any]:
     return found
 
 
-def on_server(lab: dict[str, Any]) -> list[str]:
-    """The keys of the multipart uploads the S3 server still holds."""
+def uploads_on_server(lab: dict[str, Any]) -> list[dict[str, Any]]:
+    """The multipart uploads the S3 server still holds."""
     listed = lab["s3"].client().list_multipart_uploads(Bucket=lab["bucket"])
-    return [u["Key"] for u in listed.get("Uploads", [])]
+    return list(listed.get("Uploads", []))
+
+
+def on_server(lab: dict[str, Any]) -> list[str]:
+    return [u["Key"] for u in uploads_on_server(lab)]
+
+
+def held_bytes(lab: dict[str, Any], uid: str, upload_id: str) -> int:
+    """The bytes the server holds for an upload, once the parts whose bodies had arrived
+    before the kill are stored."""
+    client, key = lab["s3"].client(), f"team/.lamindb/{uid}.bin"
+
+    def listed() -> int:
+        parts = client.list_parts(Bucket=lab["bucket"], Key=key, UploadId=upload_id)
+        return sum(int(p["Size"]) for p in parts.get("Parts", []))
+
+    held, before = listed(), -1
+    while held != before:
+        time.sleep(0.5)
+        held, before = listed(), held
+    return held
 
 
 def wait_for_job(lab: dict[str, Any], job_id: str) -> dict[str, Any]:
@@ -118,19 +135,25 @@ def test_an_interrupted_upload_is_listed_and_resumed_as_a_save_job(lab):
     path = lab["root"] / "big.bin"
     interrupted(lab, path, "runs/big.bin")
     shown = transfer(lab, "runs/big.bin")
-    assert shown["size"] == SIZE and shown["parts_total"] == 4
-    assert 0 <= shown["parts_done"] < 4 and shown["bytes_done"] < SIZE
+    assert shown["size"] == SIZE and shown["parts_total"] == 13
+    assert 0 <= shown["parts_done"] < 13 and shown["bytes_done"] < SIZE
     assert shown["alive"] is False and shown["owner"] and shown["started_at"].endswith("Z")
     assert shown["can_resume"] is True and shown["can_discard"] is True
     assert shown["source"] == str(path)
-    assert f"team/.lamindb/{shown['uid']}.bin" in on_server(lab)
+    [upload_id] = [u["UploadId"] for u in uploads_on_server(lab)]
+    held = held_bytes(lab, shown["uid"], upload_id)
+    assert held > 0  # the parts that arrived before the kill
 
+    lab["proxy"].reset()
     job = call(lab, "POST", f"transfers/{shown['uid']}/resume", status=202)
     assert job["resume_of"] == shown["uid"] and job["paths"] == ["runs/big.bin"]
     done = wait_for_job(lab, job["id"])
     assert done["status"] == "done", done
     [item] = done["items"]
     assert item["state"] == "saved" and item["label"].endswith("big.bin"), item
+    # only the missing parts went to S3 (counted by the proxy, not by lamin_nb)
+    missing = SIZE - held
+    assert missing <= lab["proxy"].upstream <= missing + 13 * 16 * 1024 + 256 * 1024
     # the interrupted reservation was taken over: the artifact is the upload's uid
     [artifact] = call(lab, "GET", "artifacts", params={"key_prefix": "runs/"})["artifacts"]
     assert artifact["uid"] == shown["uid"] and artifact["size"] == SIZE
@@ -149,7 +172,7 @@ def test_discard_aborts_the_upload_and_removes_its_pending_row(lab):
     interrupted(lab, lab["root"] / "drop.bin", "drop.bin")
     uid = transfer(lab, "drop.bin")["uid"]
     done = call(lab, "POST", f"transfers/{uid}/discard")
-    assert done["uid"] == uid and done["key"] == "drop.bin" and done["freed_bytes"] >= 0
+    assert done["uid"] == uid and done["key"] == "drop.bin" and done["freed_bytes"] > 0
     assert on_server(lab) == [] and call(lab, "GET", "transfers")["transfers"] == []
     assert call(lab, "GET", "status")["counts"]["pending"] == 0
     report = call(lab, "GET", "consistency")
@@ -160,7 +183,7 @@ def test_discard_aborts_the_upload_and_removes_its_pending_row(lab):
 
 
 def test_an_upload_whose_writer_runs_is_neither_discarded_nor_resumed(lab):
-    child = interrupted(lab, lab["root"] / "live.bin", "live.bin", action="stop")
+    child = interrupted(lab, lab["root"] / "live.bin", "live.bin", frozen=True)
     try:
         shown = transfer(lab, "live.bin")
         assert shown["alive"] is True

@@ -48,7 +48,8 @@ export class TransfersView {
       return;
     }
     const n = this.transfers.length;
-    this.header.textContent = `${n} resumable upload${n === 1 ? '' : 's'}`;
+    this.header.textContent = n ? `${n} resumable upload${n === 1 ? '' : 's'}` : '';
+    this.header.hidden = !n;
     clear(this.list, ...this.transfers.map(t => this.row(t)));
     this.node.hidden = !n && !this.message.textContent && !this.jobs.node.querySelector('.lamin-job');
   }
