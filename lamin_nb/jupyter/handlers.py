@@ -441,6 +441,9 @@ class TransfersHandler(LaminHandler):
 
     @web.authenticated
     async def get(self) -> None:
+        """``ln.uploads()`` of the instance: ``{instance, transfers: [{uid, key, size,
+        bytes_done, parts_done, parts_total, started_at, owner, alive, source,
+        resumable_for, can_resume, can_discard}]}``, oldest first."""
         from .api import list_transfers
 
         try:
@@ -455,6 +458,11 @@ class TransferHandler(LaminHandler):
 
     @web.authenticated
     async def post(self, uid: str, action: str) -> None:
+        """``resume``: 202 with a save job (follow it with ``GET saves/{id}``) that saves the
+        upload's recorded source under its key; only the missing parts are sent. The source
+        must be inside the server root. ``discard``: aborts the upload now (its parts and its
+        pending row go): ``{uid, key, freed_bytes}``. An unknown uid is 404; an upload whose
+        writer is at work on it, or whose source is gone, is 409 with why."""
         from .api import discard_transfer
 
         try:
