@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 
-from . import recovery, rows
+from . import onepass, recovery, rows
 from .errors import StorageError
 from .instance import Instance, current
 from .models import PENDING, ArtifactRow, utcnow
@@ -42,13 +42,20 @@ TABLE = rows.TABLE
 RECORD_EVERY = 2.0  # seconds between two progress writes of one upload
 
 
-def can_resume(row: Any, artifact: Any) -> bool:
-    """Can a save of ``artifact`` continue the interrupted upload of ``row``? Same content,
-    same key and suffix, and nobody at work on it."""
+def can_resume(row: Any, artifact: Any, stat: tuple[int, int] | None = None) -> bool:
+    """Can a save of ``artifact`` continue the interrupted upload of ``row``? Same content
+    (the same hash, or for a one-read upload without a hash yet, the same unchanged source
+    file: ``stat`` is its size and mtime), same key and suffix, and nobody at work on it."""
+    same = row.hash == artifact.digest or (
+        row.hash is None
+        and stat is not None
+        and artifact.source is not None
+        and onepass.same_source(row, artifact.source, stat)
+    )
     return (
         row.status == PENDING
         and bool(getattr(row, "transfer_id", None))
-        and row.hash == artifact.digest
+        and same
         and row.key == artifact.key
         and row.suffix == artifact.suffix
         and not rows.in_flight(row)

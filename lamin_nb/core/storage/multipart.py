@@ -73,9 +73,10 @@ def put_verified(
     expected_hash: str | None,
     on_bytes: Callable[[int], None] | None = None,
     journal: Journal | None = None,
-) -> None:
+) -> str:
     """Upload ``source`` to ``path`` (s3://bucket/key); the object exists only once complete
-    and only if what was sent hashes to ``expected_hash``."""
+    and only if what was sent hashes to ``expected_hash`` (when given). Returns the hash of
+    what was sent: the content hash of a file that was not hashed before (one read)."""
     bucket, key, _ = fs.split_path(path)
     with open(source, "rb", buffering=0) as src:
         size = os.fstat(src.fileno()).st_size
@@ -83,13 +84,14 @@ def put_verified(
             data = _read_part(src, PART_SIZE + 1)
             if len(data) > PART_SIZE:  # grown since: its hash cannot be the one expected
                 raise IntegrityError(f"{source} changed after it was hashed; save it again")
-            _verify(source, _digest_of(data), expected_hash)
+            digest = _digest_of(data)
+            _verify(source, digest, expected_hash)
             fault("mid_upload")
             fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=CHECKSUM)
             if on_bytes is not None:
                 on_bytes(len(data))
-            return
-        _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, source, expected_hash)
+            return digest
+        return _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, source, expected_hash)
 
 
 # -- the parts' client: botocore in threads ---------------------------------------------------
@@ -202,16 +204,16 @@ class _Multipart:
 
     # -- the run -------------------------------------------------------------------------
 
-    def run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
+    def run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> str:
         try:
-            self._run(src, source, expected_hash)
+            return self._run(src, source, expected_hash)
         finally:
             self.free.clear()
             for _ in range(self.held):
                 _budget.release()
             self.held = 0
 
-    def _run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
+    def _run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> str:
         existing = self._resume_or_start()
         hasher = new_hasher()
         try:
@@ -243,7 +245,8 @@ class _Multipart:
                     fault("mid_upload")
             while self.sending:
                 self._finish_oldest()
-            _verify(source, encode(hasher.digest(DIGEST_BYTES)), expected_hash)
+            digest = encode(hasher.digest(DIGEST_BYTES))
+            _verify(source, digest, expected_hash)
             self._record(force=True)
             _call(
                 self.client,
@@ -253,6 +256,7 @@ class _Multipart:
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]},
             )
+            return digest
         except IntegrityError:
             self._stop()
             self._abort()  # the source changed: nothing of it may remain
