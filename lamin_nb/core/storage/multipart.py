@@ -27,7 +27,7 @@ import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -244,7 +244,7 @@ class _Multipart:
                 if number == 1:
                     fault("mid_upload")
             while self.sending:
-                self._finish_oldest()
+                self._finish_some()
             digest = encode(hasher.digest(DIGEST_BYTES))
             _verify(source, digest, expected_hash)
             self._record(force=True)
@@ -322,14 +322,14 @@ class _Multipart:
         ``BUFFERS`` buffers in the whole process (several files in parallel)."""
         while True:
             if len(self.sending) >= PARTS_IN_FLIGHT:
-                self._finish_oldest()
+                self._finish_some()
             elif self.free:
                 return self.free.pop()
             elif _budget.acquire(blocking=not self.sending):
                 self.held += 1
                 return bytearray(self.part_size)
             else:
-                self._finish_oldest()  # frees one of ours; others free theirs as they end
+                self._finish_some()  # frees one of ours; others free theirs as they end
 
     def _send(self, sending: _Sending) -> None:
         self.sending.append(sending)
@@ -352,8 +352,14 @@ class _Multipart:
         )
         return {"ETag": result["ETag"], "ChecksumCRC32": crc}
 
-    def _finish_oldest(self) -> None:
-        sending = self.sending[0]
+    def _finish_some(self) -> None:
+        """Wait until a part in flight ends, whichever (waiting for the oldest would let one
+        slow part hold the slots of the parts that ended after it), then take every ended one."""
+        wait([s.future for s in self.sending], return_when=FIRST_COMPLETED)
+        for sending in [s for s in self.sending if s.future.done()]:
+            self._finish(sending)
+
+    def _finish(self, sending: _Sending) -> None:
         try:
             result = sending.future.result()
         except PermissionError as exc:
@@ -366,7 +372,7 @@ class _Multipart:
             sending.retried = True
             sending.future = self._submit(sending.number, sending.body)
             return
-        self.sending.popleft()
+        self.sending.remove(sending)
         self.free.append(sending.buffer)
         self._done(sending.number, result, len(sending.body))
 
