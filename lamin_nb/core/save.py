@@ -326,7 +326,7 @@ class SaveRun:
             self._undo(items, S.ROLLED_BACK)
             return
         reserved = self._reserve(items)
-        if self.atomic and any(i.waiting for i in items):
+        if self.atomic and any(i.waiting or i.hash_first for i in items):
             self._release(reserved)  # all or nothing: start together once the others are done
             return
         if self.stale_uploads:

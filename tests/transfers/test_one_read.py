@@ -214,3 +214,30 @@ def test_one_read_can_be_turned_off(
     reads = source_reads(path)
     ln.Artifact(path, key="big.bin").save()
     assert reads["through"] == 2 * LOCAL + 1, reads  # hashed first, then copied
+
+
+def test_staged_anndata_is_read_once_locally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source_reads: Callable[[Path], dict[str, int]]
+) -> None:
+    """The staging file becomes the object by a hard link; the link's verify pass (needed to
+    make it durable) yields the hash: the staging file is never read for a hash of its own."""
+    import anndata
+    import numpy as np
+
+    from lamin_nb.core.hashing import hash_file
+
+    monkeypatch.setenv("LAMIN_NB_ONE_READ_BYTES", str(MiB))  # a small AnnData will do
+    ln.init(storage=str(tmp_path / "storage"))
+    rng = np.random.default_rng(0)
+    adata = anndata.AnnData(rng.random((600, 600), dtype="float32"))
+    artifact = ln.Artifact.from_anndata(adata, key="x.h5ad")
+    staged = artifact.source
+    assert staged is not None and staged.stat().st_size > MiB
+    reads = source_reads(staged)
+    artifact.save()
+    assert reads["through"] <= 1, reads  # the check that it can be read, nothing more
+    stored = tmp_path / "storage" / ".lamindb" / f"{artifact.uid}.h5ad"
+    assert artifact.hash == hash_file(stored)[0]
+    assert (ln.Artifact.get("x.h5ad").load().X == adata.X).all()
+    report = ln.check(deep=True)
+    assert report.is_consistent and report.n_ok == 1, report
