@@ -58,9 +58,13 @@ def _interrupted_upload(s3: S3Target) -> tuple[str, str, int]:
     assert upload.alive is False, upload
     [on_server] = s3.uploads()
     assert on_server["Key"] == s3.key_of(upload.uid)
-    held, before = s3.parts_bytes(upload.uid, on_server["UploadId"]), -1
-    while held != before:  # a part whose body had arrived may still be being stored
-        time.sleep(3.0)  # moto on a loaded machine can take seconds to store one
+    held, before, sent = s3.parts_bytes(upload.uid, on_server["UploadId"]), -1, -1
+    # the proxy may still forward what the child wrote into its sockets before it died, and
+    # the server may still be storing a part whose body arrived (moto on a loaded machine
+    # takes seconds): counted once both are done
+    while held != before or s3.proxy.upstream != sent:
+        sent = s3.proxy.upstream
+        time.sleep(2.0)
         held, before = s3.parts_bytes(upload.uid, on_server["UploadId"]), held
     return upload.uid, on_server["UploadId"], held
 
