@@ -241,3 +241,26 @@ def test_staged_anndata_is_read_once_locally(
     assert (ln.Artifact.get("x.h5ad").load().X == adata.X).all()
     report = ln.check(deep=True)
     assert report.is_consistent and report.n_ok == 1, report
+
+
+def test_one_read_on_every_backend(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SQLite and PostgreSQL, local and S3: a new file is written once and its hash recorded
+    at the commit; a second file of the same size is hashed first (and then written); the
+    same content again is deduplicated before anything is written."""
+    from lamin_nb.core.hashing import hash_file
+
+    monkeypatch.setenv("LAMIN_NB_ONE_READ_BYTES", str(MiB))  # small files will do
+    first = _random_file(tmp_path / "a.bin", 2 * MiB)
+    other = _random_file(tmp_path / "b.bin", 2 * MiB)
+    a = ln.Artifact(first, key="a.bin").save()
+    assert a.hash == hash_file(first)[0] and _pending() == []
+    b = ln.Artifact(other, key="b.bin").save()
+    assert b.hash == hash_file(other)[0] and b.uid != a.uid
+    with pytest.warns(ln.KeyNotSavedWarning):
+        again = ln.Artifact(first, key="c.bin").save()
+    assert again.uid == a.uid
+    assert sorted(backend.object_names()) == sorted([f"{a.uid}.bin", f"{b.uid}.bin"])
+    report = ln.check(deep=True)
+    assert report.is_consistent and report.n_ok == 2, report
