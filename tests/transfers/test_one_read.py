@@ -264,3 +264,29 @@ def test_one_read_on_every_backend(
     assert sorted(backend.object_names()) == sorted([f"{a.uid}.bin", f"{b.uid}.bin"])
     report = ln.check(deep=True)
     assert report.is_consistent and report.n_ok == 2, report
+
+
+def test_two_processes_on_postgresql_leave_one_artifact(tmp_path: Path, pg_url: str) -> None:
+    """The dedup at the commit under PostgreSQL's write lock: two processes write the same new
+    content (two files) to a local folder at once; one artifact, no orphan object, no partial
+    file."""
+    storage = tmp_path / "storage"
+    ln.init(storage=str(storage), db=pg_url)
+    path = _random_file(tmp_path / "big.bin", LOCAL)
+    copy = tmp_path / "copy.bin"  # another file, the same bytes: no journal ties them
+    copy.write_bytes(path.read_bytes())
+    results: list[tuple[dict[str, object], str]] = []
+    children = [Child(p, "big.bin") for p in (path, copy)]
+    threads = [threading.Thread(target=lambda c=c: results.append(c.wait())) for c in children]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uids = {r.get("uid") for r, _ in results}
+    assert len(uids) == 1 and None not in uids, results
+    assert ln.Artifact.filter().count() == 1
+    managed = storage / ".lamindb"
+    assert sorted(p.name for p in managed.iterdir() if p.is_file()) == [f"{uids.pop()}.bin"]
+    assert _pending() == [] and ln.uploads() == []
+    report = ln.check(deep=True)
+    assert report.is_consistent and report.n_ok == 1, report
