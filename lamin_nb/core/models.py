@@ -82,6 +82,7 @@ class ArtifactRow(Base):
         Index("ix_lamin_artifact_key_version", "key", "version"),
         Index("ix_lamin_artifact_key_latest", "key", "is_latest"),
         Index("ix_lamin_artifact_updated_at", "updated_at"),
+        Index("ix_lamin_artifact_size", "size"),  # migration 0006: one read for new content
     )
 
 

@@ -54,7 +54,9 @@ def pending_rows(
     for a in records:
         # a uid deleted for good is never issued again, whatever the content now
         retired = a.uid == a.deleted_uid
-        if retired or a.uid in taken or (a.uid in known and known[a.uid].hash != a.digest):
+        # a one-read item (no hash yet) never reuses the uid of a row: its content is unknown
+        same = a.uid in known and a.digest is not None and known[a.uid].hash == a.digest
+        if retired or a.uid in taken or (a.uid in known and not same):
             a.uid = random_base62(16) + version_suffix(a.version or 1)
     values = {"storage": storage, "owner": owner, "created_by": user}
     return [_row_values(a, now, until, described[id(a)], values) for a in records]

@@ -272,6 +272,19 @@ def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[s
     return done
 
 
+def set_hashes(session: Executor, hashes: dict[str, str], owner: str) -> None:
+    """Record the hash of one-read uploads (written before their hash was known) in their
+    pending rows, in the commit's transaction."""
+    for uid, digest in hashes.items():
+        session.execute(
+            update(ArtifactRow)
+            .where(
+                ArtifactRow.uid == uid, ArtifactRow.status == PENDING, ArtifactRow.owner == owner
+            )
+            .values(hash=digest)
+        )
+
+
 def claim_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
     """Of ``uids``, those still pending under ``owner`` (a repair may have rolled some back)."""
     mine: list[str] = []

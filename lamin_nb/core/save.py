@@ -3,7 +3,9 @@
 Read ``SaveRun`` top to bottom; its steps are DESIGN §4's:
 
 1. validate everything first (``saveinput.check_records``, before the run exists);
-2. hash every item, then dedup against committed and pending rows (one query);
+2. hash every item, then dedup against committed and pending rows (one query); a large file
+   of a size no row has is hashed while it is written instead (one read, ``onepass.py``) and
+   deduplicated at the commit;
 3. reserve: insert ``pending`` rows with owner and lease, one transaction (``reserve.py``);
 4. upload each object to its final name, bounded concurrency, progress per item, durable
    before commit (``Storage.put_file`` and one ``Storage.sync`` for the batch);
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Row
 
-from . import recovery, rows, transfers
+from . import onepass, recovery, rows, transfers
 from .callbacks import NO_PROGRESS, Guarded, ItemInfo, ItemState, SaveCallback
 from .errors import (
     IntegrityError,
@@ -38,6 +41,7 @@ from .errors import (
     describe,
 )
 from .faults import fault
+from .hashing import HASH_TYPE
 from .instance import Instance
 from .models import COMMITTED, PENDING
 from .owners import describe_owner, new_owner, running
@@ -299,13 +303,17 @@ class SaveRun:
             if item.artifact.saved_elsewhere(self.inst):  # acts on its own instance: nothing
                 self._set(item, S.ALREADY_SAVED, "saved in another instance")
         try:
-            self._hash_all([i for i in self.items if not i.artifact.is_saved])
+            unsaved = [i for i in self.items if not i.artifact.is_saved]
+            self._plan_one_read(unsaved)
+            self._hash_all([i for i in unsaved if not i.one_read])
             todo = [i for i in self.items if not i.done]
             while todo:
                 self._round(todo)
                 todo = self._wait_for_others([i for i in self.items if i.waiting])
+                todo += [i for i in self.items if i.hash_first and not i.done and i not in todo]
                 if todo and self.atomic:
                     todo = [i for i in self.items if not i.done]
+                self._hash_after_all(todo)
         except Exception as exc:  # noqa: BLE001 - becomes the cause of the SaveError
             self._abort(exc)
         except BaseException as exc:
@@ -318,7 +326,7 @@ class SaveRun:
             self._undo(items, S.ROLLED_BACK)
             return
         reserved = self._reserve(items)
-        if self.atomic and any(i.waiting for i in items):
+        if self.atomic and any(i.waiting or i.hash_first for i in items):
             self._release(reserved)  # all or nothing: start together once the others are done
             return
         if self.stale_uploads:
@@ -337,6 +345,52 @@ class SaveRun:
         pending = [i for i in items if i.artifact.needs_hash()]
         run_parallel(pending, self._hash_one, self.workers, self.cancel)
         self._reraise_stop()
+
+    def _plan_one_read(self, items: list[Item]) -> None:
+        """Which large items are hashed while written (``onepass.choose``: one indexed query
+        by size). Not inside ``ln.transaction()``: its commit, at the block's end, does not
+        deduplicate."""
+        if self.tx is not None or onepass.threshold() < 0:
+            return
+        planned: list[tuple[Item, tuple[int, int]]] = []
+        for item in items:
+            a = item.artifact
+            if item.done or a.source is None or not a.needs_hash():
+                continue
+            try:
+                st = a.source.stat()
+            except OSError:
+                continue  # the hash step reports it
+            if st.st_size >= onepass.threshold():
+                planned.append((item, (st.st_size, st.st_mtime_ns)))
+        if not planned:
+            return
+        try:
+            with self.inst.db.read_rows() as session:
+                same = onepass.rows_of_sizes(session, [stat[0] for _, stat in planned])
+        except Exception as exc:  # noqa: BLE001 - hash first; the reservation reports the database
+            logger.debug("hashing first: %s", describe(exc))
+            return
+        counts = Counter(stat[0] for _, stat in planned)
+        for item, stat in planned:
+            a = item.artifact
+            assert a.source is not None
+            one_read, item.resumable = onepass.choose(
+                a.source, stat, counts[stat[0]], same.get(stat[0], [])
+            )
+            item.source_stat = stat
+            if one_read:
+                item.one_read = item.sets_hash = True
+                a.digest, a.size, a.hash_type = None, stat[0], HASH_TYPE
+
+    def _hash_after_all(self, items: list[Item]) -> None:
+        """One-read items that another writer of the same size held up (it waited for them,
+        or their interrupted upload was finished meanwhile): hashed now, so the next round
+        deduplicates them against what that writer stored."""
+        again = [i for i in items if i.one_read and not i.done and not i.reserved]
+        for item in again:
+            item.one_read = item.sets_hash = item.hash_first = False
+        self._hash_all(again)
 
     def _hash_one(self, item: Item) -> None:
         self._set(item, S.HASHING)
@@ -369,8 +423,10 @@ class SaveRun:
             return []
 
     def _reserve_in(self, session: Any, items: list[Item], reclaim: bool) -> list[Item]:
+        # with the interrupted one-read uploads of the items' sources, as they are now
+        uids = [i.artifact.uid for i in items] + [u for i in items for u in i.resumable]
         known, by_hash = rows.by_uids_and_hashes(
-            session, [i.artifact.uid for i in items], [i.artifact.digest or "" for i in items]
+            session, uids, [i.artifact.digest for i in items if i.artifact.digest]
         )
         if reclaim:
             found = {r.uid: r for r in known.values()}
@@ -403,7 +459,8 @@ class SaveRun:
                 self._fail(item, NotFoundError(deleted_elsewhere(item.artifact)))
                 continue
             if own is not None and own.owner != self.owner and rows.in_flight(own):
-                if own.hash == digest:  # another process predicted the same uid, same content
+                # another process predicted the same uid, same content
+                if own.hash == item.artifact.digest:
                     item.waiting, item.waits_for = True, own
                     continue
             others = [r for r in by_hash.get(digest, []) if r.uid != item.artifact.uid]
@@ -415,9 +472,11 @@ class SaveRun:
             elif elsewhere:
                 item.waiting = True
                 item.waits_for = elsewhere[0]
-            elif digest in leaders:
+            elif digest and digest in leaders:
                 item.leader = leaders[digest]
-            elif self._resume(session, item, [own, *others]):
+            elif self._held_elsewhere(item, known):
+                continue
+            elif self._resume(session, item, [own, *others, *self._resumable(item, known)]):
                 leaders[digest] = item
                 if item.reserved:
                     taken.append(item)
@@ -427,7 +486,9 @@ class SaveRun:
         stale = [
             i.artifact.uid
             for i in to_reserve
-            if i.artifact.uid in known and known[i.artifact.uid].hash == i.artifact.digest
+            if i.artifact.uid in known
+            and known[i.artifact.uid].hash == i.artifact.digest
+            and i.artifact.digest is not None  # a one-read item's row is never "the same"
         ]
         rows.delete_rows(session, stale, PENDING)  # this artifact's own earlier, failed attempt
         reserving = [i.artifact for i in to_reserve]
@@ -463,11 +524,39 @@ class SaveRun:
         trashed = row.uid in tx.trashed or (row.is_trashed and row.uid not in tx.restored)
         return (row.status == COMMITTED or self._saved_in_block(row)) and not trashed
 
+    def _resumable(self, item: Item, known: dict[str, Row[Any]]) -> list[Row[Any]]:
+        """The interrupted one-read uploads of the item's source, as read in this reservation."""
+        return [known[uid] for uid in item.resumable if uid in known]
+
+    def _held_elsewhere(self, item: Item, known: dict[str, Row[Any]]) -> bool:
+        """A one-read upload of the item's source (no hash to find it by) is in flight
+        elsewhere: wait for it, never send the same parts twice. A one-read item whose
+        interrupted upload was finished meanwhile is hashed first (``hash_first``)."""
+        stat = item.source_stat
+        source = item.artifact.source
+        for uid in item.resumable:
+            row = known.get(uid)
+            if row is None or stat is None or source is None:
+                continue
+            if not onepass.hashless_upload_of(row, source, stat):
+                if item.one_read:  # committed (maybe the same content) or changed: hash
+                    item.hash_first = True
+                    return True
+                continue
+            if row.owner != self.owner and rows.in_flight(row):
+                item.waiting, item.waits_for = True, row
+                return True
+        return False
+
     def _resume(self, session: Any, item: Item, candidates: list[Row[Any] | None]) -> bool:
         """Take over an interrupted upload of the same content (DESIGN §9): True if the item
         now holds it (reserved) or waits for the process that took it first."""
         row = next(
-            (r for r in candidates if r is not None and transfers.can_resume(r, item.artifact)),
+            (
+                r
+                for r in candidates
+                if r is not None and transfers.can_resume(r, item.artifact, item.source_stat)
+            ),
             None,
         )
         if row is None:
@@ -478,6 +567,7 @@ class SaveRun:
         a = item.artifact
         a.uid, a.version = row.uid, row.version
         item.resume_row, item.reserved = row, True
+        item.sets_hash = row.hash is None  # a one-read upload: the commit records its hash
         return True
 
     def _note_changed_sources(self, session: Any, items: list[Item]) -> None:
@@ -488,7 +578,8 @@ class SaveRun:
             return
         for path, row in transfers.changed_sources(session, list(by_path)).items():
             item = by_path[path]
-            if row.hash != item.artifact.digest:
+            unchanged = row.hash is None and row.uid in item.resumable  # same file, one-read
+            if row.hash != item.artifact.digest or (row.hash is None and not unchanged):
                 item.restart_note = transfers.why_changed(row, Path(path))
                 self.stale_uploads.append(row)
 
@@ -545,13 +636,16 @@ class SaveRun:
             self.inst, a.uid, self.owner, a.source, item.resume_row, lambda d: self._say(item, d)
         )
         try:
-            self.inst.storage.put_file(
+            digest = self.inst.storage.put_file(
                 a.source,
                 a.object_name,
-                a.digest,
+                None if item.one_read else a.digest,
                 lambda n: self._advance(item, n),
                 item.journal,
             )
+            if item.one_read:
+                self._check_unchanged(item)
+                a.digest = digest  # the hash of what was written: the content's
             item.uploaded = True
             # done with: an uploaded item is never resumed (``_keeps``); a bulk save would
             # otherwise hold one journal, its lock and callbacks per file to the end
@@ -572,6 +666,23 @@ class SaveRun:
                 self._fail(item, StorageError(f"could not upload {label(a)}: {why}"), exc)
             if self.atomic:
                 self.cancel.set()
+
+    def _check_unchanged(self, item: Item) -> None:
+        """A one-read item's source must not change while it is written: its size and mtime
+        before (when planned, as its row records) and after. Else it fails, and undo removes
+        what was written."""
+        a = item.artifact
+        assert a.source is not None
+        try:
+            st = a.source.stat()
+            after: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            after = None
+        if after != item.source_stat:
+            raise IntegrityError(
+                f"{a.source} changed while it was being saved; nothing of it was kept: "
+                "save it again once it is written"
+            )
 
     def _keeps(self, item: Item, exc: BaseException | None) -> bool:
         """Does an unfinished item keep its row and parts for a later save to resume? Only a
@@ -608,9 +719,14 @@ class SaveRun:
         ready = [i for i in items if i.uploaded and not i.done]
         for item in ready:
             self._set(item, S.COMMITTING)
+        same: dict[int, Row[Any]] = {}
         try:
             with self.inst.db.write_rows() as session:
                 fault("before_commit")
+                same = self._same_content_committed(session, ready)
+                ready = [i for i in ready if i.index not in same]
+                hashes = {i.artifact.uid: i.artifact.digest for i in ready if i.sets_hash}
+                rows.set_hashes(session, hashes, self.owner)  # type: ignore[arg-type]
                 mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
                 rows.refresh_latest(session, [i.artifact.key for i in ready])
                 rows.raise_marks(session, [i.artifact.key for i in ready])
@@ -620,7 +736,37 @@ class SaveRun:
             return
         fault("after_commit")
         self._adopt_committed(ready, stored)
+        self._dedup_written([i for i in items if i.index in same], same)
         self._undo(items, S.FAILED, RESERVATION_GONE)
+
+    def _same_content_committed(self, session: Any, items: list[Item]) -> dict[int, Row[Any]]:
+        """Dedup at the commit (``onepass``), under the write lock the reservation holds too:
+        of the large items, those whose content another writer committed meanwhile (a one-read
+        item's hash is known only now; a hash-first one may have raced with a one-read one).
+        By item index, the committed row to return instead."""
+        large = [i for i in items if i.sets_hash or i.source_stat is not None]
+        if not large:
+            return {}
+        by_hash = rows.by_hashes(session, {i.artifact.digest or "" for i in large})
+        found: dict[int, Row[Any]] = {}
+        for item in large:
+            uid = item.artifact.uid
+            committed = [r for r in by_hash.get(item.artifact.digest or "", []) if r.uid != uid]
+            committed = [r for r in committed if self._visible(r)]
+            if committed:
+                found[item.index] = committed[0]
+        return found
+
+    def _dedup_written(self, items: list[Item], same: dict[int, Row[Any]]) -> None:
+        """Items whose content was committed by another writer while they were written: their
+        objects go (before their pending rows, as undo removes them), the existing artifact
+        is returned as a dedup before the upload would have returned it."""
+        if not items:
+            return
+        self._remove(items)
+        for item in items:
+            item.reserved = False  # a row left (a failed removal) is repair's
+            self._dedup(item, same[item.index])
 
     def _stage(self, items: list[Item]) -> None:
         """Step 5 inside ``ln.transaction()``: the block's end commits. The rows stay pending
@@ -826,9 +972,11 @@ class SaveRun:
             label(waiting[0].artifact),
             waiting_for(waiting[0].waits_for, WAIT_FOR_OTHERS_SECONDS),
         )
-        if wait_for_writers(
-            self.inst, {i.artifact.digest or "" for i in waiting}, WAIT_FOR_OTHERS_SECONDS
-        ):
+        hashes = {i.artifact.digest for i in waiting if i.artifact.digest}
+        # one-read uploads have no hash yet: waited for by uid
+        held = [i.waits_for for i in waiting if i.waits_for is not None]
+        uids = [row.uid for row in held if not row.hash]
+        if wait_for_writers(self.inst, hashes, WAIT_FOR_OTHERS_SECONDS, uids):
             return waiting
         for item in waiting:
             item.waiting = False

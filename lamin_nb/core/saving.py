@@ -41,6 +41,11 @@ class Item:
         "journal",
         "restart_note",
         "keep",
+        "one_read",
+        "source_stat",
+        "resumable",
+        "sets_hash",
+        "hash_first",
     )
 
     def __init__(self, index: int, artifact: ArtifactRecord) -> None:
@@ -60,6 +65,11 @@ class Item:
         self.journal: RowJournal | None = None  # the upload's record in its pending row
         self.restart_note = ""  # why an interrupted upload of its source starts over
         self.keep = False  # interrupted: its row and parts stay for a later save to resume
+        self.one_read = False  # hashed while written (``onepass``): reserved without a hash
+        self.source_stat: tuple[int, int] | None = None  # (size, mtime_ns) when planned
+        self.resumable: list[str] = []  # uids of interrupted one-read uploads of its source
+        self.sets_hash = False  # its pending row has no hash: the commit records it
+        self.hash_first = False  # a one-read item that must be hashed first after all
 
     @property
     def done(self) -> bool:

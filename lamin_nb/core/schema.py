@@ -6,7 +6,7 @@ instance's schema with one plain query.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "0005"
+SCHEMA_VERSION = "0006"
 ARTIFACT_TABLE = "lamin_artifact"
 
 PENDING = "pending"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 
-from . import recovery, rows
+from . import onepass, recovery, rows
 from .errors import NotFoundError, StorageError
 from .instance import Instance, current
 from .models import PENDING, ArtifactRow, utcnow
@@ -42,13 +42,20 @@ TABLE = rows.TABLE
 RECORD_EVERY = 2.0  # seconds between two progress writes of one upload
 
 
-def can_resume(row: Any, artifact: Any) -> bool:
-    """Can a save of ``artifact`` continue the interrupted upload of ``row``? Same content,
-    same key and suffix, and nobody at work on it."""
+def can_resume(row: Any, artifact: Any, stat: tuple[int, int] | None = None) -> bool:
+    """Can a save of ``artifact`` continue the interrupted upload of ``row``? Same content
+    (the same hash, or for a one-read upload without a hash yet, the same unchanged source
+    file: ``stat`` is its size and mtime), same key and suffix, and nobody at work on it."""
+    same = row.hash == artifact.digest or (
+        row.hash is None
+        and stat is not None
+        and artifact.source is not None
+        and onepass.same_source(row, artifact.source, stat)
+    )
     return (
         row.status == PENDING
         and bool(getattr(row, "transfer_id", None))
-        and row.hash == artifact.digest
+        and same
         and row.key == artifact.key
         and row.suffix == artifact.suffix
         and not rows.in_flight(row)
@@ -142,13 +149,13 @@ class RowJournal(Journal):
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def _update(self, **values: Any) -> None:
+    def _update(self, durable: bool = True, **values: Any) -> None:
         stmt = (
             update(TABLE)
             .where(TABLE.c.uid == self.uid, TABLE.c.status == PENDING, TABLE.c.owner == self.owner)
             .values(updated_at=utcnow(), **values)
         )
-        with self.inst.db.write_rows() as session:
+        with self.inst.db.write_rows(durable=durable) as session:
             if not session.execute(stmt).rowcount:
                 raise StorageError(
                     f"the reservation of {self.uid} was taken over (its lease ran out, and "
@@ -176,7 +183,9 @@ class RowJournal(Journal):
             if now - self._last < RECORD_EVERY:
                 return
             self._last = now
-        self._update(parts_done=parts_done, bytes_done=bytes_done)
+        # a summary (the server's part list is the truth): losing it in a power cut is
+        # harmless, so no flush to disk on the upload's thread (SQLite) for it
+        self._update(durable=False, parts_done=parts_done, bytes_done=bytes_done)
 
     def resuming(self, parts_done: int, parts_total: int, bytes_left: int) -> None:
         self.say(

@@ -135,14 +135,16 @@ def deferred_interrupts() -> Iterator[list[int]]:
         )
 
 
-def wait_for_writers(inst: Any, hashes: set[str], seconds: float) -> bool:
-    """Poll until no live writer holds a pending row with one of ``hashes``; False on timeout."""
+def wait_for_writers(inst: Any, hashes: set[str], seconds: float, uids: Sequence[str] = ()) -> bool:
+    """Poll until no live writer holds a pending row with one of ``hashes`` (or one of
+    ``uids``: one-read uploads, which have no hash yet); False on timeout."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.2)
         with inst.db.read_rows() as session:
-            found = rows.by_hashes(session, hashes)
-        if not any(rows.in_flight(r) for rs in found.values() for r in rs):
+            found = [r for rs in rows.by_hashes(session, hashes).values() for r in rs]
+            found += rows.by_uids(session, list(uids)).values()
+        if not any(rows.in_flight(r) for r in found):
             return True
     return False
 

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
             "resources",
             "staged",
             "resumable",
+            "onepass",
         ],
         1,
     ),

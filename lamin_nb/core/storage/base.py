@@ -115,9 +115,11 @@ class Storage(Protocol):
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
         journal: Journal | None = None,
-    ) -> None:
+    ) -> str:
         """Upload ``source`` to ``name``; the object exists only once complete, and only if
-        the bytes sent hash to ``expected_hash`` (when given).
+        the bytes sent hash to ``expected_hash`` (when given). Returns the hash of the bytes
+        stored, computed as they were sent or verified: without ``expected_hash`` it is the
+        content hash, and the source was read once (DESIGN §9).
 
         With a ``journal``, a large upload records itself there and, when it fails or is
         interrupted, keeps what it sent (S3 parts, a local partial file) for a later run to

@@ -55,8 +55,9 @@ class LocalStorage(FsspecStorage):
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
         journal: Journal | None = None,
-    ) -> None:
-        """Copy ``source`` to ``name`` through a temporary file, durable before the rename.
+    ) -> str:
+        """Copy ``source`` to ``name`` through a temporary file, durable before the rename;
+        returns the hash of the copy (read back from the page cache while it is flushed).
 
         A large copy with a journal records its temporary (partial) file first and keeps it
         when interrupted; run again, it re-verifies the partial file against the source and
@@ -64,11 +65,9 @@ class LocalStorage(FsspecStorage):
         target = Path(self.managed, name)
         tmp = Path(self.managed, temp_name(name))
         if _link_staged(source, tmp):
-            _finish_linked(source, tmp, target, expected_hash, on_bytes)
-            return
+            return _finish_linked(source, tmp, target, expected_hash, on_bytes)
         if journal is not None and source.stat().st_size >= RESUMABLE:
-            _Resumable(self, source, name, journal).run(expected_hash, on_bytes)
-            return
+            return _Resumable(self, source, name, journal).run(expected_hash, on_bytes)
         try:
             with open(source, "rb", buffering=0) as src, open(tmp, "xb+", buffering=0) as dst:
                 first = True
@@ -82,7 +81,7 @@ class LocalStorage(FsspecStorage):
                     if first:
                         fault("mid_upload")
                         first = False
-                _flush_verified(dst, expected_hash, source)
+                digest = _flush_verified(dst, expected_hash, source)
                 # a stored object is never edited in place (load() returns its path): read-only
                 # from the moment it appears; deleting it needs only the folder's write access
                 os.fchmod(dst.fileno(), READ_ONLY)
@@ -90,6 +89,7 @@ class LocalStorage(FsspecStorage):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        return digest
 
     def sync(self) -> None:
         """Make renames in the managed folder durable (one directory fsync for a batch)."""
@@ -205,7 +205,7 @@ class _Resumable:
         self.size = source.stat().st_size
         self.parts_total = max(1, -(-self.size // COPY_STEP))
 
-    def run(self, expected_hash: str | None, on_bytes: Callable[[int], None] | None) -> None:
+    def run(self, expected_hash: str | None, on_bytes: Callable[[int], None] | None) -> str:
         tmp, offset = self._resume_or_start(on_bytes)
         try:
             with open(self.source, "rb", buffering=0) as src, open(tmp, "r+b", buffering=0) as dst:
@@ -222,8 +222,9 @@ class _Resumable:
                     if first:
                         fault("mid_upload")
                         first = False
-                _flush_verified(dst, expected_hash, self.source)
+                digest = _flush_verified(dst, expected_hash, self.source)
             os.replace(tmp, Path(self.storage.managed, self.name))
+            return digest
         except IntegrityError:
             tmp.unlink(missing_ok=True)  # the source changed: nothing of it may remain
             raise
@@ -273,7 +274,7 @@ def _finish_linked(
     target: Path,
     expected_hash: str | None,
     on_bytes: Callable[[int], None] | None,
-) -> None:
+) -> str:
     """Verify and flush the linked staging file like a copy (the bytes stored are the bytes
     hashed; durable before the rename), then rename it into place."""
     try:
@@ -282,12 +283,13 @@ def _finish_linked(
             size = dst.seek(0, os.SEEK_END)
             if on_bytes is not None:
                 on_bytes(size)
-            _flush_verified(dst, expected_hash, source)
+            digest = _flush_verified(dst, expected_hash, source)
             os.fchmod(dst.fileno(), READ_ONLY)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return digest
 
 
 def _matching_prefix(source: Path, partial: Path, on_bytes: Callable[[int], None] | None) -> int:
@@ -320,13 +322,14 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     return len(data)
 
 
-def _flush_verified(dst: BinaryIO, expected_hash: str | None, source: object) -> None:
-    """Make ``dst`` durable; given the hash the save recorded, verify the written bytes while
-    they are flushed, so a source rewritten after it was hashed fails here, before the rename."""
-    if expected_hash is None:
-        os.fdatasync(dst.fileno())
-    elif _hash_while_flushing(dst) != expected_hash:
+def _flush_verified(dst: BinaryIO, expected_hash: str | None, source: object) -> str:
+    """Make ``dst`` durable and hash the written bytes while they are flushed; given the hash
+    the save recorded, a source rewritten after it was hashed fails here, before the rename.
+    Without one, the hash returned is the content's (the source was read once, by the copy)."""
+    digest = _hash_while_flushing(dst)
+    if expected_hash is not None and digest != expected_hash:
         raise IntegrityError(f"{source} changed after it was hashed; save it again")
+    return digest
 
 
 def _hash_while_flushing(dst: BinaryIO) -> str:

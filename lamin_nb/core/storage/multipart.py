@@ -27,7 +27,7 @@ import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -73,9 +73,10 @@ def put_verified(
     expected_hash: str | None,
     on_bytes: Callable[[int], None] | None = None,
     journal: Journal | None = None,
-) -> None:
+) -> str:
     """Upload ``source`` to ``path`` (s3://bucket/key); the object exists only once complete
-    and only if what was sent hashes to ``expected_hash``."""
+    and only if what was sent hashes to ``expected_hash`` (when given). Returns the hash of
+    what was sent: the content hash of a file that was not hashed before (one read)."""
     bucket, key, _ = fs.split_path(path)
     with open(source, "rb", buffering=0) as src:
         size = os.fstat(src.fileno()).st_size
@@ -83,13 +84,14 @@ def put_verified(
             data = _read_part(src, PART_SIZE + 1)
             if len(data) > PART_SIZE:  # grown since: its hash cannot be the one expected
                 raise IntegrityError(f"{source} changed after it was hashed; save it again")
-            _verify(source, _digest_of(data), expected_hash)
+            digest = _digest_of(data)
+            _verify(source, digest, expected_hash)
             fault("mid_upload")
             fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=CHECKSUM)
             if on_bytes is not None:
                 on_bytes(len(data))
-            return
-        _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, source, expected_hash)
+            return digest
+        return _Multipart(fs, bucket, key, size, on_bytes, journal).run(src, source, expected_hash)
 
 
 # -- the parts' client: botocore in threads ---------------------------------------------------
@@ -202,16 +204,16 @@ class _Multipart:
 
     # -- the run -------------------------------------------------------------------------
 
-    def run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
+    def run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> str:
         try:
-            self._run(src, source, expected_hash)
+            return self._run(src, source, expected_hash)
         finally:
             self.free.clear()
             for _ in range(self.held):
                 _budget.release()
             self.held = 0
 
-    def _run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> None:
+    def _run(self, src: io.FileIO, source: Path, expected_hash: str | None) -> str:
         existing = self._resume_or_start()
         hasher = new_hasher()
         try:
@@ -242,8 +244,9 @@ class _Multipart:
                 if number == 1:
                     fault("mid_upload")
             while self.sending:
-                self._finish_oldest()
-            _verify(source, encode(hasher.digest(DIGEST_BYTES)), expected_hash)
+                self._finish_some()
+            digest = encode(hasher.digest(DIGEST_BYTES))
+            _verify(source, digest, expected_hash)
             self._record(force=True)
             _call(
                 self.client,
@@ -253,6 +256,7 @@ class _Multipart:
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]},
             )
+            return digest
         except IntegrityError:
             self._stop()
             self._abort()  # the source changed: nothing of it may remain
@@ -318,14 +322,14 @@ class _Multipart:
         ``BUFFERS`` buffers in the whole process (several files in parallel)."""
         while True:
             if len(self.sending) >= PARTS_IN_FLIGHT:
-                self._finish_oldest()
+                self._finish_some()
             elif self.free:
                 return self.free.pop()
             elif _budget.acquire(blocking=not self.sending):
                 self.held += 1
                 return bytearray(self.part_size)
             else:
-                self._finish_oldest()  # frees one of ours; others free theirs as they end
+                self._finish_some()  # frees one of ours; others free theirs as they end
 
     def _send(self, sending: _Sending) -> None:
         self.sending.append(sending)
@@ -348,8 +352,14 @@ class _Multipart:
         )
         return {"ETag": result["ETag"], "ChecksumCRC32": crc}
 
-    def _finish_oldest(self) -> None:
-        sending = self.sending[0]
+    def _finish_some(self) -> None:
+        """Wait until a part in flight ends, whichever (waiting for the oldest would let one
+        slow part hold the slots of the parts that ended after it), then take every ended one."""
+        wait([s.future for s in self.sending], return_when=FIRST_COMPLETED)
+        for sending in [s for s in self.sending if s.future.done()]:
+            self._finish(sending)
+
+    def _finish(self, sending: _Sending) -> None:
         try:
             result = sending.future.result()
         except PermissionError as exc:
@@ -362,7 +372,7 @@ class _Multipart:
             sending.retried = True
             sending.future = self._submit(sending.number, sending.body)
             return
-        self.sending.popleft()
+        self.sending.remove(sending)
         self.free.append(sending.buffer)
         self._done(sending.number, result, len(sending.body))
 

@@ -53,9 +53,9 @@ class S3Storage(FsspecStorage):
         expected_hash: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
         journal: Journal | None = None,
-    ) -> None:
+    ) -> str:
         try:
-            multipart.put_verified(
+            return multipart.put_verified(
                 self.fs, source, self.path(name), expected_hash, on_bytes, journal
             )
         except PermissionError as exc:
