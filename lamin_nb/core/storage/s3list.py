@@ -273,7 +273,7 @@ def parse_page(body: bytes, strip: int) -> tuple[list[Entry], str | None]:
                 size = int(field.text or 0)
             elif tag == time_tag:
                 stamp = field.text or ""
-        if url:
+        if url and ("%" in key or "+" in key):
             key = unquote_plus(key)
         if not key.endswith("/"):  # a folder marker, not an object
             entries.append((key[strip:], size, _timestamp(stamp)))
