@@ -12,7 +12,8 @@ the ratio to the paginator, LIST requests, and the CPU seconds the client proces
 server process spent per listing (from ``/proc``). Both share the machine's cores, so a listing
 cannot take less than (server + client CPU-s) / cores, nor less than the client's CPU-s (one
 Python process) or a Python server's (moto: one interpreter): that floor is printed with the
-best ratio it allows.
+best ratio it allows. "of the cores" is the share of the machine the two used while listing:
+well below 100% on a loaded machine means other processes had the rest.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def measure(
         print(
             f"  {name:28s} {med:6.2f} s (min {min(x.seconds for x in runs_v):.2f}, max "
             f"{max(x.seconds for x in runs_v):.2f})  {runs_v[0].requests} requests  "
-            f"client {client:5.2f} CPU-s  server {server:5.2f} CPU-s  floor {floor:5.2f} s "
+            f"client {client:5.2f} CPU-s  server {server:5.2f} CPU-s  (of the cores: "
+            f"{(client + server) / (med * cores):4.0%})  floor {floor:5.2f} s "
             f"(<= {seq / floor:.1f}x)  -> {seq / med:.1f}x faster{verdict}"
         )
 
