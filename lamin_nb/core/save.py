@@ -95,6 +95,12 @@ def save(
     are reported as such and left untouched, and an artifact listed twice is saved once. A
     KeyboardInterrupt undoes what is in flight, then propagates.
 
+    Many artifacts are saved in chunks of 10,000, each committed before the next starts, so
+    memory stays flat however many files are saved (one progress display covers them all);
+    a failure in a later chunk leaves the earlier ones saved. ``atomic=True`` keeps one
+    commit for the whole batch, and so does a save inside ``ln.transaction()``: their memory
+    grows with the batch (~1.4 KB per item).
+
     Parameters
     ----------
     records : Artifact or iterable of Artifact
