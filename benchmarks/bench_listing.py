@@ -4,10 +4,16 @@
                                                  [--runs 3] [--connections 4,16]
 
 The objects (tiny, uid-named as lamin_nb names them) are PUT directly by 32 threads: this
-measures listing, not saving. Each run lists the whole prefix sequentially (one paginator,
-the bound: what ``ln.check`` did before) and in parallel over name ranges with each given
-number of connections, in alternating order; both must return the same keys in the same
-order. Reported: median seconds, the ratio, and LIST requests per listing.
+measures listing, not saving. Each run lists the whole prefix sequentially with botocore's
+parser (one paginator, the bound: what ``ln.check`` did before), sequentially with lamin_nb's
+page parser, and in parallel over name ranges with each given number of connections, in
+alternating order; all must return the same keys in the same order. Reported: median seconds,
+the ratio to the paginator, LIST requests, and the CPU seconds the client process and the S3
+server process spent per listing (from ``/proc``). Both share the machine's cores, so a listing
+cannot take less than (server + client CPU-s) / cores, nor less than the client's CPU-s (one
+Python process) or a Python server's (moto: one interpreter): that floor is printed with the
+best ratio it allows. "of the cores" is the share of the machine the two used while listing:
+well below 100% on a loaded machine means other processes had the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,45 +50,83 @@ def fill(client: Any, bucket: str, n: int) -> float:
     return time.perf_counter() - start
 
 
-def list_once(fs: Any, bucket: str, connections: int) -> tuple[float, int, int, str]:
+Variant = tuple[int, bool]  # connections, lamin_nb's page parser (False: botocore's)
+
+
+@dataclass
+class Listed:
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    requests: int
+    count: int
+    digest: str
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all its threads); this process if None."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def list_once(fs: Any, bucket: str, variant: Variant, server_pid: int) -> Listed:
     from lamin_nb.core.storage import s3list
 
+    connections, lean = variant
+    s3list.LEAN = lean
     stats = s3list.ListingStats()
     digest = hashlib.blake2b()
     count = 0
-    start = time.perf_counter()
+    cpu, server, start = cpu_seconds(), cpu_seconds(server_pid), time.perf_counter()
     for name, _size, _mtime in s3list.list_ordered(fs, bucket, PREFIX, connections, stats):
         digest.update(name.encode() + b"\0")
         count += 1
-    return time.perf_counter() - start, stats.requests, count, digest.hexdigest()
+    seconds = time.perf_counter() - start
+    client_cpu, server_cpu = cpu_seconds() - cpu, cpu_seconds(server_pid) - server
+    s3list.LEAN = True
+    return Listed(seconds, client_cpu, server_cpu, stats.requests, count, digest.hexdigest())
 
 
-def measure(label: str, fs: Any, bucket: str, n: int, runs: int, conns: list[int]) -> None:
-    times: dict[int, list[float]] = {c: [] for c in [1, *conns]}
-    requests: dict[int, int] = {}
+def measure(
+    label: str, fs: Any, bucket: str, n: int, runs: int, conns: list[int], server_pid: int
+) -> None:
+    variants: list[Variant] = [(1, False), (1, True), *((c, True) for c in conns)]
+    listed: dict[Variant, list[Listed]] = {v: [] for v in variants}
     reference = None
     for run in range(runs):
-        order = [1, *conns] if run % 2 == 0 else [*conns, 1]
-        for c in order:
-            seconds, sent, count, digest = list_once(fs, bucket, c)
-            if count != n or (reference is not None and digest != reference):
-                raise RuntimeError(f"{label}: {c} connections listed {count} keys (or others)")
-            reference = digest
-            times[c].append(seconds)
-            requests[c] = sent
-    seq = statistics.median(times[1])
+        for v in variants if run % 2 == 0 else variants[::-1]:
+            got = list_once(fs, bucket, v, server_pid)
+            if got.count != n or (reference is not None and got.digest != reference):
+                raise RuntimeError(f"{label}: {v} listed {got.count} keys (or others)")
+            reference = got.digest
+            listed[v].append(got)
+    cores = os.cpu_count() or 1
+    python_server = label.startswith("moto")
+    seq = statistics.median(x.seconds for x in listed[(1, False)])
     print(f"\n{label}: {n:,} objects, {runs} runs, load average {os.getloadavg()[0]:.1f}")
     print(
-        f"  sequential paginator  {seq:6.2f} s (min {min(times[1]):.2f}, max "
-        f"{max(times[1]):.2f})  {requests[1]} requests"
+        "  (median s; CPU-s of the client and the server per listing; floor = max((server +"
+        f" client) / {cores} cores, client{', server' if python_server else ''}))"
     )
-    for c in conns:
-        med = statistics.median(times[c])
-        verdict = f"  target >= {TARGET:g}x: {'met' if seq / med >= TARGET else 'MISSED'}"
+    for v in variants:
+        runs_v = listed[v]
+        med = statistics.median(x.seconds for x in runs_v)
+        client = statistics.median(x.client_cpu for x in runs_v)
+        server = statistics.median(x.server_cpu for x in runs_v)
+        floor = max((client + server) / cores, client, server if python_server else 0.0)
+        name = "sequential, botocore parser" if v == (1, False) else f"{v[0]:2d} conns, lean parser"
+        verdict = ""
+        if v[0] == 16:
+            verdict = f"  target >= {TARGET:g}x: {'met' if seq / med >= TARGET else 'MISSED'}"
         print(
-            f"  parallel, {c:2d} conns   {med:6.2f} s (min {min(times[c]):.2f}, max "
-            f"{max(times[c]):.2f})  {requests[c]} requests  -> {seq / med:.1f}x faster"
-            + (verdict if c == 16 else "")
+            f"  {name:28s} {med:6.2f} s (min {min(x.seconds for x in runs_v):.2f}, max "
+            f"{max(x.seconds for x in runs_v):.2f})  {runs_v[0].requests} requests  "
+            f"client {client:5.2f} CPU-s  server {server:5.2f} CPU-s  (of the cores: "
+            f"{(client + server) / (med * cores):4.0%})  floor {floor:5.2f} s "
+            f"(<= {seq / floor:.1f}x)  -> {seq / med:.1f}x faster{verdict}"
         )
 
 
@@ -106,7 +151,8 @@ def run_moto(n: int, runs: int, conns: list[int], tmp: Path) -> None:
         client = server.client()
         print(f"(moto: {n:,} PUTs in {fill(client, bucket, n):.0f} s)", flush=True)
         fs = s3fs_for(server.endpoint, "testing", "testing")
-        measure("moto server", fs, bucket, n, runs, conns)
+        assert server.proc is not None
+        measure("moto server", fs, bucket, n, runs, conns, server.proc.pid)
     finally:
         server.stop()
 
@@ -121,7 +167,8 @@ def run_seaweed(n: int, runs: int, conns: list[int], tmp: Path) -> None:
         client = server.client()
         print(f"(SeaweedFS: {n:,} PUTs in {fill(client, bucket, n):.0f} s)", flush=True)
         fs = s3fs_for(server.endpoint, weed.ACCESS_KEY, weed.SECRET_KEY)
-        measure("SeaweedFS", fs, bucket, n, runs, conns)
+        assert server.proc is not None
+        measure("SeaweedFS", fs, bucket, n, runs, conns, server.proc.pid)
     finally:
         server.stop()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,9 +46,11 @@ ROW_FIELDS = (
     "status",
     "is_trashed",
 )
+# row fields whose few distinct values repeat across records
+SHARED_FIELDS = frozenset({"suffix", "hash_type", "otype", "storage", "created_by", "status"})
 
 
-def row_values(row: Row[Any]) -> tuple[Any, ...]:
+def row_values(row: ArtifactRow | Row[Any]) -> tuple[Any, ...]:
     """What ``adopt_row`` takes from ``row``, as a plain tuple: a bulk save holds one per item
     between reading its rows back and its commit (a Row and the columns not adopted are
     several times larger)."""
@@ -115,15 +118,24 @@ class ArtifactRecord:
 
     def adopt_row(self, row: ArtifactRow | Row[Any]) -> None:
         """Take the stored state of ``row`` (after a save, or when deduplicated onto it)."""
-        for name in ROW_FIELDS:
-            setattr(self, name, getattr(row, name))
-        self.digest = row.hash
+        self.adopt_values(row_values(row))
 
     def adopt_values(self, values: tuple[Any, ...]) -> None:
         """``adopt_row`` from ``row_values(row)``."""
         for name, value in zip(ROW_FIELDS, values[:-1], strict=True):
-            setattr(self, name, value)
-        self.digest = values[-1]
+            self._take(name, value)
+        self._take("digest", values[-1])
+
+    def _take(self, name: str, value: Any) -> None:
+        """Set a field, keeping the object already held when equal and sharing repeated short
+        strings: after a bulk save of 100,000 files each record would otherwise hold its own
+        copies of what the database sent back (~0.3 KB per record)."""
+        held = getattr(self, name, None)
+        if type(value) is type(held) and value == held:
+            return
+        if isinstance(value, str) and name in SHARED_FIELDS:
+            value = sys.intern(value)
+        setattr(self, name, value)
 
     def adopt(self, other: ArtifactRecord) -> None:
         """Take the stored state of ``other`` (the same content, saved by it)."""

@@ -75,6 +75,9 @@ S = ItemState
 WAIT_FOR_OTHERS_SECONDS = 600.0  # same content in flight elsewhere: wait at most this long
 R = TypeVar("R", bound=ArtifactRecord)
 WAITS_FOR_BLOCK = "visible when the transaction commits"
+# a non-atomic bulk save runs the protocol in chunks of this many items, each committed and
+# its per-item state dropped before the next: memory stays flat however many files are saved
+CHUNK_ITEMS = 10_000
 # the report of this process's last save that raised SaveError: what ``retry_failed()`` saves
 # when given no report (the one line a text output can name, see ``SaveReport.retry_hint``)
 _last_failed: list[SaveReport] = []
@@ -95,6 +98,12 @@ def save(
     written. Content already stored is deduplicated (nothing uploaded), artifacts saved before
     are reported as such and left untouched, and an artifact listed twice is saved once. A
     KeyboardInterrupt undoes what is in flight, then propagates.
+
+    Many artifacts are saved in chunks of 10,000, each committed before the next starts, so
+    memory stays flat however many files are saved (one progress display covers them all);
+    a failure in a later chunk leaves the earlier ones saved. ``atomic=True`` keeps one
+    commit for the whole batch, and so does a save inside ``ln.transaction()``: their memory
+    grows with the batch (~1.4 KB per item).
 
     Parameters
     ----------
@@ -156,15 +165,17 @@ def save(
         tx = joined(inst)
         if tx is not None:  # its items join the block's display; it ends with the block
             progress = Guarded(tx.relay(callback))
-        run = SaveRun(inst, artifacts, atomic, progress, max_workers or default_workers(inst))
+        workers = max_workers or default_workers(inst)
+        chunk = len(artifacts) if atomic or tx is not None else CHUNK_ITEMS
+        run = SaveRun(inst, artifacts[:chunk], atomic, progress, workers, announce=False)
     except BaseException as exc:
         report.error = exc
         progress.finish(report)  # a display shown for this save ends too: "nothing saved"
         raise
     try:
-        run.execute()
+        _announce(progress, artifacts)
+        _run_chunks(run, artifacts, chunk, report)
     finally:
-        fill_report(report, run.items)
         progress.finish(report)
     for artifact in report.saved + report.deduplicated:
         artifact.instance = inst
@@ -174,6 +185,57 @@ def save(
         _last_failed[:] = [report]
         raise SaveError(report.message(), report) from report.failed[0][1]
     return report
+
+
+def _announce(progress: Guarded, artifacts: list[ArtifactRecord]) -> None:
+    """``start`` once for the whole save: one progress display over every chunk."""
+    if progress.callback is not NO_PROGRESS:  # 100,000 labels for no one to read: skip
+        progress.start([ItemInfo(i, label(a), a.size) for i, a in enumerate(artifacts)])
+
+
+def _run_chunks(
+    run: SaveRun, artifacts: list[ArtifactRecord], chunk: int, report: SaveReport
+) -> None:
+    """Run ``run`` (the first chunk), then a run per further chunk of ``chunk`` items.
+
+    Each chunk is reserved, uploaded and committed on its own, and its per-item state is
+    dropped once the report holds its outcome: a bulk save of 100,000 files holds the
+    protocol's state of ``CHUNK_ITEMS`` at a time. A chunk that fails does not stop the next
+    (items are independent); an interrupt does, and the chunks not started end as not saved.
+    """
+    done = 0
+    try:
+        while True:
+            try:
+                run.execute()
+            finally:
+                fill_report(report, run.items)
+                done += len(run.items)
+                run.items = []  # the report holds what is left of them (save() holds the run)
+            if done >= len(artifacts):
+                return
+            part = artifacts[done : done + chunk]
+            run = SaveRun(run.inst, part, run.atomic, run.progress, run.workers, done, False)
+    except BaseException as exc:
+        _not_started(run.progress, artifacts, done, exc, report)
+        raise
+
+
+def _not_started(
+    progress: Guarded,
+    artifacts: list[ArtifactRecord],
+    start: int,
+    stop: BaseException,
+    report: SaveReport,
+) -> None:
+    """The items of chunks an interrupt kept from starting: failed, nothing of them written."""
+    reason = f"save interrupted ({type(stop).__name__}) before this item's chunk started"
+    for index in range(start, len(artifacts)):
+        error = StorageError(reason + "; nothing of it was saved; save it again")
+        error.__cause__ = stop
+        report.failed.append((artifacts[index], error))
+        progress.state(index, S.QUEUED)  # every item's first state (the protocol's)
+        progress.state(index, S.FAILED, reason)
 
 
 def retry_failed(
@@ -256,9 +318,13 @@ class SaveRun:
         atomic: bool,
         callback: SaveCallback,
         workers: int,
+        offset: int = 0,
+        announce: bool = True,
     ) -> None:
         self.inst = inst
-        self.items = [Item(i, a) for i, a in enumerate(artifacts)]
+        # ``offset``: a chunk's first item's index in the whole save (progress events use it)
+        self.items = [Item(offset + i, a) for i, a in enumerate(artifacts)]
+        self.announce = announce  # False: ``save`` sent ``start`` for every chunk at once
         self.atomic = atomic
         # the caller's callback, already guarded (save() reports to it before the run too)
         self.progress = callback if isinstance(callback, Guarded) else Guarded(callback)
@@ -295,9 +361,10 @@ class SaveRun:
         """Step 2 hashes every item once; then rounds of dedup, reserve, upload and commit
         until every item is done (an item waits a round while another writer saves the same
         content). Any exception undoes what is unfinished (step 6)."""
-        self.progress.start(
-            [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
-        )
+        if self.announce:
+            self.progress.start(
+                [ItemInfo(i.index, label(i.artifact), i.artifact.size) for i in self.items]
+            )
         for item in self.items:
             self._set(item, S.QUEUED)
             if item.artifact.saved_elsewhere(self.inst):  # acts on its own instance: nothing

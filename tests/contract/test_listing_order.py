@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ STRAYS = [
     "\u00e9t\u00e9.txt",
     "9\u00e9",
     ".hidden",
+    "sp ace+plus%20&amp;<lt>'q\"",  # URL-encoded and XML-escaped in the listing
+    "\u65e5\u672c/\U0001f600.txt",
 ]
 RESERVED = ["_meta/marker", "_quarantine/20260101T000000/old.bin"]
 
@@ -92,6 +95,10 @@ def test_parallel_s3_listing_equals_the_sequential_one(server, request, monkeypa
 
     assert [e[0] for e in in_ranges] == [e[0] for e in one_by_one]
     assert parallel.ranges > 60 and sequential.ranges == 0
+    # lamin_nb's page parser reads what botocore's reads: names, sizes, times
+    monkeypatch.setattr(s3list, "LEAN", False)
+    by_botocore = list(s3list.list_ordered(storage.fs, bucket, prefix, 1))
+    assert in_ranges == one_by_one == by_botocore
     listed = [info.name for info in storage.list_objects()]
     # SeaweedFS lists a nested folder where its name sorts without the slash ("a/b" before
     # "a.txt"); only names that are not object names of rows differ, and check looks at
@@ -132,3 +139,27 @@ def test_the_ranges_cover_every_name_once_in_order(estimate):
         assert len(found) == 1, (name, found)
         owners += found
     assert owners == sorted(owners)
+
+
+def test_a_page_is_parsed_as_botocore_parses_it():
+    ns = "http://s3.amazonaws.com/doc/2006-03-01/"
+    body = f"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="{ns}"><Name>b</Name><Prefix>p%2F</Prefix><KeyCount>3</KeyCount>
+<MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
+<NextContinuationToken>a&amp;b==</NextContinuationToken>
+<Contents><Key>p%2Fa+b%2Bc%26d</Key><LastModified>2026-01-02T03:04:05.678Z</LastModified>
+<ETag>&quot;x&quot;</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Size>0</Size><Key>p%2Fdir%2F</Key><LastModified>2026-01-02T03:04:05Z</LastModified>
+</Contents>
+<Contents><Key>p%2F%C3%A9</Key><Size>7</Size>
+<LastModified>2026-01-02T04:04:05+01:00</LastModified></Contents>
+</ListBucketResult>""".encode()
+    entries, more = s3list.parse_page(body, 2)
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    assert entries == [("a b+c&d", 12, when.replace(microsecond=678000)), ("\u00e9", 7, when)]
+    assert more == "a&b=="
+    plain = body.replace(b"<EncodingType>url</EncodingType>", b"").replace(
+        b"p%2Fa+b%2Bc%26d", b"p/a&amp;b&lt;"
+    )
+    entries, _ = s3list.parse_page(plain.replace(b"<IsTruncated>true", b"<IsTruncated>false"), 2)
+    assert entries[0][0] == "a&b<" and _ is None
