@@ -15,13 +15,17 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    exists,
     false,
     func,
     insert,
+    null,
     select,
     true,
+    union_all,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, DELETING, PENDING, ArtifactRow, FamilyRow, utcnow
@@ -59,17 +63,36 @@ _VISIBLE_OF_FAMILY = (
     TABLE.c.status == COMMITTED,
     TABLE.c.is_trashed == false(),
 )
-_FAMILIES = select(
-    FAMILY.c.key,
-    FAMILY.c.stem,
-    FAMILY.c.last_version,
-    _HIGHEST,
-    select(TABLE.c.description)
-    .where(*_VISIBLE_OF_FAMILY)
-    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
-    .limit(1)
-    .scalar_subquery(),
-).where(FAMILY.c.key.in_(_many("keys")))
+# What ``families`` reads, in one statement: the family rows, and every version of the keys
+# that have none (written before families were recorded, or rebuilt from objects). A new
+# key's look-up (a single save of one does two) is one round trip, not two. A family row
+# has no status; the other rows come ordered by version.
+_KEYS = _many("keys")
+_FAMILIES_AND_UNRECORDED = union_all(
+    select(
+        FAMILY.c.key,
+        FAMILY.c.stem,
+        FAMILY.c.last_version.label("mark"),
+        _HIGHEST.label("highest"),
+        select(TABLE.c.description)
+        .where(*_VISIBLE_OF_FAMILY)
+        .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("description"),
+        sql_cast(null(), TABLE.c.status.type).label("status"),
+        sql_cast(null(), TABLE.c.is_trashed.type).label("is_trashed"),
+    ).where(FAMILY.c.key.in_(_KEYS)),
+    select(
+        TABLE.c.key,
+        TABLE.c.uid,
+        TABLE.c.version,
+        TABLE.c.version,
+        TABLE.c.description,
+        TABLE.c.status,
+        TABLE.c.is_trashed,
+    ).where(TABLE.c.key.in_(_KEYS), ~exists().where(FAMILY.c.key == TABLE.c.key)),
+).order_by("key", "mark")
 _WINNERS = select(
     FAMILY.c.key,
     select(TABLE.c.id)
@@ -105,6 +128,26 @@ _COMMIT = (
         (TABLE.c.is_latest, TABLE.c.key.is_(None)),
     )
     .returning(TABLE.c.uid)
+)
+
+
+# ``_COMMIT`` for one row of a single save: a plain equality (no expanding IN to render per
+# call) that returns the whole committed row, so the save need not read it back
+_COMMIT_ONE = (
+    update(TABLE)
+    .where(
+        TABLE.c.uid == bindparam("p_uid"),
+        TABLE.c.status == PENDING,
+        TABLE.c.owner == bindparam("p_owner"),
+    )
+    .ordered_values(
+        (TABLE.c.status, COMMITTED),
+        (TABLE.c.owner, None),
+        (TABLE.c.lease_expires_at, None),
+        (TABLE.c.updated_at, bindparam("p_now")),
+        (TABLE.c.is_latest, TABLE.c.key.is_(None)),
+    )
+    .returning(*TABLE.c)
 )
 
 
@@ -196,22 +239,23 @@ class Family:
 
 def families(session: Executor, keys: Iterable[str]) -> dict[str, Family]:
     found: dict[str, Family] = {}
-    wanted = sorted(set(keys))
-    for part in chunks(wanted):
-        for key, stem, mark, highest, description in session.execute(
-            _FAMILIES, {"keys": list(part)}
-        ):
-            found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
-    missing = [k for k in wanted if k not in found]
-    if missing:  # rows written before families were recorded (or rebuilt from objects)
-        for key, rows in _rows_by_key(session, missing).items():
-            visible = [r for r in rows if r.status == COMMITTED and not r.is_trashed]
-            found[key] = Family(
-                rows[-1].uid[:16],
-                rows[-1].version + 1,
-                visible[-1].description if visible else None,
-                False,
-            )
+    unrecorded: dict[str, list[Any]] = defaultdict(list)  # key -> its rows, by version
+    for part in chunks(sorted(set(keys))):
+        for row in session.execute(_FAMILIES_AND_UNRECORDED, {"keys": list(part)}):
+            key, stem, mark, highest, description, status, _ = row
+            if status is None:  # a family row
+                found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
+            else:
+                unrecorded[key].append(row)
+    for key, versions in unrecorded.items():
+        # columns: key, uid, version, version, description, status, is_trashed
+        visible = [r for r in versions if r[5] == COMMITTED and not r[6]]
+        found[key] = Family(
+            versions[-1][1][:16],
+            versions[-1][2] + 1,
+            visible[-1][4] if visible else None,
+            False,
+        )
     return found
 
 
@@ -228,14 +272,6 @@ def raise_marks(session: Executor, keys: Iterable[str | None]) -> None:
     retry)."""
     for part in chunks(sorted({k for k in keys if k is not None})):
         session.execute(_RAISE_MARKS, {"keys": list(part)})
-
-
-def _rows_by_key(session: Executor, keys: Sequence[str]) -> dict[str, list[Row[Any]]]:
-    found: dict[str, list[Row[Any]]] = defaultdict(list)
-    for part in chunks(list(keys)):
-        for row in session.execute(_BY_KEY, {"keys": list(part)}):
-            found[row.key or ""].append(row)
-    return found
 
 
 def in_flight(row: Any) -> bool:
@@ -270,6 +306,14 @@ def commit_pending(session: Executor, uids: Sequence[str], owner: str) -> list[s
     for part in chunks(list(uids)):
         done.extend(session.scalars(_COMMIT, {"uids": list(part), "p_owner": owner, "p_now": now}))
     return done
+
+
+def commit_one(session: Executor, uid: str, owner: str) -> Row[Any] | None:
+    """``commit_pending`` for one uid: the committed row as the UPDATE returns it (None if
+    it is no longer pending under ``owner``). Its ``is_latest`` is final only for a row
+    without a key; a keyed row gets its flag from ``refresh_latest`` afterwards."""
+    params = {"p_uid": uid, "p_owner": owner, "p_now": utcnow()}
+    return session.execute(_COMMIT_ONE, params).first()
 
 
 def claim_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
@@ -312,22 +356,25 @@ def statuses(session: Executor, uids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
-    """Exactly one latest per key: the highest committed, untrashed version."""
+def refresh_latest(session: Executor, keys: Iterable[str | None]) -> dict[str, int | None]:
+    """Exactly one latest per key: the highest committed, untrashed version. Returns the id
+    now flagged per key (None: no visible version)."""
     wanted = sorted({k for k in keys if k is not None})
     winners: dict[str, int | None] = {}
     for part in chunks(wanted):
         winners.update((key, best) for key, best in session.execute(_WINNERS, {"keys": list(part)}))
-    _refresh_by_scan(session, [k for k in wanted if k not in winners])
+    scanned = _refresh_by_scan(session, [k for k in wanted if k not in winners])
     for part in chunks([k for k in wanted if k in winners]):
         flagged = set(session.scalars(_FLAGGED, {"keys": list(part)}))
         best = {winners[k] for k in part} - {None}
         _set_latest(session, sorted(flagged - best), False)
         _set_latest(session, sorted(best - flagged), True)  # type: ignore[arg-type]
+    return {**{k: None for k in wanted}, **winners, **scanned}
 
 
-def _refresh_by_scan(session: Executor, wanted: list[str]) -> None:
+def _refresh_by_scan(session: Executor, wanted: list[str]) -> dict[str, int]:
     """``refresh_latest`` for keys without a family row: reads every version."""
+    found: dict[str, int] = {}
     for part in chunks(wanted):
         best: dict[str, tuple[int, int]] = {}
         flags: dict[int, bool] = {}
@@ -340,6 +387,8 @@ def _refresh_by_scan(session: Executor, wanted: list[str]) -> None:
         winners = {row_id for _, row_id in best.values()}
         _set_latest(session, [i for i, f in flags.items() if f and i not in winners], False)
         _set_latest(session, [i for i in winners if not flags[i]], True)
+        found.update((key, row_id) for key, (_, row_id) in best.items())
+    return found
 
 
 def _set_latest(session: Executor, ids: list[int], value: bool) -> None:

@@ -611,16 +611,31 @@ class SaveRun:
         try:
             with self.inst.db.write_rows() as session:
                 fault("before_commit")
-                mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
-                rows.refresh_latest(session, [i.artifact.key for i in ready])
-                rows.raise_marks(session, [i.artifact.key for i in ready])
-                stored = {row.uid: row_values(row) for row in rows.iter_by_uids(session, mine)}
+                if len(ready) == 1:
+                    stored = self._commit_one(session, ready[0])
+                else:
+                    mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
+                    rows.refresh_latest(session, [i.artifact.key for i in ready])
+                    rows.raise_marks(session, [i.artifact.key for i in ready])
+                    stored = {row.uid: row_values(row) for row in rows.iter_by_uids(session, mine)}
         except Exception as exc:
             self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc, db_kind(exc))
             return
         fault("after_commit")
         self._adopt_committed(ready, stored)
         self._undo(items, S.FAILED, RESERVATION_GONE)
+
+    def _commit_one(self, session: Any, item: Item) -> dict[str, tuple[Any, ...]]:
+        """The commit's statements for a single item: the UPDATE returns the row, so it is not
+        read back; only its latest flag comes from ``refresh_latest``."""
+        row = rows.commit_one(session, item.artifact.uid, self.owner)
+        if row is None:  # rolled back meanwhile (repair, recovery): not ours to commit
+            return {}
+        if row.key is None:
+            return {row.uid: row_values(row)}
+        winners = rows.refresh_latest(session, [row.key])
+        rows.raise_marks(session, [row.key])
+        return {row.uid: row_values(row, is_latest=winners.get(row.key) == row.id)}
 
     def _stage(self, items: list[Item]) -> None:
         """Step 5 inside ``ln.transaction()``: the block's end commits. The rows stay pending
