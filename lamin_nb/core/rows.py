@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -42,10 +42,28 @@ def _many(name: str) -> Any:
     return bindparam(name, expanding=True)
 
 
+Match = Callable[[Any, str], Any]  # (column, parameter name) -> its WHERE condition
+
+
+class Either:
+    """A statement over lists of values, built twice: with expanding INs (rendered again for
+    every call, which costs more than SQLite takes to run a small statement) and with plain
+    equalities, for the one value per list that a single save passes."""
+
+    def __init__(self, build: Callable[[Match], Any]) -> None:
+        self.many = build(lambda col, name: col.in_(_many(name)))
+        self.one = build(lambda col, name: col == bindparam(name))
+
+    def execute(self, session: Executor, lists: dict[str, Sequence[Any]], **more: Any) -> Any:
+        if lists and all(len(v) == 1 for v in lists.values()):
+            return session.execute(self.one, {**{k: v[0] for k, v in lists.items()}, **more})
+        return session.execute(self.many, {**{k: list(v) for k, v in lists.items()}, **more})
+
+
 # Built once: a save runs these for every artifact, and building a statement costs more
 # than SQLite takes to run it.
-_BY_UID_OR_HASH = select(TABLE).where(
-    TABLE.c.uid.in_(_many("uids")) | TABLE.c.hash.in_(_many("hashes"))
+_BY_UID_OR_HASH = Either(
+    lambda match: select(TABLE).where(match(TABLE.c.uid, "uids") | match(TABLE.c.hash, "hashes"))
 )
 _BY_KEY = select(TABLE).where(TABLE.c.key.in_(_many("keys"))).order_by(TABLE.c.version)
 _BY_UID = select(TABLE).where(TABLE.c.uid.in_(_many("uids")))
@@ -53,7 +71,9 @@ _INSERT = insert(TABLE)
 _LATEST_INPUTS = select(
     TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest, TABLE.c.status, TABLE.c.is_trashed
 ).where(TABLE.c.key.in_(_many("keys")))
-_SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(is_latest=bindparam("value"))
+_SET_LATEST = Either(
+    lambda match: update(TABLE).where(match(TABLE.c.id, "ids")).values(is_latest=bindparam("value"))
+)
 
 _HIGHEST = select(func.max(TABLE.c.version)).where(TABLE.c.key == FAMILY.c.key).scalar_subquery()
 # A key's look-ups walk the (key, version) index from its top: their cost does not grow with
@@ -63,50 +83,63 @@ _VISIBLE_OF_FAMILY = (
     TABLE.c.status == COMMITTED,
     TABLE.c.is_trashed == false(),
 )
-# What ``families`` reads, in one statement: the family rows, and every version of the keys
-# that have none (written before families were recorded, or rebuilt from objects). A new
-# key's look-up (a single save of one does two) is one round trip, not two. A family row
-# has no status; the other rows come ordered by version.
-_KEYS = _many("keys")
-_FAMILIES_AND_UNRECORDED = union_all(
-    select(
-        FAMILY.c.key,
-        FAMILY.c.stem,
-        FAMILY.c.last_version.label("mark"),
-        _HIGHEST.label("highest"),
-        select(TABLE.c.description)
-        .where(*_VISIBLE_OF_FAMILY)
-        .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-        .label("description"),
-        sql_cast(null(), TABLE.c.status.type).label("status"),
-        sql_cast(null(), TABLE.c.is_trashed.type).label("is_trashed"),
-    ).where(FAMILY.c.key.in_(_KEYS)),
-    select(
-        TABLE.c.key,
-        TABLE.c.uid,
-        TABLE.c.version,
-        TABLE.c.version,
-        TABLE.c.description,
-        TABLE.c.status,
-        TABLE.c.is_trashed,
-    ).where(TABLE.c.key.in_(_KEYS), ~exists().where(FAMILY.c.key == TABLE.c.key)),
-).order_by("key", "mark")
-_WINNERS = select(
-    FAMILY.c.key,
+_VISIBLE_ID = (
     select(TABLE.c.id)
     .where(*_VISIBLE_OF_FAMILY)
     .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
     .limit(1)
-    .scalar_subquery(),
-).where(FAMILY.c.key.in_(_many("keys")))
-_FLAGGED = select(TABLE.c.id).where(TABLE.c.key.in_(_many("keys")), TABLE.c.is_latest == true())
+    .scalar_subquery()
+)
+_VISIBLE_DESCRIPTION = (
+    select(TABLE.c.description)
+    .where(*_VISIBLE_OF_FAMILY)
+    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+def _families_and_unrecorded(match: Match) -> Any:
+    """What ``families`` reads, in one statement: the family rows, and every version of the
+    keys that have none (written before families were recorded, or rebuilt from objects). A
+    new key's look-up (a single save of one does two) is one round trip, not two. A family
+    row has no status; the other rows come ordered by version."""
+    return union_all(
+        select(
+            FAMILY.c.key,
+            FAMILY.c.stem,
+            FAMILY.c.last_version.label("mark"),
+            _HIGHEST.label("highest"),
+            _VISIBLE_DESCRIPTION.label("description"),
+            sql_cast(null(), TABLE.c.status.type).label("status"),
+            sql_cast(null(), TABLE.c.is_trashed.type).label("is_trashed"),
+        ).where(match(FAMILY.c.key, "keys")),
+        select(
+            TABLE.c.key,
+            TABLE.c.uid,
+            TABLE.c.version,
+            TABLE.c.version,
+            TABLE.c.description,
+            TABLE.c.status,
+            TABLE.c.is_trashed,
+        ).where(match(TABLE.c.key, "keys"), ~exists().where(FAMILY.c.key == TABLE.c.key)),
+    ).order_by("key", "mark")
+
+
+_FAMILIES_AND_UNRECORDED = Either(_families_and_unrecorded)
+_WINNERS = Either(
+    lambda match: select(FAMILY.c.key, _VISIBLE_ID).where(match(FAMILY.c.key, "keys"))
+)
+_FLAGGED = Either(
+    lambda match: select(TABLE.c.id).where(match(TABLE.c.key, "keys"), TABLE.c.is_latest == true())
+)
 _NEW_FAMILY = insert(FAMILY)
-_RAISE_MARKS = (
-    update(FAMILY)
-    .where(FAMILY.c.key.in_(_many("keys")), FAMILY.c.last_version < _HIGHEST)
-    .values(last_version=_HIGHEST)
+_RAISE_MARKS = Either(
+    lambda match: (
+        update(FAMILY)
+        .where(match(FAMILY.c.key, "keys"), FAMILY.c.last_version < _HIGHEST)
+        .values(last_version=_HIGHEST)
+    )
 )
 
 
@@ -206,7 +239,7 @@ def by_uids_and_hashes(
     half = CHUNK // 2
     for start in range(0, max(len(uids), len(hashes)), half):
         part_u, part_h = uids[start : start + half], hashes[start : start + half]
-        for row in session.execute(_BY_UID_OR_HASH, {"uids": list(part_u), "hashes": list(part_h)}):
+        for row in _BY_UID_OR_HASH.execute(session, {"uids": part_u, "hashes": part_h}):
             if row.uid in wanted_uids:
                 found[row.uid] = row
             if row.hash in wanted_hashes and row.id not in seen:
@@ -241,7 +274,7 @@ def families(session: Executor, keys: Iterable[str]) -> dict[str, Family]:
     found: dict[str, Family] = {}
     unrecorded: dict[str, list[Any]] = defaultdict(list)  # key -> its rows, by version
     for part in chunks(sorted(set(keys))):
-        for row in session.execute(_FAMILIES_AND_UNRECORDED, {"keys": list(part)}):
+        for row in _FAMILIES_AND_UNRECORDED.execute(session, {"keys": part}):
             key, stem, mark, highest, description, status, _ = row
             if status is None:  # a family row
                 found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
@@ -271,7 +304,7 @@ def raise_marks(session: Executor, keys: Iterable[str | None]) -> None:
     goes up (a version given back by a failed save is not committed, and is reused by its
     retry)."""
     for part in chunks(sorted({k for k in keys if k is not None})):
-        session.execute(_RAISE_MARKS, {"keys": list(part)})
+        _RAISE_MARKS.execute(session, {"keys": part})
 
 
 def in_flight(row: Any) -> bool:
@@ -362,10 +395,10 @@ def refresh_latest(session: Executor, keys: Iterable[str | None]) -> dict[str, i
     wanted = sorted({k for k in keys if k is not None})
     winners: dict[str, int | None] = {}
     for part in chunks(wanted):
-        winners.update((key, best) for key, best in session.execute(_WINNERS, {"keys": list(part)}))
+        winners.update((key, best) for key, best in _WINNERS.execute(session, {"keys": part}))
     scanned = _refresh_by_scan(session, [k for k in wanted if k not in winners])
     for part in chunks([k for k in wanted if k in winners]):
-        flagged = set(session.scalars(_FLAGGED, {"keys": list(part)}))
+        flagged = set(_FLAGGED.execute(session, {"keys": part}).scalars())
         best = {winners[k] for k in part} - {None}
         _set_latest(session, sorted(flagged - best), False)
         _set_latest(session, sorted(best - flagged), True)  # type: ignore[arg-type]
@@ -393,7 +426,7 @@ def _refresh_by_scan(session: Executor, wanted: list[str]) -> dict[str, int]:
 
 def _set_latest(session: Executor, ids: list[int], value: bool) -> None:
     for part in chunks(ids):
-        session.execute(_SET_LATEST, {"ids": list(part), "value": value})
+        _SET_LATEST.execute(session, {"ids": part}, value=value)
 
 
 def count_by_status(session: Session) -> dict[str, int]:
