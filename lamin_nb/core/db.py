@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 WRITE_LOCK_ID = 0x1A3117  # advisory lock key shared by all lamin_nb writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})"
 # what every PostgreSQL connection of lamin_nb passes to psycopg (the engine's and the probe's)
 PG_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 10, "application_name": "lamin_nb"}
 # the state a connect needs, in one statement: the schema version and whether recovery has work
@@ -177,7 +178,6 @@ class Database:
         loss in a power cut is repaired anyway (a reservation: its object at worst becomes an
         orphan for ``ln.repair``); the next durable commit flushes these frames too.
         """
-        from sqlalchemy import text
 
         self.check_identity()
         with self._write_engine.connect() as conn:
@@ -187,8 +187,8 @@ class Database:
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.begin():
-                    if self.is_postgres:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
+                    if self.is_postgres:  # the driver's SQL as is: nothing to compile per save
+                        conn.exec_driver_sql(PG_WRITE_LOCK)
                     yield conn
                     self.check_identity()
             finally:
