@@ -605,8 +605,9 @@ def predict_uids(artifacts: list[Artifact]) -> None:
     doing = f"looking up the versions of key {keys[0]!r}" + (
         f" and {len(keys) - 1} more" if len(keys) > 1 else ""
     )
-    with database_errors(doing), inst.db.read() as session:
-        found = families(session, keys)
+    # a Core connection, not an ORM session: this runs for every artifact made
+    with database_errors(doing), inst.db.read_rows() as conn:
+        found = families(conn, keys)
     for artifact in artifacts:
         family = found.get(artifact.key or "")
         if family is not None:

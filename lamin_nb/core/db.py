@@ -6,8 +6,9 @@ stable view of the artifact table (dedup, versions, latest flags) serialise on o
 lock held for their short transaction.
 
 SQLAlchemy is imported when the engine is first used, not when a ``Database`` is made: a
-connect to an up-to-date SQLite instance with nothing to recover reads its state with one
-query through the standard library (``Database.probe``) and never needs it.
+connect to an up-to-date instance with nothing to recover reads its state with one query
+through the driver alone (``Database.probe``: the standard library's sqlite3, or psycopg on
+PostgreSQL) and never needs it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ if TYPE_CHECKING:
 
 WRITE_LOCK_ID = 0x1A3117  # advisory lock key shared by all lamin_nb writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})"
+# what every PostgreSQL connection of lamin_nb passes to psycopg (the engine's and the probe's)
+PG_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 10, "application_name": "lamin_nb"}
+# the state a connect needs, in one statement: the schema version and whether recovery has work
+PROBE_SQL = (
+    "SELECT (SELECT version_num FROM alembic_version), EXISTS (SELECT 1 FROM "
+    f"{ARTIFACT_TABLE} WHERE status IN ({{marks}}))"
+)
 
 
 def create_db_engine(url: str) -> Engine:
@@ -38,11 +47,7 @@ def create_db_engine(url: str) -> Engine:
 
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": 10, "application_name": "lamin_nb"},
-    )
+    return create_engine(url, pool_pre_ping=True, connect_args=dict(PG_CONNECT_ARGS))
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -173,7 +178,6 @@ class Database:
         loss in a power cut is repaired anyway (a reservation: its object at worst becomes an
         orphan for ``ln.repair``); the next durable commit flushes these frames too.
         """
-        from sqlalchemy import text
 
         self.check_identity()
         with self._write_engine.connect() as conn:
@@ -183,8 +187,8 @@ class Database:
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.begin():
-                    if self.is_postgres:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_ID})
+                    if self.is_postgres:  # the driver's SQL as is: nothing to compile per save
+                        conn.exec_driver_sql(PG_WRITE_LOCK)
                     yield conn
                     self.check_identity()
             finally:
@@ -197,13 +201,18 @@ class Database:
 
     def probe(self) -> Probe | None:
         """The schema version and whether any row is unfinished, in one query through the
-        standard library's sqlite3 (no SQLAlchemy); None when that cannot tell (PostgreSQL, a
-        file or table that does not exist yet, a locked or unreadable file): then the caller
-        takes the full path (``migrate``, recovery).
-
-        The file is opened read-write without creating it, with the same busy timeout as the
-        engine, and its identity is recorded as the one this process opened.
+        driver alone (no SQLAlchemy); None when that cannot tell (a database, file or table
+        that does not exist yet, a locked or unreadable file, a server that cannot be
+        reached): then the caller takes the full path (``migrate``, recovery), which reports
+        what is wrong.
         """
+        if self.is_postgres:
+            return self._probe_postgres()
+        return self._probe_sqlite()
+
+    def _probe_sqlite(self) -> Probe | None:
+        """The file is opened read-write without creating it, with the same busy timeout as
+        the engine, and its identity is recorded as the one this process opened."""
         if self.file is None:
             return None
         before = file_identity(self.file)
@@ -218,9 +227,7 @@ class Database:
             return None
         try:
             version, unfinished = conn.execute(
-                "SELECT (SELECT version_num FROM alembic_version), EXISTS (SELECT 1 FROM "
-                f"{ARTIFACT_TABLE} WHERE status IN ({', '.join('?' for _ in UNFINISHED)}))",
-                UNFINISHED,
+                PROBE_SQL.format(marks=", ".join("?" for _ in UNFINISHED)), UNFINISHED
             ).fetchone()
         except sqlite3.Error:
             return None
@@ -229,6 +236,26 @@ class Database:
         if self._identity is None and before is not None:
             self._identity = before
         return Probe(version, bool(unfinished))
+
+    def _probe_postgres(self) -> Probe | None:
+        """psycopg alone, autocommit (one statement: no transaction to end), the engine's
+        connect arguments; the connection is closed at once (the engine opens its own when
+        first used). A server that cannot be reached raises here, as ``migrate`` would, rather
+        than being tried (and waited for) a second time."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(libpq_url(self.url), autocommit=True, **PG_CONNECT_ARGS)
+        except psycopg.Error as exc:
+            raise self._schema_error(exc) from exc
+        try:
+            with conn:
+                row = conn.execute(
+                    PROBE_SQL.format(marks=", ".join("%s" for _ in UNFINISHED)), UNFINISHED
+                ).fetchone()
+        except psycopg.Error:
+            return None  # no schema yet, a permission, ...: the full path says
+        return Probe(row[0], bool(row[1])) if row is not None else None
 
     def schema_version(self) -> str | None:
         from sqlalchemy import text
@@ -262,9 +289,12 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
-            raise InstanceError(
-                f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
-            ) from exc
+            raise self._schema_error(exc) from exc
+
+    def _schema_error(self, exc: BaseException) -> InstanceError:
+        return InstanceError(
+            f"cannot create or upgrade the schema of {mask_url(self.url)}: {driver_cause(exc)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -274,6 +304,12 @@ class Probe:
 
     version: str | None
     unfinished: bool
+
+
+def libpq_url(url: str) -> str:
+    """A ``postgresql+psycopg://`` URL as libpq reads it (the query, percent-escapes and all:
+    SQLAlchemy's psycopg dialect hands the same parts to libpq)."""
+    return "postgresql://" + url.split("://", 1)[1]
 
 
 def sqlite_file(url: str) -> Path | None:

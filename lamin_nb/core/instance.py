@@ -258,7 +258,8 @@ def connect(name: str | None = None) -> Instance:
 
 def _migrate(instance: Instance) -> Probe | None:
     """Bring the schema to head; Alembic runs only when the version differs. An up-to-date
-    SQLite instance is read with one plain query (``Database.probe``), without SQLAlchemy."""
+    instance is read with one plain query through its driver (``Database.probe``: sqlite3 or
+    psycopg), without SQLAlchemy."""
     state = instance.db.probe()
     if state is None or state.version != SCHEMA_VERSION:
         instance.db.migrate()

@@ -50,11 +50,15 @@ ROW_FIELDS = (
 SHARED_FIELDS = frozenset({"suffix", "hash_type", "otype", "storage", "created_by", "status"})
 
 
-def row_values(row: ArtifactRow | Row[Any]) -> tuple[Any, ...]:
+def row_values(row: ArtifactRow | Row[Any], is_latest: bool | None = None) -> tuple[Any, ...]:
     """What ``adopt_row`` takes from ``row``, as a plain tuple: a bulk save holds one per item
     between reading its rows back and its commit (a Row and the columns not adopted are
-    several times larger)."""
-    return (*(getattr(row, name) for name in ROW_FIELDS), row.hash)
+    several times larger). ``is_latest``: the flag to take instead of the row's."""
+    values = (*(getattr(row, name) for name in ROW_FIELDS), row.hash)
+    if is_latest is None:
+        return values
+    at = ROW_FIELDS.index("is_latest")
+    return (*values[:at], is_latest, *values[at + 1 :])
 
 
 class ArtifactRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -15,13 +15,17 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    exists,
     false,
     func,
     insert,
+    null,
     select,
     true,
+    union_all,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from .models import COMMITTED, DELETING, PENDING, ArtifactRow, FamilyRow, utcnow
@@ -38,10 +42,28 @@ def _many(name: str) -> Any:
     return bindparam(name, expanding=True)
 
 
+Match = Callable[[Any, str], Any]  # (column, parameter name) -> its WHERE condition
+
+
+class Either:
+    """A statement over lists of values, built twice: with expanding INs (rendered again for
+    every call, which costs more than SQLite takes to run a small statement) and with plain
+    equalities, for the one value per list that a single save passes."""
+
+    def __init__(self, build: Callable[[Match], Any]) -> None:
+        self.many = build(lambda col, name: col.in_(_many(name)))
+        self.one = build(lambda col, name: col == bindparam(name))
+
+    def execute(self, session: Executor, lists: dict[str, Sequence[Any]], **more: Any) -> Any:
+        if lists and all(len(v) == 1 for v in lists.values()):
+            return session.execute(self.one, {**{k: v[0] for k, v in lists.items()}, **more})
+        return session.execute(self.many, {**{k: list(v) for k, v in lists.items()}, **more})
+
+
 # Built once: a save runs these for every artifact, and building a statement costs more
 # than SQLite takes to run it.
-_BY_UID_OR_HASH = select(TABLE).where(
-    TABLE.c.uid.in_(_many("uids")) | TABLE.c.hash.in_(_many("hashes"))
+_BY_UID_OR_HASH = Either(
+    lambda match: select(TABLE).where(match(TABLE.c.uid, "uids") | match(TABLE.c.hash, "hashes"))
 )
 _BY_KEY = select(TABLE).where(TABLE.c.key.in_(_many("keys"))).order_by(TABLE.c.version)
 _BY_UID = select(TABLE).where(TABLE.c.uid.in_(_many("uids")))
@@ -49,7 +71,9 @@ _INSERT = insert(TABLE)
 _LATEST_INPUTS = select(
     TABLE.c.id, TABLE.c.key, TABLE.c.version, TABLE.c.is_latest, TABLE.c.status, TABLE.c.is_trashed
 ).where(TABLE.c.key.in_(_many("keys")))
-_SET_LATEST = update(TABLE).where(TABLE.c.id.in_(_many("ids"))).values(is_latest=bindparam("value"))
+_SET_LATEST = Either(
+    lambda match: update(TABLE).where(match(TABLE.c.id, "ids")).values(is_latest=bindparam("value"))
+)
 
 _HIGHEST = select(func.max(TABLE.c.version)).where(TABLE.c.key == FAMILY.c.key).scalar_subquery()
 # A key's look-ups walk the (key, version) index from its top: their cost does not grow with
@@ -59,31 +83,63 @@ _VISIBLE_OF_FAMILY = (
     TABLE.c.status == COMMITTED,
     TABLE.c.is_trashed == false(),
 )
-_FAMILIES = select(
-    FAMILY.c.key,
-    FAMILY.c.stem,
-    FAMILY.c.last_version,
-    _HIGHEST,
-    select(TABLE.c.description)
-    .where(*_VISIBLE_OF_FAMILY)
-    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
-    .limit(1)
-    .scalar_subquery(),
-).where(FAMILY.c.key.in_(_many("keys")))
-_WINNERS = select(
-    FAMILY.c.key,
+_VISIBLE_ID = (
     select(TABLE.c.id)
     .where(*_VISIBLE_OF_FAMILY)
     .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
     .limit(1)
-    .scalar_subquery(),
-).where(FAMILY.c.key.in_(_many("keys")))
-_FLAGGED = select(TABLE.c.id).where(TABLE.c.key.in_(_many("keys")), TABLE.c.is_latest == true())
+    .scalar_subquery()
+)
+_VISIBLE_DESCRIPTION = (
+    select(TABLE.c.description)
+    .where(*_VISIBLE_OF_FAMILY)
+    .order_by(TABLE.c.version.desc(), TABLE.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+def _families_and_unrecorded(match: Match) -> Any:
+    """What ``families`` reads, in one statement: the family rows, and every version of the
+    keys that have none (written before families were recorded, or rebuilt from objects). A
+    new key's look-up (a single save of one does two) is one round trip, not two. A family
+    row has no status; the other rows come ordered by version."""
+    return union_all(
+        select(
+            FAMILY.c.key,
+            FAMILY.c.stem,
+            FAMILY.c.last_version.label("mark"),
+            _HIGHEST.label("highest"),
+            _VISIBLE_DESCRIPTION.label("description"),
+            sql_cast(null(), TABLE.c.status.type).label("status"),
+            sql_cast(null(), TABLE.c.is_trashed.type).label("is_trashed"),
+        ).where(match(FAMILY.c.key, "keys")),
+        select(
+            TABLE.c.key,
+            TABLE.c.uid,
+            TABLE.c.version,
+            TABLE.c.version,
+            TABLE.c.description,
+            TABLE.c.status,
+            TABLE.c.is_trashed,
+        ).where(match(TABLE.c.key, "keys"), ~exists().where(FAMILY.c.key == TABLE.c.key)),
+    ).order_by("key", "mark")
+
+
+_FAMILIES_AND_UNRECORDED = Either(_families_and_unrecorded)
+_WINNERS = Either(
+    lambda match: select(FAMILY.c.key, _VISIBLE_ID).where(match(FAMILY.c.key, "keys"))
+)
+_FLAGGED = Either(
+    lambda match: select(TABLE.c.id).where(match(TABLE.c.key, "keys"), TABLE.c.is_latest == true())
+)
 _NEW_FAMILY = insert(FAMILY)
-_RAISE_MARKS = (
-    update(FAMILY)
-    .where(FAMILY.c.key.in_(_many("keys")), FAMILY.c.last_version < _HIGHEST)
-    .values(last_version=_HIGHEST)
+_RAISE_MARKS = Either(
+    lambda match: (
+        update(FAMILY)
+        .where(match(FAMILY.c.key, "keys"), FAMILY.c.last_version < _HIGHEST)
+        .values(last_version=_HIGHEST)
+    )
 )
 
 
@@ -105,6 +161,26 @@ _COMMIT = (
         (TABLE.c.is_latest, TABLE.c.key.is_(None)),
     )
     .returning(TABLE.c.uid)
+)
+
+
+# ``_COMMIT`` for one row of a single save: a plain equality (no expanding IN to render per
+# call) that returns the whole committed row, so the save need not read it back
+_COMMIT_ONE = (
+    update(TABLE)
+    .where(
+        TABLE.c.uid == bindparam("p_uid"),
+        TABLE.c.status == PENDING,
+        TABLE.c.owner == bindparam("p_owner"),
+    )
+    .ordered_values(
+        (TABLE.c.status, COMMITTED),
+        (TABLE.c.owner, None),
+        (TABLE.c.lease_expires_at, None),
+        (TABLE.c.updated_at, bindparam("p_now")),
+        (TABLE.c.is_latest, TABLE.c.key.is_(None)),
+    )
+    .returning(*TABLE.c)
 )
 
 
@@ -163,7 +239,7 @@ def by_uids_and_hashes(
     half = CHUNK // 2
     for start in range(0, max(len(uids), len(hashes)), half):
         part_u, part_h = uids[start : start + half], hashes[start : start + half]
-        for row in session.execute(_BY_UID_OR_HASH, {"uids": list(part_u), "hashes": list(part_h)}):
+        for row in _BY_UID_OR_HASH.execute(session, {"uids": part_u, "hashes": part_h}):
             if row.uid in wanted_uids:
                 found[row.uid] = row
             if row.hash in wanted_hashes and row.id not in seen:
@@ -196,22 +272,23 @@ class Family:
 
 def families(session: Executor, keys: Iterable[str]) -> dict[str, Family]:
     found: dict[str, Family] = {}
-    wanted = sorted(set(keys))
-    for part in chunks(wanted):
-        for key, stem, mark, highest, description in session.execute(
-            _FAMILIES, {"keys": list(part)}
-        ):
-            found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
-    missing = [k for k in wanted if k not in found]
-    if missing:  # rows written before families were recorded (or rebuilt from objects)
-        for key, rows in _rows_by_key(session, missing).items():
-            visible = [r for r in rows if r.status == COMMITTED and not r.is_trashed]
-            found[key] = Family(
-                rows[-1].uid[:16],
-                rows[-1].version + 1,
-                visible[-1].description if visible else None,
-                False,
-            )
+    unrecorded: dict[str, list[Any]] = defaultdict(list)  # key -> its rows, by version
+    for part in chunks(sorted(set(keys))):
+        for row in _FAMILIES_AND_UNRECORDED.execute(session, {"keys": part}):
+            key, stem, mark, highest, description, status, _ = row
+            if status is None:  # a family row
+                found[key] = Family(stem, max(mark, highest or 0) + 1, description, True)
+            else:
+                unrecorded[key].append(row)
+    for key, versions in unrecorded.items():
+        # columns: key, uid, version, version, description, status, is_trashed
+        visible = [r for r in versions if r[5] == COMMITTED and not r[6]]
+        found[key] = Family(
+            versions[-1][1][:16],
+            versions[-1][2] + 1,
+            visible[-1][4] if visible else None,
+            False,
+        )
     return found
 
 
@@ -227,15 +304,7 @@ def raise_marks(session: Executor, keys: Iterable[str | None]) -> None:
     goes up (a version given back by a failed save is not committed, and is reused by its
     retry)."""
     for part in chunks(sorted({k for k in keys if k is not None})):
-        session.execute(_RAISE_MARKS, {"keys": list(part)})
-
-
-def _rows_by_key(session: Executor, keys: Sequence[str]) -> dict[str, list[Row[Any]]]:
-    found: dict[str, list[Row[Any]]] = defaultdict(list)
-    for part in chunks(list(keys)):
-        for row in session.execute(_BY_KEY, {"keys": list(part)}):
-            found[row.key or ""].append(row)
-    return found
+        _RAISE_MARKS.execute(session, {"keys": part})
 
 
 def in_flight(row: Any) -> bool:
@@ -285,6 +354,14 @@ def set_hashes(session: Executor, hashes: dict[str, str], owner: str) -> None:
         )
 
 
+def commit_one(session: Executor, uid: str, owner: str) -> Row[Any] | None:
+    """``commit_pending`` for one uid: the committed row as the UPDATE returns it (None if
+    it is no longer pending under ``owner``). Its ``is_latest`` is final only for a row
+    without a key; a keyed row gets its flag from ``refresh_latest`` afterwards."""
+    params = {"p_uid": uid, "p_owner": owner, "p_now": utcnow()}
+    return session.execute(_COMMIT_ONE, params).first()
+
+
 def claim_pending(session: Executor, uids: Sequence[str], owner: str) -> list[str]:
     """Of ``uids``, those still pending under ``owner`` (a repair may have rolled some back)."""
     mine: list[str] = []
@@ -325,22 +402,25 @@ def statuses(session: Executor, uids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def refresh_latest(session: Executor, keys: Iterable[str | None]) -> None:
-    """Exactly one latest per key: the highest committed, untrashed version."""
+def refresh_latest(session: Executor, keys: Iterable[str | None]) -> dict[str, int | None]:
+    """Exactly one latest per key: the highest committed, untrashed version. Returns the id
+    now flagged per key (None: no visible version)."""
     wanted = sorted({k for k in keys if k is not None})
     winners: dict[str, int | None] = {}
     for part in chunks(wanted):
-        winners.update((key, best) for key, best in session.execute(_WINNERS, {"keys": list(part)}))
-    _refresh_by_scan(session, [k for k in wanted if k not in winners])
+        winners.update((key, best) for key, best in _WINNERS.execute(session, {"keys": part}))
+    scanned = _refresh_by_scan(session, [k for k in wanted if k not in winners])
     for part in chunks([k for k in wanted if k in winners]):
-        flagged = set(session.scalars(_FLAGGED, {"keys": list(part)}))
+        flagged = set(_FLAGGED.execute(session, {"keys": part}).scalars())
         best = {winners[k] for k in part} - {None}
         _set_latest(session, sorted(flagged - best), False)
         _set_latest(session, sorted(best - flagged), True)  # type: ignore[arg-type]
+    return {**{k: None for k in wanted}, **winners, **scanned}
 
 
-def _refresh_by_scan(session: Executor, wanted: list[str]) -> None:
+def _refresh_by_scan(session: Executor, wanted: list[str]) -> dict[str, int]:
     """``refresh_latest`` for keys without a family row: reads every version."""
+    found: dict[str, int] = {}
     for part in chunks(wanted):
         best: dict[str, tuple[int, int]] = {}
         flags: dict[int, bool] = {}
@@ -353,11 +433,13 @@ def _refresh_by_scan(session: Executor, wanted: list[str]) -> None:
         winners = {row_id for _, row_id in best.values()}
         _set_latest(session, [i for i, f in flags.items() if f and i not in winners], False)
         _set_latest(session, [i for i in winners if not flags[i]], True)
+        found.update((key, row_id) for key, (_, row_id) in best.items())
+    return found
 
 
 def _set_latest(session: Executor, ids: list[int], value: bool) -> None:
     for part in chunks(ids):
-        session.execute(_SET_LATEST, {"ids": list(part), "value": value})
+        _SET_LATEST.execute(session, {"ids": part}, value=value)
 
 
 def count_by_status(session: Session) -> dict[str, int]:

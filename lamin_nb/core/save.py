@@ -794,10 +794,13 @@ class SaveRun:
                 ready = [i for i in ready if i.index not in same]
                 hashes = {i.artifact.uid: i.artifact.digest for i in ready if i.sets_hash}
                 rows.set_hashes(session, hashes, self.owner)  # type: ignore[arg-type]
-                mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
-                rows.refresh_latest(session, [i.artifact.key for i in ready])
-                rows.raise_marks(session, [i.artifact.key for i in ready])
-                stored = {row.uid: row_values(row) for row in rows.iter_by_uids(session, mine)}
+                if len(ready) == 1:
+                    stored = self._commit_one(session, ready[0])
+                else:
+                    mine = rows.commit_pending(session, [i.artifact.uid for i in ready], self.owner)
+                    rows.refresh_latest(session, [i.artifact.key for i in ready])
+                    rows.raise_marks(session, [i.artifact.key for i in ready])
+                    stored = {row.uid: row_values(row) for row in rows.iter_by_uids(session, mine)}
         except Exception as exc:
             self._undo(items, S.FAILED, f"could not commit: {describe(exc)}", exc, db_kind(exc))
             return
@@ -834,6 +837,18 @@ class SaveRun:
         for item in items:
             item.reserved = False  # a row left (a failed removal) is repair's
             self._dedup(item, same[item.index])
+
+    def _commit_one(self, session: Any, item: Item) -> dict[str, tuple[Any, ...]]:
+        """The commit's statements for a single item: the UPDATE returns the row, so it is not
+        read back; only its latest flag comes from ``refresh_latest``."""
+        row = rows.commit_one(session, item.artifact.uid, self.owner)
+        if row is None:  # rolled back meanwhile (repair, recovery): not ours to commit
+            return {}
+        if row.key is None:
+            return {row.uid: row_values(row)}
+        winners = rows.refresh_latest(session, [row.key])
+        rows.raise_marks(session, [row.key])
+        return {row.uid: row_values(row, is_latest=winners.get(row.key) == row.id)}
 
     def _stage(self, items: list[Item]) -> None:
         """Step 5 inside ``ln.transaction()``: the block's end commits. The rows stay pending

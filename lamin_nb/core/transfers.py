@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from . import onepass, recovery, rows
 from .errors import NotFoundError, StorageError
@@ -94,10 +94,12 @@ def taken_by_others(session: Any, uids: list[str], owner: str) -> set[str]:
 
 
 # built once: every save runs it, and building it cost more than SQLite takes to answer
-_JOURNALED_FROM = select(TABLE).where(
-    TABLE.c.source_path.in_(bindparam("paths", expanding=True)),
-    TABLE.c.status == PENDING,
-    TABLE.c.transfer_id.is_not(None),
+_JOURNALED_FROM = rows.Either(
+    lambda match: select(TABLE).where(
+        match(TABLE.c.source_path, "paths"),
+        TABLE.c.status == PENDING,
+        TABLE.c.transfer_id.is_not(None),
+    )
 )
 
 
@@ -106,7 +108,7 @@ def changed_sources(session: Any, paths: list[str]) -> dict[str, Any]:
     whose file changed since why the save starts over."""
     found: dict[str, Any] = {}
     for part in rows.chunks(sorted(set(paths))):
-        for row in session.execute(_JOURNALED_FROM, {"paths": list(part)}):
+        for row in _JOURNALED_FROM.execute(session, {"paths": part}):
             if not rows.in_flight(row):
                 found.setdefault(row.source_path, row)
     return found

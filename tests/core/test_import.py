@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 HEAVY = [
     "IPython",
@@ -98,13 +101,23 @@ def test_widgets_never_import_the_jupyter_layer():
     assert offenders == []
 
 
-def test_connect_to_a_current_schema_runs_neither_alembic_nor_sqlalchemy(tmp_path, make_file):
-    """An up-to-date SQLite instance with nothing to recover is read with one plain query:
-    a fresh process's ``ln.connect()`` imports neither Alembic nor SQLAlchemy (they are what
-    made a connect slow), and a save afterwards works as always."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """The instance's database: None (SQLite in the settings folder) or a scratch PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_connect_to_a_current_schema_runs_neither_alembic_nor_sqlalchemy(
+    tmp_path, make_file, db_url
+):
+    """An up-to-date instance with nothing to recover is read with one plain query through
+    the driver (sqlite3, psycopg): a fresh process's ``ln.connect()`` imports neither Alembic
+    nor SQLAlchemy (they are what made a connect slow), and a save afterwards works as always."""
     import lamin_nb as ln
 
-    ln.init(storage=str(tmp_path / "s"))
+    ln.init(storage=str(tmp_path / "s"), db=db_url)
     ln.Artifact(make_file(), key="before.bin").save()
     loaded = _modules_after("import lamin_nb as ln\nln.connect()")
     assert "alembic" not in loaded and "sqlalchemy" not in loaded
@@ -116,27 +129,41 @@ def test_connect_to_a_current_schema_runs_neither_alembic_nor_sqlalchemy(tmp_pat
     assert "sqlalchemy" in loaded  # a save uses the engine, made on first use
 
 
-def test_connect_still_recovers_an_expired_row_in_a_fresh_process(tmp_path, make_file):
+def test_connect_still_recovers_an_expired_row_in_a_fresh_process(tmp_path, make_file, db_url):
     """The cheap check on connect sees unfinished rows: an expired pending row (a writer that
     crashed) is still rolled back there, its object removed."""
-    import sqlite3
-
     import lamin_nb as ln
     from lamin_nb.core.instance import current
 
-    ln.init(storage=str(tmp_path / "s"))
+    ln.init(storage=str(tmp_path / "s"), db=db_url)
     artifact = ln.Artifact(make_file(), key="crashed.bin").save()
     stored = current().storage.local_path(artifact.object_name)
     assert stored is not None and stored.exists()
-    db = current().db.file
+    crash = (
+        "UPDATE lamin_artifact SET status = 'pending', owner = 'elsewhere:1', "
+        "lease_expires_at = '2000-01-01 00:00:00.000000' WHERE uid = {mark}"
+    )
+    db = current().db
     ln.disconnect()
-    with sqlite3.connect(db) as conn:  # what a writer killed after its upload leaves
-        conn.execute(
-            "UPDATE lamin_artifact SET status = 'pending', owner = 'elsewhere:1', "
-            "lease_expires_at = '2000-01-01 00:00:00.000000' WHERE uid = ?",
-            (artifact.uid,),
-        )
-    _modules_after("import lamin_nb as ln\nln.connect()")
-    with sqlite3.connect(db) as conn:
-        left = conn.execute("SELECT count(*) FROM lamin_artifact").fetchone()[0]
+    _run_sql(db, crash, (artifact.uid,))  # what a writer killed after its upload leaves
+    _modules_after("import lamin_nb as ln\nln.connect()")  # only the fresh process recovers
+    left = _run_sql(db, "SELECT count(*) FROM lamin_artifact", ())
     assert left == 0 and not stored.exists()
+
+
+def _run_sql(db: Any, sql: str, params: tuple[Any, ...]) -> Any:
+    """One statement through the driver alone, behind lamin_nb's back; its first value."""
+    import sqlite3
+
+    if db.file is not None:
+        with sqlite3.connect(db.file) as conn:
+            row = conn.execute(sql.format(mark="?"), params).fetchone()
+    else:
+        import psycopg
+
+        from lamin_nb.core.db import libpq_url
+
+        with psycopg.connect(libpq_url(db.url), autocommit=True) as conn:
+            cur = conn.execute(sql.format(mark="%s"), params)
+            row = cur.fetchone() if cur.description else None
+    return row[0] if row else None

@@ -51,3 +51,28 @@ def test_fault_during_new_version(backend, make_file, point):
         ln.save([ln.Artifact(make_file(b"v2 content"), key=KEY)], atomic=True)
     faults.configure(None)
     _assert_v1_intact(v1)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+def test_a_key_without_a_family_row_keeps_its_stem_and_versions(backend, make_file, bulk):
+    """Rows written before families were recorded (or rebuilt from objects) have no family
+    row: the look-up reads their versions in the same statement, and a new version still
+    takes the family's stem, the next number and the visible version's description."""
+    from sqlalchemy import text
+
+    from lamin_nb.core.instance import current
+
+    v1 = ln.Artifact(make_file(b"v1 content"), key=KEY, description="first").save()
+    v2 = ln.Artifact(make_file(b"v2 content"), key=KEY).save()
+    with current().db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM lamin_family"))
+    v3 = ln.Artifact(make_file(b"v3 content"), key=KEY)
+    assert v3.uid[:16] == v1.uid[:16]  # predicted at construction
+    if bulk:
+        ln.save([v3, ln.Artifact(make_file(b"another"), key="results/other.csv")])
+    else:
+        v3.save()
+    assert v3.uid[:16] == v1.uid[:16] and v3.version == 3 and v3.is_latest
+    assert v3.description == v2.description == "first"
+    assert not ln.Artifact.get(v2.uid).is_latest
+    assert_i1_i2_i3()
