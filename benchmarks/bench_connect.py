@@ -21,20 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 TARGET_MS = 120.0
-PG_ADMIN_URL = os.environ.get(
-    "LAMIN_NB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+# the scratch database of the transaction benchmark (this folder is on sys.path when run)
+from bench_transaction import scratch_pg  # noqa: E402
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -52,20 +49,6 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def _minus_start(values: list[float], start: list[float]) -> float:
     """Median of the paired differences (same round), in ms."""
     return statistics.median(v - p for v, p in zip(values, start, strict=True)) * 1000
-
-
-def scratch_pg() -> tuple[str, Callable[[], None]]:
-    import psycopg
-
-    name = f"lamin_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def bare_connect(py: str, scratch: Path, db_url: str | None) -> list[str]:

@@ -143,6 +143,16 @@ _RAISE_MARKS = Either(
 )
 
 
+# an artifact without a key is its own family, hence its own latest version; keyed rows
+# get their flag from refresh_latest in the same transaction. Ordered: the statement
+# reads "SET status=..." first (a test hooks on it)
+_COMMITTED_VALUES: tuple[tuple[Any, Any], ...] = (
+    (TABLE.c.status, COMMITTED),
+    (TABLE.c.owner, None),
+    (TABLE.c.lease_expires_at, None),
+    (TABLE.c.updated_at, bindparam("p_now")),
+    (TABLE.c.is_latest, TABLE.c.key.is_(None)),
+)
 _COMMIT = (
     update(TABLE)
     .where(
@@ -150,16 +160,7 @@ _COMMIT = (
         TABLE.c.status == PENDING,
         TABLE.c.owner == bindparam("p_owner"),
     )
-    # an artifact without a key is its own family, hence its own latest version; keyed rows
-    # get their flag from refresh_latest in the same transaction. Ordered: the statement
-    # reads "SET status=..." first (a test hooks on it)
-    .ordered_values(
-        (TABLE.c.status, COMMITTED),
-        (TABLE.c.owner, None),
-        (TABLE.c.lease_expires_at, None),
-        (TABLE.c.updated_at, bindparam("p_now")),
-        (TABLE.c.is_latest, TABLE.c.key.is_(None)),
-    )
+    .ordered_values(*_COMMITTED_VALUES)
     .returning(TABLE.c.uid)
 )
 
@@ -173,13 +174,7 @@ _COMMIT_ONE = (
         TABLE.c.status == PENDING,
         TABLE.c.owner == bindparam("p_owner"),
     )
-    .ordered_values(
-        (TABLE.c.status, COMMITTED),
-        (TABLE.c.owner, None),
-        (TABLE.c.lease_expires_at, None),
-        (TABLE.c.updated_at, bindparam("p_now")),
-        (TABLE.c.is_latest, TABLE.c.key.is_(None)),
-    )
+    .ordered_values(*_COMMITTED_VALUES)
     .returning(*TABLE.c)
 )
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -148,6 +149,22 @@ class Child:
                 return True
             time.sleep(0.005)
         raise TimeoutError("the child made no progress")
+
+
+def wait_all(children: list[Child]) -> list[tuple[dict[str, Any], str]]:
+    """Every child's result, each read in its own thread (a child blocked on a full pipe would
+    otherwise stall the others)."""
+    results: list[tuple[dict[str, Any], str]] = [({}, "")] * len(children)
+
+    def collect(i: int) -> None:
+        results[i] = children[i].wait()
+
+    threads = [threading.Thread(target=collect, args=(i,)) for i in range(len(children))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def save_in_child(path: Path, key: str, **kwargs: Any) -> tuple[dict[str, Any], str]:

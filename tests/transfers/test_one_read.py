@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 import lamin_nb as ln
-from tests.transfers.conftest import S3_SIZE, Child, S3Target
+from tests.transfers.conftest import S3_SIZE, Child, S3Target, wait_all
 
 MiB = 1024 * 1024
 LOCAL = 80 * MiB  # above the one-read threshold (64 MiB), small for a shared machine
@@ -138,13 +137,7 @@ def test_two_processes_saving_the_same_new_content_leave_one_artifact(
     """Both write it (neither knows its hash yet); the commit dedups the second: one
     artifact, no orphan object, no multipart upload left."""
     path = big_file(S3_SIZE)
-    results: list[tuple[dict[str, object], str]] = []
-    children = [Child(path, "big.bin") for _ in range(2)]
-    threads = [threading.Thread(target=lambda c=c: results.append(c.wait())) for c in children]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = wait_all([Child(path, "big.bin") for _ in range(2)])
     uids = {r.get("uid") for r, _ in results}
     assert len(uids) == 1 and None not in uids, results
     uid = str(uids.pop())
@@ -275,13 +268,7 @@ def test_two_processes_on_postgresql_leave_one_artifact(tmp_path: Path, pg_url: 
     path = _random_file(tmp_path / "big.bin", LOCAL)
     copy = tmp_path / "copy.bin"  # another file, the same bytes: no journal ties them
     copy.write_bytes(path.read_bytes())
-    results: list[tuple[dict[str, object], str]] = []
-    children = [Child(p, "big.bin") for p in (path, copy)]
-    threads = [threading.Thread(target=lambda c=c: results.append(c.wait())) for c in children]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = wait_all([Child(p, "big.bin") for p in (path, copy)])
     uids = {r.get("uid") for r, _ in results}
     assert len(uids) == 1 and None not in uids, results
     assert ln.Artifact.filter().count() == 1

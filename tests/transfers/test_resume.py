@@ -6,7 +6,6 @@ Bytes are counted by a TCP proxy between lamin_nb and the server, never by lamin
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from tests.transfers.conftest import (
     Child,
     S3Target,
     save_in_child,
+    wait_all,
 )
 
 # what a request adds to its body (headers, signatures, the checksum trailer), generously
@@ -182,13 +182,7 @@ def test_two_processes_resuming_at_once_never_send_a_part_twice(
     uid, _upload, held = _interrupted_upload(s3)
     _check_kind(uid, row_kind)
     s3.proxy.reset()
-    results: list[tuple[dict[str, object], str]] = []
-    children = [Child(path, "big.bin") for _ in range(2)]
-    threads = [threading.Thread(target=lambda c=c: results.append(c.wait())) for c in children]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = wait_all([Child(path, "big.bin") for _ in range(2)])
     uids = {r["uid"] for r, _ in results}
     assert len(uids) == 1 and None not in uids, results
     missing = S3_SIZE - held
