@@ -119,6 +119,21 @@ def test_a_small_s3_prefix_is_listed_in_one_request(s3_server):
     assert (storage.listing.requests, storage.listing.ranges) == (1, 0)
 
 
+def test_a_file_system_that_has_sent_nothing_yet_lists(s3_server):
+    """The first request of a new S3 file system can be a listing (a Jupyter server's check):
+    s3fs makes its client only then."""
+    import s3fs
+
+    url = f"s3://{s3_server.new_bucket()}/team"
+    filled = open_storage(url)
+    assert isinstance(filled, S3Storage)
+    _fill(filled, _names(30))
+    s3fs.S3FileSystem.clear_instance_cache()
+    fresh = open_storage(url)
+    assert isinstance(fresh, S3Storage) and fresh.fs is not filled.fs
+    assert len(list(fresh.list_objects())) == 30
+
+
 @pytest.mark.parametrize("estimate", [2_000, 300_000, 10_000_000, 100_000_000])
 def test_the_ranges_cover_every_name_once_in_order(estimate):
     ranges = s3list.plan(estimate)

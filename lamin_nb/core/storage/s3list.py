@@ -210,6 +210,8 @@ async def _page(
         kwargs["StartAfter"] = prefix + bounds.after
     stats.requests += 1
     if LEAN:
+        # a file system that has sent nothing yet has no client: s3fs makes it on first use
+        await fs.set_session()
         client = await fs.get_s3(bucket)
         client.meta.events.register(PARSE_EVENT, _keep_body, unique_id=RAW_BODY)
     wanted = _raw_wanted.set(LEAN)
